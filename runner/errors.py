@@ -1,0 +1,65 @@
+"""Errors a user can cause and fix: they end a run with one line, never a traceback.
+
+Everything else (a bug in this project) keeps its full traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+
+class UserError(Exception):
+    """Bad input from the user: a config value, a missing or corrupt file, a bad checkpoint."""
+
+
+class ConfigError(UserError):
+    """A config value outside what is allowed. The message starts with the key, so that the
+    caller can prefix the config group (``hidden_units=0 ...`` -> ``model.hidden_units=0 ...``)."""
+
+
+class DataError(UserError):
+    """Data files missing, unreadable or corrupt."""
+
+
+def check(ok: bool, key: str, value: Any, allowed: str) -> None:
+    """Raise ``ConfigError("key=value is invalid; allowed: ...")`` unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is invalid; allowed: {allowed}")
+
+
+def check_int(key: str, value: Any, minimum: int) -> int:
+    """An integer (not a bool, not a float) >= minimum."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    check(ok, key, value, f"an integer >= {minimum}")
+    return value
+
+
+def check_positive(key: str, value: Any) -> float:
+    """A real number > 0."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    check(ok, key, value, "a number > 0")
+    return float(value)
+
+
+def check_choice(key: str, value: Any, choices: list[str] | tuple[str, ...]) -> str:
+    check(value in choices, key, value, "one of " + ", ".join(choices))
+    return value
+
+
+def with_prefix(prefix: str, build: Callable[[], Any]) -> Any:
+    """Call ``build()``; re-raise a ConfigError from inside it with ``prefix.`` before the key.
+
+    ``hydra.utils.instantiate`` wraps exceptions from constructors in an InstantiationException
+    whose message holds the whole call; the ConfigError we raised is its ``__cause__``.
+    """
+    try:
+        return build()
+    except Exception as exc:  # noqa: BLE001 - we look for our own error in the chain
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, ConfigError):
+                raise ConfigError(f"{prefix}.{cause}") from None
+            if isinstance(cause, UserError):
+                raise type(cause)(str(cause)) from None
+            cause = cause.__cause__
+        raise
