@@ -1,0 +1,143 @@
+"""KMNISTClassifier: one LightningModule for NetLin, NetFull and NetConv."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from lightning_modules.kmnist_nets import NETS, NetConv, NetFull, NetLin
+from runner.errors import check, check_choice, check_int, check_positive
+
+# Where each stage's metrics are logged. The per-epoch evaluation ('val') runs on the test split,
+# as the reference does after every epoch, so its curves are named */test. The final
+# `trainer.test` pass goes under hp/ so that TensorBoard's HPARAMS tab can compare runs by it.
+LOG_NAMES = {"val": {"loss": "loss/test", "acc": "acc/test"}, "test": {"loss": "hp/loss_test", "acc": "hp/acc_test"}}
+
+
+class KMNISTClassifier(pl.LightningModule):
+    """Model, NLL loss, SGD and metrics of the KMNIST study.
+
+    Built from plain arguments (not an ``nn.Module``) so that checkpoints stay small and
+    ``load_from_checkpoint`` works.
+
+    Args:
+        net: ``lin``, ``full`` or ``conv``.
+        hidden_units: H of NetFull (required for ``full``, must be null for the others).
+        lr, momentum, weight_decay: SGD settings (reference: 0.01, 0.5, 0).
+        num_classes: 10 for KMNIST.
+
+    After each evaluation epoch the module exposes ``last_eval[stage]`` (stage ``val`` or
+    ``test``): ``{"loss": float, "acc": float, "confusion": LongTensor (C, C)}`` with rows = true
+    class and columns = predicted, reduced over all devices. Callbacks draw from it.
+    """
+
+    def __init__(
+        self,
+        net: str = "conv",
+        hidden_units: Optional[int] = None,
+        lr: float = 0.01,
+        momentum: float = 0.5,
+        weight_decay: float = 0.0,
+        num_classes: int = 10,
+    ):
+        super().__init__()
+        check_choice("net", net, tuple(NETS))
+        if net == "full":
+            check_int("hidden_units", hidden_units, 1)
+        else:
+            check(hidden_units is None, "hidden_units", hidden_units, f"null (net={net} has no hidden layer size)")
+        check_positive("lr", lr)
+        check(isinstance(momentum, (int, float)) and 0 <= momentum < 1, "momentum", momentum, "a number in [0, 1)")
+        check(isinstance(weight_decay, (int, float)) and weight_decay >= 0, "weight_decay", weight_decay, "a number >= 0")
+        check_int("num_classes", num_classes, 2)
+        self.save_hyperparameters()
+
+        self.net: nn.Module = NetFull(hidden_units, num_classes) if net == "full" else NETS[net](num_classes)
+        # nan_strategy="disable": the default NaN check costs a host sync on every training step.
+        self.train_loss = MeanMetric(nan_strategy="disable")
+        self.eval_metrics = nn.ModuleDict(
+            {
+                stage: nn.ModuleDict(
+                    {
+                        "loss": MeanMetric(nan_strategy="disable"),
+                        "acc": MulticlassAccuracy(num_classes, average="micro"),
+                        "confusion": MulticlassConfusionMatrix(num_classes),
+                    }
+                )
+                for stage in ("val", "test")
+            }
+        )
+        self.last_eval: dict[str, dict] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, 28, 28) images -> (N, C) log-probabilities."""
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.nll_loss(self(x), y)
+        self.train_loss.update(loss.detach(), weight=y.shape[0])
+        return loss
+
+    def on_train_epoch_end(self):
+        self.log("loss/train", self.train_loss.compute(), sync_dist=True)  # reduced by compute(), see below
+        self.train_loss.reset()
+
+    def _eval_step(self, batch, stage: str):
+        x, y = batch
+        logp = self(x)
+        preds = logp.argmax(dim=1)
+        metrics = self.eval_metrics[stage]
+        metrics["loss"].update(F.nll_loss(logp, y, reduction="none"))  # mean over images = summed NLL / N
+        metrics["acc"].update(preds, y)
+        metrics["confusion"].update(preds, y)
+
+    def _eval_epoch_end(self, stage: str):
+        # compute() reduces across devices; it runs on every rank (never inside a rank-zero-only hook).
+        metrics = self.eval_metrics[stage]
+        loss, acc, confusion = (metrics[k].compute() for k in ("loss", "acc", "confusion"))
+        for m in metrics.values():
+            m.reset()
+        # The values are already reduced over devices (equal on every rank); sync_dist=True only
+        # averages equal numbers, and tells Lightning they are global.
+        self.log(LOG_NAMES[stage]["loss"], loss, sync_dist=True)
+        self.log(LOG_NAMES[stage]["acc"], acc, sync_dist=True)
+        self.last_eval[stage] = {"loss": float(loss), "acc": float(acc), "confusion": confusion.long().cpu()}
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self):
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self):
+        self._eval_epoch_end("test")
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        return torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+
+    def test_summary(self) -> dict:
+        """Final test figures for results.json (call after ``trainer.test``)."""
+        ev = self.last_eval["test"]
+        cm = ev["confusion"]
+        correct, total = int(cm.trace()), int(cm.sum())
+        return {
+            "test_loss": ev["loss"],
+            "test_acc": correct / total,  # exact; the logged torchmetrics value is the same in float32
+            "test_correct": correct,
+            "test_total": total,
+            "confusion_matrix": cm.tolist(),
+        }
+
+
+__all__ = ["KMNISTClassifier", "NetLin", "NetFull", "NetConv"]

@@ -1,0 +1,58 @@
+"""The three KMNIST networks of the reference study, as plain ``nn.Module``s.
+
+Input: images ``(N, 1, 28, 28)``, normalised to [-1, 1]. Output: log-probabilities ``(N, 10)``
+(log_softmax, so the loss is NLL exactly as in the reference).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class NetLin(nn.Module):
+    """flatten -> Linear(784, 10) -> log_softmax. 7,850 parameters."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.fc = nn.Linear(28 * 28, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(self.fc(x.flatten(1)), dim=1)
+
+
+class NetFull(nn.Module):
+    """flatten -> Linear(784, H) -> tanh -> Linear(H, 10) -> log_softmax.
+
+    ``795 H + 10`` parameters: 75,535 for the reference's H = 95.
+    """
+
+    def __init__(self, hidden_units: int = 95, num_classes: int = 10):
+        super().__init__()
+        self.fc1 = nn.Linear(28 * 28, hidden_units)
+        self.fc2 = nn.Linear(hidden_units, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(self.fc2(torch.tanh(self.fc1(x.flatten(1)))), dim=1)
+
+
+class NetConv(nn.Module):
+    """Two 3x3 conv blocks (16 and 32 channels, 'same' padding, ReLU, 2x2 max-pool: 28 -> 14 -> 7),
+    then Linear(32*7*7 = 1568, 128) -> ReLU -> Linear(128, 10) -> log_softmax. 206,922 parameters."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(16, 32, kernel_size=3, padding=1)
+        self.fc1 = nn.Linear(32 * 7 * 7, 128)
+        self.fc2 = nn.Linear(128, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)  # (N, 16, 14, 14)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)  # (N, 32, 7, 7)
+        x = F.relu(self.fc1(x.flatten(1)))  # (N, 128)
+        return F.log_softmax(self.fc2(x), dim=1)
+
+
+NETS = {"lin": NetLin, "full": NetFull, "conv": NetConv}
