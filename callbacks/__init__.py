@@ -1,0 +1,7 @@
+"""Callbacks that look inside a run: figures, tables, timing."""
+
+from callbacks.confused_examples import ConfusedExamplesCallback
+from callbacks.confusion import ConfusionMatrixCallback, top_confusions
+from callbacks.timer import TrainTimer
+
+__all__ = ["ConfusionMatrixCallback", "ConfusedExamplesCallback", "TrainTimer", "top_confusions"]

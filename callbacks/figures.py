@@ -1,0 +1,35 @@
+"""Where figures go: TensorBoard (when a TensorBoardLogger is attached) and PNG files.
+
+Figures are ``matplotlib.figure.Figure`` objects built without pyplot, so no global figure
+state accumulates over a long run and no display is needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: never try to open a window
+
+from matplotlib.figure import Figure  # noqa: E402
+from pytorch_lightning.loggers import TensorBoardLogger  # noqa: E402
+
+
+def tensorboard_writer(trainer):
+    """The SummaryWriter of the first TensorBoardLogger among ``trainer.loggers``, or None."""
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+def publish(trainer, fig: Figure, tag: str, png: Path | None = None) -> None:
+    """Log ``fig`` to TensorBoard under ``tag`` at the current global step, and save it as PNG."""
+    writer = tensorboard_writer(trainer)
+    if png is not None:
+        png.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(png, dpi=100)
+    if writer is not None:
+        writer.add_figure(tag, fig, global_step=trainer.global_step, close=False)
+        writer.flush()
