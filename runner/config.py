@@ -1,0 +1,152 @@
+"""From a composed Hydra config to objects, with every user mistake reported in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from runner.errors import ConfigError, UserError, check_int, with_prefix
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def run_name(experiment: str | None, model: str | None) -> str:
+    """The run's name: the experiment's, or the model config's when no experiment is chosen."""
+    return str(experiment or model or "run")
+
+
+def register_resolvers() -> None:
+    """``${run_name:...}`` used by ``conf/train.yaml``; call before composing a config."""
+    if not OmegaConf.has_resolver("run_name"):
+        OmegaConf.register_new_resolver("run_name", run_name)
+
+
+def group_options(conf_dir: Path = CONF_DIR) -> dict[str, list[str]]:
+    """Config group -> the option names in it (``experiment`` -> ``[kmnist_conv, ...]``)."""
+    return {
+        d.name: sorted(p.stem for p in d.glob("*.yaml"))
+        for d in sorted(conf_dir.iterdir())
+        if d.is_dir() and d.name != "hydra"
+    }
+
+
+def check_group_choices(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
+    """Refuse ``experiment=nope`` (also inside a sweep, ``experiment=a,nope``) with one line
+    naming the allowed options, before Hydra composes anything (its own message spans a dozen lines).
+
+    Only our config groups are checked; an override the parser cannot read is named.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    options = group_options(conf_dir)
+    parser = OverridesParser.create()
+    parsed = []
+    for text in overrides:
+        if text.startswith("-"):
+            continue
+        try:
+            parsed += parser.parse_overrides([text])
+        except HydraException as exc:
+            reason = " ".join(str(exc).split("\nSee https://hydra.cc")[0].split())
+            raise ConfigError(f"cannot read the override {text!r}: {reason}") from None
+    for o in parsed:
+        if o.key_or_group not in options or o.is_delete():
+            continue
+        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.value()]
+        for value in values:
+            if value is None or value == "null":
+                continue
+            if not isinstance(value, str) or value not in options[o.key_or_group]:
+                raise ConfigError(
+                    f"{o.key_or_group}={value!r} is not a known {o.key_or_group}; allowed: {', '.join(options[o.key_or_group])}"
+                )
+
+
+def check_composes(overrides: list[str], conf_dir: Path = CONF_DIR, config_name: str = "train") -> None:
+    """Compose the config once before Hydra does, so that a typo in a key or a value that cannot
+    be parsed is one line (``Could not override 'trainer.limt'... (Key 'limt' is not in struct)``)
+    instead of Hydra's multi-line report.
+
+    Skipped when Hydra flags are given (``-m``, ``--cfg``, ``--help``...): Hydra handles those.
+    """
+    if any(o.startswith("-") for o in overrides):
+        return
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            compose(config_name, overrides=overrides)
+    except HydraException as exc:
+        message = str(exc).split("\nSee https://hydra.cc")[0]
+        if exc.__cause__ is not None:
+            message += f" ({str(exc.__cause__).splitlines()[0]})"
+        raise ConfigError(" ".join(message.split())) from None
+
+
+def preflight(overrides: list[str]) -> None:
+    """Every check that can run before Hydra starts the job."""
+    register_resolvers()
+    check_group_choices(overrides)
+    check_composes(overrides)
+
+
+def _is_config_mistake(exc: BaseException) -> bool:
+    """Exceptions a constructor raises for bad arguments (not bugs deeper down)."""
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    return isinstance(exc, (TypeError, ValueError, MisconfigurationException))
+
+
+def instantiate_group(node: DictConfig, key: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate(node, **kwargs)``; a bad value comes back as one line starting
+    with ``key`` (``model.hidden_units=0 is invalid; allowed: an integer >= 1``)."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    def build():
+        try:
+            return instantiate(node, **kwargs)
+        except InstantiationException as exc:
+            cause = exc.__cause__
+            if cause is not None and not isinstance(cause, UserError) and _is_config_mistake(cause):
+                raise UserError(f"{key}: {cause}") from None  # already names the group: no prefix
+            raise
+
+    return with_prefix(key, build)
+
+
+def check_trainer(trainer_cfg: DictConfig) -> None:
+    """Values Lightning would accept but that make no sense for a training run."""
+    with_prefix("trainer", lambda: check_int("max_epochs", trainer_cfg.get("max_epochs"), 1))
+
+
+def check_checkpoint(ckpt_path: str | None, model) -> str | None:
+    """Make sure ``ckpt_path`` is a readable Lightning checkpoint of this very model, so that a
+    wrong path or a checkpoint of another network is one clear line, not a long traceback."""
+    if ckpt_path is None:
+        return None
+    import torch
+
+    path = Path(str(ckpt_path))
+    if not path.is_file():
+        raise UserError(f"ckpt_path={str(ckpt_path)!r}: no such file (give the path of a checkpoint, e.g. <run>/checkpoints/last.ckpt)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any failure to read means the same to the user
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"ckpt_path={str(ckpt_path)!r} is not a readable checkpoint: {first}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "epoch" not in ckpt:
+        raise UserError(f"ckpt_path={str(ckpt_path)!r} is not a Lightning checkpoint (no state_dict/epoch in it)")
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items()}
+    if want != have:
+        saved = ckpt.get("hyper_parameters", {})
+        raise UserError(
+            f"ckpt_path={str(ckpt_path)!r} holds a different model (saved with {dict(saved)}); "
+            f"this run builds {dict(model.hparams)}"
+        )
+    return str(path)
