@@ -1,0 +1,107 @@
+"""Every config composes and instantiates; bad values stop a run before training, in one line."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from conftest import REPO, error_line, run_train
+from runner.config import check_group_choices, group_options, register_resolvers
+from runner.errors import ConfigError
+
+CONF = REPO / "conf"
+EXPERIMENTS = group_options()["experiment"]
+
+
+def _compose(overrides, tmp_path: Path):
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        # paths.output_dir normally comes from the Hydra run; give it a folder here
+        return compose("train", overrides=[*overrides, f"paths.output_dir={tmp_path}"])
+
+
+def test_experiments_present():
+    assert {"kmnist_lin", "kmnist_full", "kmnist_conv"} <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_instantiates(experiment, tmp_path):
+    cfg = _compose([f"experiment={experiment}"], tmp_path)
+    model = instantiate(cfg.model)
+    instantiate(cfg.data)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()]
+    loggers = [instantiate(c) for c in cfg.logger.values()]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    assert trainer.max_epochs >= 1
+    assert model.hparams.lr > 0
+
+
+@pytest.mark.parametrize(
+    "experiment, net, hidden",
+    [("kmnist_lin", "lin", None), ("kmnist_full", "full", 95), ("kmnist_conv", "conv", None)],
+)
+def test_kmnist_experiments_reproduce_reference_settings(experiment, net, hidden, tmp_path):
+    cfg = _compose([f"experiment={experiment}"], tmp_path)
+    assert cfg.model.net == net and cfg.model.get("hidden_units") == hidden
+    assert (cfg.model.lr, cfg.model.momentum, cfg.model.weight_decay) == (0.01, 0.5, 0.0)
+    assert (cfg.data.batch_size, cfg.data.mean, cfg.data.std) == (64, 0.5, 0.5)
+    assert cfg.trainer.max_epochs == 10
+
+
+@pytest.mark.parametrize("group", ["trainer", "logger", "callbacks", "data", "model"])
+def test_every_option_of_every_group_composes(group, tmp_path):
+    for option in group_options()[group]:
+        cfg = _compose([f"{group}={option}"], tmp_path)
+        if group == "trainer":
+            assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
+        elif group in ("logger", "callbacks"):
+            for node in cfg[group].values():
+                instantiate(node)
+        else:
+            instantiate(cfg[group])
+
+
+def test_ddp_trainer_config(tmp_path):
+    cfg = _compose(["trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2", "trainer.precision=bf16-mixed"], tmp_path)
+    assert (cfg.trainer.strategy, cfg.trainer.devices, cfg.trainer.num_nodes, cfg.trainer.precision) == ("ddp", 4, 2, "bf16-mixed")
+
+
+def test_hidden_units_override(tmp_path):
+    cfg = _compose(["experiment=kmnist_full", "model.hidden_units=10"], tmp_path)
+    assert sum(p.numel() for p in instantiate(cfg.model).parameters()) == 795 * 10 + 10
+
+
+def test_unknown_group_choice_is_refused_with_allowed_options():
+    with pytest.raises(ConfigError, match=r"experiment='nope' .*allowed: .*kmnist_conv"):
+        check_group_choices(["experiment=nope"])
+    with pytest.raises(ConfigError, match=r"model='x'"):
+        check_group_choices(["-m", "model=net_lin,x"])
+    check_group_choices(["experiment=kmnist_lin", "model.hidden_units=3", "seed=range(0,3)", "logger=null"])
+
+
+@pytest.mark.parametrize(
+    "overrides, must_contain",
+    [
+        (["experiment=kmnist_full", "model.hidden_units=0"], ["model.hidden_units=0", "integer >= 1"]),
+        (["experiment=kmnist_full", "model.hidden_units=-3"], ["model.hidden_units=-3", "integer >= 1"]),
+        (["model.lr=0"], ["model.lr=0", "> 0"]),
+        (["model.lr=-0.1"], ["model.lr=-0.1", "> 0"]),
+        (["trainer.max_epochs=0"], ["trainer.max_epochs=0", "integer >= 1"]),
+        (["model.net=resnet"], ["model.net='resnet'", "lin, full, conv"]),
+        (["model=transformer"], ["model='transformer'", "net_conv", "net_full", "net_lin"]),
+        (["experiment=kmnist_huge"], ["experiment='kmnist_huge'", "kmnist_conv"]),
+        (["data.batch_size=0"], ["data.batch_size=0", "integer >= 1"]),
+        (["trainer.max_epoch=3"], ["trainer.max_epoch", "not in struct"]),
+        (["model.lr=[1"], ["model.lr=[1"]),
+    ],
+)
+def test_invalid_values_stop_before_training(overrides, must_contain, tmp_path):
+    proc = run_train(*overrides, f"hydra.run.dir={tmp_path / 'run'}", "data.download=false", f"data.root={tmp_path / 'none'}")
+    assert proc.returncode == 1
+    line = error_line(proc)
+    for text in must_contain:
+        assert text in line, line
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "run" / "results.json").exists()
+    assert not (tmp_path / "run" / "checkpoints").exists()

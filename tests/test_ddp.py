@@ -1,0 +1,33 @@
+"""Two CPU processes (DDP over gloo), launched from a Hydra run exactly as a user would:
+the confusion matrix counts every test image once, and rank 0 alone writes the results."""
+
+import numpy as np
+import pytest
+
+from conftest import load_results, quiet, run_train
+
+pytestmark = pytest.mark.slow
+
+
+def test_ddp_two_cpu_processes_match_one_device_totals(kmnist_root_odd, tmp_path):
+    common = ["experiment=kmnist_full", f"data.root={kmnist_root_odd}", "data.download=false", "trainer.max_epochs=1", "trainer.limit_train_batches=10"]
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    proc = run_train(*common, *quiet(single))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_train(*common, "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", *quiet(ddp))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    one, two = load_results(single), load_results(ddp)
+    assert two["world_size"] == 2 and one["world_size"] == 1
+    # 1,001 test images cannot be split evenly over 2 processes: a padding sampler would count 1,002
+    assert one["test_total"] == two["test_total"] == 1001
+    assert np.array(two["confusion_matrix"]).sum() == 1001
+    assert np.array(two["confusion_matrix"]).sum(axis=1).tolist() == np.array(one["confusion_matrix"]).sum(axis=1).tolist()
+    assert two["test_correct"] == np.trace(np.array(two["confusion_matrix"]))
+
+    # the second process really ran, in the same run folder, and wrote no results of its own
+    assert (ddp / "train_ddp_process_1.log").is_file()
+    assert sorted(p.name for p in ddp.rglob("results.json")) == ["results.json"]
+    assert (ddp / "checkpoints" / "last.ckpt").is_file()
+    assert (ddp / "figures" / "confusion_matrix.png").is_file()
+    assert proc.stdout.count("Test set: Average loss") == 2  # once per epoch and once at the end, by rank 0 only

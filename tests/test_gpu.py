@@ -1,0 +1,18 @@
+"""The GPU path (one device, mixed precision). Skipped cleanly where there is no CUDA device."""
+
+import pytest
+import torch
+
+from conftest import load_results, quiet, run_train
+
+pytestmark = [pytest.mark.gpu, pytest.mark.slow, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_kmnist_conv_on_gpu(precision, kmnist_root, tmp_path):
+    run = tmp_path / "run"
+    proc = run_train("experiment=kmnist_conv", f"data.root={kmnist_root}", "data.download=false", "trainer=gpu", f"trainer.precision={precision}", "trainer.max_epochs=1", *quiet(run))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = load_results(run)
+    assert r["device"].startswith("cuda") and r["precision"] == precision
+    assert r["test_total"] == 10_000 and r["test_acc"] > 0.25
