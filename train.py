@@ -59,8 +59,11 @@ def run(cfg: DictConfig) -> dict | None:
     if rank_zero_only.rank == 0:  # DDP children re-run this script in the same folder
         OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    trainer.test(model, datamodule=datamodule, verbose=False)
+    if cfg.get("fit", True):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        trainer.test(model, datamodule=datamodule, verbose=False)
+    else:  # evaluate the configured weights, or those of ckpt_path
+        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
     if not trainer.is_global_zero:
         return None
 
@@ -86,6 +89,8 @@ def run(cfg: DictConfig) -> dict | None:
         "run_dir": str(out_dir),
         "finished_at": datetime.now().isoformat(timespec="seconds"),
     }
+    if results.get("updates") and timer.seconds > 0:
+        results["updates_per_second"] = round(results["updates"] / timer.seconds, 1)
     if "confusion_matrix" in results:
         names = getattr(datamodule, "classes", None)
         results["top_confusions"] = top_confusions(results["confusion_matrix"], 5, names)
@@ -110,7 +115,7 @@ def _log_hparams(trainer, cfg: DictConfig, results: dict) -> None:
     metrics (the module logged them as hp/* during trainer.test)."""
     from pytorch_lightning.loggers import TensorBoardLogger
 
-    params = {f"model.{k}": v for k, v in results["hparams"].items()}
+    params = {f"model.{k}": v for k, v in results["hparams"].items() if k not in ("weights", "weights_file")}
     params |= {
         "experiment": cfg.name,
         "seed": cfg.seed,
@@ -122,6 +127,7 @@ def _log_hparams(trainer, cfg: DictConfig, results: dict) -> None:
         "params": results["params"],
     }
     metrics = {"hp/acc_test": results.get("test_acc"), "hp/loss_test": results.get("test_loss")}
+    params = {k: v for k, v in params.items() if v is not None}
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.log_hyperparams(params, {k: v for k, v in metrics.items() if v is not None})

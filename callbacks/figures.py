@@ -24,12 +24,13 @@ def tensorboard_writer(trainer):
     return None
 
 
-def publish(trainer, fig: Figure, tag: str, png: Path | None = None) -> None:
-    """Log ``fig`` to TensorBoard under ``tag`` at the current global step, and save it as PNG."""
+def publish(trainer, fig: Figure, tag: str, png: Path | None = None, step: int | None = None) -> None:
+    """Log ``fig`` to TensorBoard under ``tag`` at ``step`` (default: the global step), and
+    save it as PNG."""
     writer = tensorboard_writer(trainer)
     if png is not None:
         png.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(png, dpi=100)
     if writer is not None:
-        writer.add_figure(tag, fig, global_step=trainer.global_step, close=False)
+        writer.add_figure(tag, fig, global_step=trainer.global_step if step is None else step, close=False)
         writer.flush()

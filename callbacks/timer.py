@@ -41,7 +41,9 @@ class TrainTimer(Callback):
         self._resume(pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.samples += len(batch[0]) * trainer.world_size
+        # a step that makes several updates says how many samples it went through
+        n = outputs.get("samples") if isinstance(outputs, dict) else None
+        self.samples += (len(batch[0]) if n is None else int(n)) * trainer.world_size
 
     # Validation inside fit pauses the clock; stand-alone `trainer.validate` never started it.
     def on_validation_start(self, trainer, pl_module):

@@ -1,5 +1,6 @@
-"""LightningDataModules: KMNIST (and, later, the grid and grammar sequences)."""
+"""LightningDataModules: KMNIST and the 9-point grid."""
 
+from datamodules.grid import GridDataModule
 from datamodules.kmnist import KMNISTDataModule
 
-__all__ = ["KMNISTDataModule"]
+__all__ = ["GridDataModule", "KMNISTDataModule"]
