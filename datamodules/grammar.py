@@ -1,0 +1,189 @@
+"""Counting languages a^n b^(k n) c^(m n) for next-symbol prediction, and their DataModule.
+
+One generator serves a^n b^n (k=1, m=0), a^n b^2n (2, 0), a^n b^n c^n (1, 1) and
+a^n b^2n c^3n (2, 3). A sequence is an initial A, then ``blocks`` blocks, each n A's (the first
+of which is the A already seen), k n B's and m n C's, with n uniform in 1..max_n; every block is
+followed by the A that starts the next, so the last B/C of the last block still has a next
+symbol to predict. The network sees symbols 0..T-1 and predicts symbols 1..T.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from runner.errors import check_choice, check_int
+
+A, B, C = 0, 1, 2
+SYMBOLS = "ABC"
+# Phase of a position, by its input symbol; RESET is the first A of a block after a block
+# (the step at which a network must restart its count).
+PHASES = ("A", "B", "C", "reset")
+PHASE_A, PHASE_B, PHASE_C, PHASE_RESET = range(4)
+LANGUAGES = {"anbn": (1, 0), "anb2n": (2, 0), "anbncn": (1, 1), "anb2nc3n": (2, 3)}
+FIELDS = ("inputs", "targets", "probs", "determined", "valid", "phase", "count", "n", "step")
+
+
+@dataclass(frozen=True)
+class CountingLanguage:
+    """a^n b^(b n) c^(c n), with n uniform in 1..max_n."""
+
+    b: int
+    c: int
+    max_n: int
+
+    @property
+    def num_symbols(self) -> int:
+        return 3 if self.c else 2
+
+    def sequence(self, lengths: list[int] | np.ndarray) -> dict[str, np.ndarray]:
+        """One sequence with the given block lengths. Per position t (input symbol t, target t+1):
+
+        - ``symbols`` (T+1,): the whole sequence, 0 = A, 1 = B, 2 = C;
+        - ``targets`` (T,): the next symbol;
+        - ``probs`` (T, S): its exact distribution under the generator. After k A's of a block,
+          the next is A with probability (N - k) / (N - k + 1) and B otherwise (N = max_n; B for
+          sure once k >= N); after the first B everything is fixed;
+        - ``determined`` (T,): the next symbol is certain because a B has been seen in this block
+          (every B and C position; the A positions are not, whatever k);
+        - ``phase`` (T,): A, B, C or reset (index into ``PHASES``);
+        - ``count`` (T,): the count a counter must hold after this input: A's seen in the block
+          on A / reset positions, B's (or C's) still to come including this one on B (C) positions;
+        - ``step`` (T,): 1-based index of this symbol within its phase of the block;
+        - ``n`` (T,): the block length.
+        """
+        kb, mc, N = self.b, self.c, self.max_n
+        sym, phase, count, step, n_of = [], [], [], [], []
+        for i, n in enumerate(int(v) for v in lengths):
+            if n < 1:
+                raise ValueError(f"block length {n} < 1")
+            sym += [A] * n
+            phase += [PHASE_A if i == 0 else PHASE_RESET] + [PHASE_A] * (n - 1)
+            count += list(range(1, n + 1))
+            step += list(range(1, n + 1))
+            for symbol, ph, length in ((B, PHASE_B, kb * n), (C, PHASE_C, mc * n)):
+                sym += [symbol] * length
+                phase += [ph] * length
+                count += list(range(length, 0, -1))
+                step += list(range(1, length + 1))
+            n_of += [n] * (n + (kb + mc) * n)
+        sym.append(A)  # starts the next block: the last B/C must predict it
+        symbols = np.array(sym, dtype=np.int64)
+        phase = np.array(phase, dtype=np.int64)
+        count = np.array(count, dtype=np.int64)
+        T = len(symbols) - 1
+        targets = symbols[1:]
+        probs = np.zeros((T, self.num_symbols), dtype=np.float32)
+        probs[np.arange(T), targets] = 1.0
+        in_a = (phase == PHASE_A) | (phase == PHASE_RESET)
+        k = count[in_a]
+        p_b = np.where(k >= N, 1.0, 1.0 / np.maximum(N - k + 1, 1))
+        probs[in_a, A] = 1.0 - p_b
+        probs[in_a, B] = p_b
+        return {
+            "symbols": symbols,
+            "targets": targets,
+            "probs": probs,
+            "determined": ~in_a,
+            "phase": phase,
+            "count": count,
+            "step": np.array(step, dtype=np.int64),
+            "n": np.array(n_of, dtype=np.int64),
+        }
+
+    def random_lengths(self, rng: np.random.Generator, blocks: int) -> np.ndarray:
+        return rng.integers(1, self.max_n + 1, size=blocks)
+
+
+def collate(sequences: list[dict[str, np.ndarray]], num_symbols: int) -> dict[str, torch.Tensor]:
+    """Pad sequences to the longest one. Returns (B, T[, S]) tensors: ``inputs`` one-hot float,
+    ``targets`` (-100 at padding, ignored by the loss), ``probs``, ``determined`` and ``valid``
+    (False at padding), ``phase``/``count``/``step``/``n`` (-1 at padding)."""
+    Bn = len(sequences)
+    T = max(len(s["targets"]) for s in sequences)
+    out = {
+        "inputs": np.zeros((Bn, T, num_symbols), np.float32),
+        "targets": np.full((Bn, T), -100, np.int64),
+        "probs": np.zeros((Bn, T, num_symbols), np.float32),
+        "determined": np.zeros((Bn, T), bool),
+        "valid": np.zeros((Bn, T), bool),
+        **{k: np.full((Bn, T), -1, np.int64) for k in ("phase", "count", "step", "n")},
+    }
+    for i, s in enumerate(sequences):
+        L = len(s["targets"])
+        out["inputs"][i, np.arange(L), s["symbols"][:-1]] = 1.0
+        out["valid"][i, :L] = True
+        for key in ("targets", "probs", "determined", "phase", "count", "step", "n"):
+            out[key][i, :L] = s[key]
+    return {k: torch.from_numpy(v) for k, v in out.items()}
+
+
+class SequenceStream(IterableDataset):
+    """Batches of fresh random sequences, forever, from a seeded generator (one item = one
+    update; the run ends at ``trainer.max_steps`` or when the task is solved)."""
+
+    def __init__(self, language: CountingLanguage, blocks: int, batch_size: int, seed: int):
+        self.language, self.blocks, self.batch_size, self.seed = language, blocks, batch_size, seed
+
+    def __iter__(self):
+        rng = np.random.default_rng(self.seed)
+        lang = self.language
+        while True:
+            yield collate([lang.sequence(lang.random_lengths(rng, self.blocks)) for _ in range(self.batch_size)], lang.num_symbols)
+
+
+class GrammarDataModule(pl.LightningDataModule):
+    """Next-symbol prediction on a counting language, generated on the fly.
+
+    - train: ``batch_size`` fresh sequences per update (reference: 1), from ``seed``;
+    - val (the per-evaluation check of ``solved``, which early stopping and restarts act on):
+      ``eval_sequences`` (100) sequences drawn once from a stream of their own;
+    - test: another ``eval_sequences`` fresh sequences from a third stream (so the reported
+      ``solved`` is not measured on the sequences that decided when to stop), then one sequence
+      per block length n = 1..``eval_max_n`` (40), each two blocks of length n, to measure how
+      far the counting generalises.
+
+    Args:
+        language: anbn, anb2n, anbncn or anb2nc3n.
+        max_n: block lengths are uniform in 1..max_n (reference 4).
+        blocks: blocks per sequence (reference 5).
+    """
+
+    def __init__(self, language: str = "anb2n", max_n: int = 4, blocks: int = 5, batch_size: int = 1,
+                 eval_sequences: int = 100, eval_max_n: int = 40, seed: int = 0):
+        super().__init__()
+        check_choice("language", language, tuple(LANGUAGES))
+        check_int("max_n", max_n, 1)
+        check_int("blocks", blocks, 1)
+        check_int("batch_size", batch_size, 1)
+        check_int("eval_sequences", eval_sequences, 1)
+        check_int("eval_max_n", eval_max_n, 1)
+        self.save_hyperparameters()
+        b, c = LANGUAGES[language]
+        self.language = CountingLanguage(b, c, max_n)
+        self.symbols = SYMBOLS[: self.language.num_symbols]
+        # streams of their own: never the training sequences, nor each other
+        self.val_sequences, self.test_sequences = (
+            [self.language.sequence(self.language.random_lengths(rng, blocks)) for _ in range(eval_sequences)]
+            for rng in (np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2]))
+        )
+        self.generalisation_sequences = [self.language.sequence([n, n]) for n in range(1, eval_max_n + 1)]
+
+    def train_dataloader(self):
+        hp = self.hparams
+        return DataLoader(SequenceStream(self.language, hp.blocks, hp.batch_size, hp.seed), batch_size=None)
+
+    def _loader(self, sequences, batch_size):
+        S = self.language.num_symbols
+        batches = [collate(sequences[i : i + batch_size], S) for i in range(0, len(sequences), batch_size)]
+        return DataLoader(batches, batch_size=None)
+
+    def val_dataloader(self):
+        return self._loader(self.val_sequences, 100)
+
+    def test_dataloader(self):
+        return [self._loader(self.test_sequences, 100), self._loader(self.generalisation_sequences, 8)]
