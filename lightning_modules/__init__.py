@@ -3,5 +3,7 @@
 from lightning_modules.grid import GridNet, GridPerceptron
 from lightning_modules.kmnist import KMNISTClassifier
 from lightning_modules.kmnist_nets import NetConv, NetFull, NetLin
+from lightning_modules.recurrent import SequencePredictor
+from lightning_modules.recurrent_nets import LSTM, SRN
 
-__all__ = ["GridNet", "GridPerceptron", "KMNISTClassifier", "NetLin", "NetFull", "NetConv"]
+__all__ = ["GridNet", "GridPerceptron", "KMNISTClassifier", "LSTM", "NetLin", "NetFull", "NetConv", "SequencePredictor", "SRN"]

@@ -1,0 +1,228 @@
+"""SequencePredictor: an SRN or LSTM predicting the next symbol of a counting language."""
+
+from __future__ import annotations
+
+import logging
+from typing import Union
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import CatMetric, MeanMetric, MeanSquaredError
+from torchmetrics.classification import MulticlassAccuracy
+
+from lightning_modules.recurrent_nets import CELLS, initialise
+from runner.errors import ConfigError, check, check_choice, check_int, check_positive
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("sgd", "adam")
+
+
+def generalisation(ns: list[int], all_right: list[bool]) -> dict:
+    """From one test sequence per block length n and whether every determined position of it was
+    right: ``max_n_generalised``, the largest N with every length 1..N right (0 if n = 1 fails);
+    ``lengths_right``, every length that was right; ``tested_up_to``."""
+    right = dict(sorted(zip(ns, all_right)))
+    max_n = 0
+    while right.get(max_n + 1, False):
+        max_n += 1
+    return {"max_n_generalised": max_n, "lengths_right": [n for n, ok in right.items() if ok], "tested_up_to": max(right)}
+
+
+class SequencePredictor(pl.LightningModule):
+    """Model, loss (NLL of the actual next symbol, as the reference), optimiser and metrics of
+    the recurrent study.
+
+    Metrics on an evaluation set (``val`` during training, ``test`` at the end):
+
+    - ``error``: mean squared difference between the predicted next-symbol distribution and the
+      exact one, over all positions and symbols (the reference's success signal, ~0.01-0.03);
+    - ``det_acc``: fraction of determined positions (after the first B of a block) where the most
+      likely predicted symbol is the true next one; ``solved`` = det_acc is 1.0.
+
+    The second test set (one sequence per block length n = 1..N) gives ``max_n_generalised``: the
+    largest N such that every block length 1..N is predicted without a single error on
+    determined positions.
+
+    Args:
+        cell: ``srn`` or ``lstm``.
+        hidden_units: H.
+        num_symbols: 2 (A, B) or 3 (A, B, C); set from the data's language.
+        init: weights from N(0, init) for a number, or ``uniform`` (+-1/sqrt(H)).
+        optimizer: ``sgd`` (reference: lr 0.005, weight decay 1e-4) or ``adam``.
+        init_seed: seed of the initial weights.
+        restarts, restart_after: an attempt not solved (``det_acc`` 1.0 on the validation
+            sequences) ``restart_after`` updates after it began is re-initialised from seed
+            ``init_seed + k`` (attempt k = 0, 1, ...), at most ``restarts`` times; the reference
+            left that to the user.
+    """
+
+    def __init__(
+        self,
+        cell: str = "srn",
+        hidden_units: int = 2,
+        num_symbols: int = 2,
+        init: Union[str, float] = 0.001,
+        optimizer: str = "sgd",
+        lr: float = 0.005,
+        momentum: float = 0.0,
+        weight_decay: float = 1e-4,
+        init_seed: int = 0,
+        restarts: int = 0,
+        restart_after: int = 20_000,
+    ):
+        super().__init__()
+        check_choice("cell", cell, tuple(CELLS))
+        check_int("hidden_units", hidden_units, 1)
+        check(num_symbols in (2, 3), "num_symbols", num_symbols, "2 or 3")
+        check(init == "uniform" or (isinstance(init, (int, float)) and not isinstance(init, bool) and init > 0), "init", init, "a number > 0 (std of a normal) or 'uniform'")
+        check_choice("optimizer", optimizer, OPTIMIZERS)
+        check_positive("lr", lr)
+        check(isinstance(momentum, (int, float)) and 0 <= momentum < 1, "momentum", momentum, "a number in [0, 1)")
+        check(isinstance(weight_decay, (int, float)) and weight_decay >= 0, "weight_decay", weight_decay, "a number >= 0")
+        check_int("restarts", restarts, 0)
+        check_int("restart_after", restart_after, 1)
+        self.save_hyperparameters()
+        self.net: nn.Module = CELLS[cell](num_symbols, hidden_units)
+        self.attempts: list[dict] = []
+        self._start_attempt(int(init_seed), 0)
+
+        self.train_loss = MeanMetric(nan_strategy="disable")  # since the last evaluation
+        self.eval_metrics = nn.ModuleDict(
+            {
+                stage: nn.ModuleDict(
+                    {
+                        "loss": MeanMetric(nan_strategy="disable"),
+                        "error": MeanSquaredError(),
+                        "det_acc": MulticlassAccuracy(num_classes=num_symbols, average="micro"),
+                    }
+                )
+                for stage in ("val", "test")
+            }
+        )
+        # generalisation: block length of each test sequence, and whether it was all right
+        self.gen_n = CatMetric(nan_strategy="disable")
+        self.gen_ok = CatMetric(nan_strategy="disable")
+        self.last_eval: dict[str, dict] = {}
+
+    def _start_attempt(self, seed: int, update: int) -> None:
+        initialise(self.net, self.hparams.init, torch.Generator().manual_seed(seed))
+        self.attempts.append({"attempt": len(self.attempts) + 1, "seed": seed, "start_update": update, "first_solved_update": None, "outcome": "running"})
+
+    def _maybe_restart(self, solved: bool) -> None:
+        """After an evaluation: note when this attempt was first solved; re-initialise it (seed
+        ``init_seed + k``) when it is still unsolved ``restart_after`` updates after its start."""
+        hp, attempt, step = self.hparams, self.attempts[-1], self.trainer.global_step
+        if solved and attempt["first_solved_update"] is None:
+            attempt["first_solved_update"] = step
+        unsolved_too_long = attempt["first_solved_update"] is None and step - attempt["start_update"] >= hp.restart_after
+        if unsolved_too_long and len(self.attempts) <= hp.restarts:
+            attempt["outcome"] = f"not solved after {hp.restart_after:,} updates: re-initialised"
+            attempt["updates"] = step - attempt["start_update"]
+            seed = hp.init_seed + len(self.attempts)
+            log.info("attempt %d not solved after %d updates; re-initialising with seed %d", len(self.attempts), hp.restart_after, seed)
+            self._start_attempt(seed, step)
+            self.optimizers().optimizer.state.clear()  # fresh Adam moments / momentum for the new weights
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["attempts"] = self.attempts
+
+    def on_load_checkpoint(self, checkpoint):
+        self.attempts = checkpoint.get("attempts", self.attempts)
+
+    def setup(self, stage: str) -> None:
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        language = getattr(dm, "language", None)
+        if language is not None and language.num_symbols != self.hparams.num_symbols:
+            raise ConfigError(f"model.num_symbols={self.hparams.num_symbols} does not match the data: {dm.hparams.language} has {language.num_symbols} symbols")
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """One-hot inputs (B, T, S) -> logits (B, T, S)."""
+        return self.net(inputs)
+
+    def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean NLL of the actual next symbol over real (non-padding) positions."""
+        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+
+    def training_step(self, batch, batch_idx):
+        loss = self._loss(self(batch["inputs"]), batch["targets"])
+        self.train_loss.update(loss.detach())
+        return loss
+
+    def _evaluate(self, batch, stage: str) -> torch.Tensor:
+        logits = self(batch["inputs"])
+        valid, det = batch["valid"], batch["determined"]
+        m = self.eval_metrics[stage]
+        m["loss"].update(F.cross_entropy(logits[valid], batch["targets"][valid], reduction="none"))
+        m["error"].update(logits.softmax(-1)[valid].flatten(), batch["probs"][valid].flatten())
+        pred = logits.argmax(-1)
+        m["det_acc"].update(pred[det], batch["targets"][det])
+        return pred
+
+    def _eval_epoch_end(self, stage: str, names: dict[str, str]) -> None:
+        m = self.eval_metrics[stage]
+        values = {k: m[k].compute() for k in ("loss", "error", "det_acc")}
+        for metric in m.values():
+            metric.reset()
+        # already reduced over devices by compute(); sync_dist only averages equal numbers
+        self.log_dict({names[k]: v for k, v in values.items()}, sync_dist=True)
+        self.last_eval[stage] = {k: float(v) for k, v in values.items()}
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate(batch, "val")
+
+    def on_validation_epoch_end(self):
+        if self.train_loss.update_count:
+            self.log("loss/train", self.train_loss.compute(), sync_dist=True)
+            self.train_loss.reset()
+        self._eval_epoch_end("val", {"loss": "loss/val", "error": "error/val", "det_acc": "det_acc/val"})
+        if not self.trainer.sanity_checking:
+            self._maybe_restart(self.last_eval["val"]["det_acc"] == 1.0)
+
+    def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        if dataloader_idx == 0:
+            self._evaluate(batch, "test")
+            return
+        pred = self(batch["inputs"]).argmax(-1)
+        det = batch["determined"]
+        wrong = ((pred != batch["targets"]) & det).sum(dim=1)
+        self.gen_n.update(batch["n"][:, 0].float())
+        self.gen_ok.update((wrong == 0).float())
+
+    def on_test_epoch_end(self):
+        self._eval_epoch_end("test", {"loss": "hp/loss_test", "error": "hp/error_test", "det_acc": "hp/det_acc_test"})
+        if self.gen_n.update_count:
+            gen = generalisation(self.gen_n.compute().long().tolist(), self.gen_ok.compute().bool().tolist())
+            self.gen_n.reset()
+            self.gen_ok.reset()
+            self.last_eval["generalisation"] = gen
+            self.log("hp/max_n_generalised", float(gen["max_n_generalised"]), sync_dist=True)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        params = [p for p in self.parameters() if p.requires_grad]
+        if hp.optimizer == "adam":
+            return torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+
+    def test_summary(self) -> dict:
+        ev = self.last_eval["test"]
+        gen = self.last_eval.get("generalisation", {})
+        attempts = []
+        if self._trainer is not None and self.trainer.global_step:  # trained: how each attempt went
+            for a in self.attempts:
+                a = dict(a)
+                if a["outcome"] == "running":
+                    a["updates"] = self.trainer.global_step - a["start_update"]
+                    a["outcome"] = "solved" if a["first_solved_update"] is not None else "not solved when training ended"
+                attempts.append(a)
+        return {
+            "test_loss": ev["loss"],
+            "error": ev["error"],
+            "det_acc": ev["det_acc"],
+            "solved": ev["det_acc"] == 1.0,
+            **gen,
+            "attempts": attempts,
+        }
