@@ -3,6 +3,16 @@
 from callbacks.confused_examples import ConfusedExamplesCallback
 from callbacks.confusion import ConfusionMatrixCallback, top_confusions
 from callbacks.decision_maps import DecisionMapCallback
+from callbacks.solved_stopping import SolvedStopping
+from callbacks.state_trajectories import StateTrajectoryCallback
 from callbacks.timer import TrainTimer
 
-__all__ = ["ConfusionMatrixCallback", "ConfusedExamplesCallback", "DecisionMapCallback", "TrainTimer", "top_confusions"]
+__all__ = [
+    "ConfusionMatrixCallback",
+    "ConfusedExamplesCallback",
+    "DecisionMapCallback",
+    "SolvedStopping",
+    "StateTrajectoryCallback",
+    "TrainTimer",
+    "top_confusions",
+]

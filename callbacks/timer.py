@@ -43,7 +43,10 @@ class TrainTimer(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         # a step that makes several updates says how many samples it went through
         n = outputs.get("samples") if isinstance(outputs, dict) else None
-        self.samples += (len(batch[0]) if n is None else int(n)) * trainer.world_size
+        if n is None:  # else: the batch's first tensor, (images, labels) or {"inputs": ...}
+            first = next(iter(batch.values())) if isinstance(batch, dict) else batch[0]
+            n = len(first)
+        self.samples += int(n) * trainer.world_size
 
     # Validation inside fit pauses the clock; stand-alone `trainer.validate` never started it.
     def on_validation_start(self, trainer, pl_module):

@@ -1,0 +1,135 @@
+"""What the hidden (and cell) states of a recurrent net do on counting sequences: traces, the
+gate table by phase, a linear probe of the count, and per-step tables. Pure functions of
+arrays, used by ``StateTrajectoryCallback`` and testable on their own."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from datamodules.grammar import PHASES, SYMBOLS
+
+STATE_KEYS = ("hidden", "cell")
+GATE_KEYS = ("input", "forget", "output")
+
+
+@torch.no_grad()
+def trace_batch(net, batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Run ``net.trace`` on a collated batch and keep the real positions, flattened in order:
+    states and gates (N, H), ``probs`` (N, S) predicted, and per position ``symbol`` (the input), ``targets``,
+    ``phase``, ``count``, ``step``, ``n``, ``determined``, ``sequence`` (index in the batch),
+    ``time``; ``initial`` (H,) is the state before the first input."""
+    was_training = net.training
+    net.eval()
+    try:
+        device = next(net.parameters()).device
+        tr = net.trace(batch["inputs"].to(device))
+    finally:
+        net.train(was_training)
+    valid = batch["valid"]
+    out = {k: tr[k][valid.to(device)].cpu().numpy() for k in ("hidden", "cell", "input", "forget", "cell_input", "output") if k in tr}
+    out["probs"] = tr["logits"].softmax(-1)[valid.to(device)].cpu().numpy()
+    out["symbol"] = batch["inputs"].argmax(-1)[valid].numpy()
+    for key in ("targets", "phase", "count", "step", "n", "determined"):
+        out[key] = batch[key][valid].numpy()
+    seq, time = torch.nonzero(valid, as_tuple=True)
+    out["sequence"], out["time"] = seq.numpy(), time.numpy()
+    out["initial"] = tr["initial"][0].cpu().numpy()
+    return out
+
+
+def gate_table(tr: dict[str, np.ndarray]) -> list[dict]:
+    """Mean input, forget and output gate per phase (A, B, C, reset) and unit:
+    ``[{"phase": "A", "positions": 123, "input": [..H], "forget": [..], "output": [..]}]``."""
+    rows = []
+    for p, name in enumerate(PHASES):
+        sel = tr["phase"] == p
+        if not sel.any():
+            continue
+        rows.append({"phase": name, "positions": int(sel.sum()), **{g: tr[g][sel].mean(axis=0).round(4).tolist() for g in GATE_KEYS}})
+    return rows
+
+
+def _fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least squares y ~ x w + b; returns (w, R^2)."""
+    X = np.column_stack([x, np.ones(len(x))])
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    resid = y - X @ coef
+    total = ((y - y.mean()) ** 2).sum()
+    r2 = 1.0 - (resid**2).sum() / total if total > 0 else 0.0
+    return coef[:-1], float(r2)
+
+
+def linear_probe(states: np.ndarray, count: np.ndarray, phase: np.ndarray) -> list[dict]:
+    """How linearly each phase's count is held in the states ``(N, H)``.
+
+    Per phase: ``r2`` of the best straight line predicting the count from all units together,
+    and per unit j the fit ``unit_j = a + slope * count`` with its ``r2`` and ``per_symbol``,
+    the change of the unit for each symbol read (``slope`` in A phases, where the count goes up
+    by one per A, and ``-slope`` in B and C phases, where it goes down by one). The unit with the
+    highest ``r2`` is named ``counter``. Phases where the count does not vary are left out.
+    """
+    rows = []
+    for p, name in enumerate(PHASES):
+        sel = phase == p
+        if sel.sum() < 3 or np.ptp(count[sel]) == 0:
+            continue
+        y = count[sel].astype(float)
+        _, r2_all = _fit(states[sel], y)
+        direction = 1.0 if name in ("A", "reset") else -1.0
+        units = []
+        for j in range(states.shape[1]):
+            slope, r2 = _fit(y[:, None], states[sel, j])
+            units.append({"unit": j, "slope": round(float(slope[0]), 4), "per_symbol": round(direction * float(slope[0]), 4), "r2": round(r2, 4)})
+        best = max(units, key=lambda u: u["r2"])
+        rows.append({"phase": name, "positions": int(sel.sum()), "r2": round(r2_all, 4), "counter": best["unit"], "units": units})
+    return rows
+
+
+def step_table(tr: dict[str, np.ndarray], sequence: int, symbols: str = SYMBOLS) -> list[dict]:
+    """One row per step of one sequence: input and next symbol, hidden (and cell) state, the
+    predicted next-symbol probabilities, and whether the step is determined."""
+    sel = tr["sequence"] == sequence
+    rows = []
+    for i in np.flatnonzero(sel):
+        row = {"input": symbols[tr["symbol"][i]], "next": symbols[tr["targets"][i]], "hidden": tr["hidden"][i].round(2).tolist()}
+        if "cell" in tr:
+            row["cell"] = tr["cell"][i].round(2).tolist()
+        row["probs"] = tr["probs"][i].round(2).tolist()
+        row["determined"] = bool(tr["determined"][i])
+        rows.append(row)
+    return rows
+
+
+def format_step_table(rows: list[dict], title: str) -> str:
+    """``A -> A  hidden [ 0.62 -0.80]  probs [0.83 0.17]``, the reference's layout, per step."""
+
+    def vec(v):
+        return "[" + " ".join(f"{x:5.2f}" for x in v) + "]"
+
+    lines = [title]
+    for r in rows:
+        cell = f"  cell {vec(r['cell'])}" if "cell" in r else ""
+        mark = "" if not r["determined"] else ("" if np.argmax(r["probs"]) == "ABC".index(r["next"]) else "  <- wrong")
+        lines.append(f"  {r['input']} -> {r['next']}  hidden {vec(r['hidden'])}{cell}  probs {vec(r['probs'])}{mark}")
+    return "\n".join(lines)
+
+
+def format_gate_table(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    H = len(rows[0]["input"])
+    head = "  phase   n    " + "  ".join(f"{g + ' gate':<{7 * H}}" for g in GATE_KEYS)
+    lines = ["Mean gate values by phase (per unit):", head]
+    for r in rows:
+        cols = "  ".join(" ".join(f"{v:6.3f}" for v in r[g]) for g in GATE_KEYS)
+        lines.append(f"  {r['phase']:<6} {r['positions']:>4}    {cols}")
+    return "\n".join(lines)
+
+
+def format_probe(rows: list[dict], state: str) -> str:
+    lines = [f"Linear probe of the count in the {state} state (R^2 of count from all units; per unit: change per symbol, R^2):"]
+    for r in rows:
+        units = ", ".join(f"{state[0]}{u['unit']}: {u['per_symbol']:+.3f}/symbol (R^2 {u['r2']:.2f})" for u in r["units"])
+        lines.append(f"  {r['phase']:<6} R^2 {r['r2']:.3f}; counter {state[0]}{r['counter']}; {units}")
+    return "\n".join(lines)
