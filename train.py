@@ -10,10 +10,8 @@ Mistakes a user can make (a bad value, missing data, a bad checkpoint) end the r
 from __future__ import annotations
 
 import logging
-import platform
 import sys
 import warnings
-from datetime import datetime
 from pathlib import Path
 
 import hydra
@@ -38,9 +36,9 @@ def run(cfg: DictConfig) -> dict | None:
     import pytorch_lightning as pl
     from pytorch_lightning.utilities import rank_zero_only
 
-    from callbacks import TrainTimer, top_confusions
+    from callbacks import TrainTimer
     from runner.config import check_checkpoint, check_trainer, instantiate_group
-    from runner.results import parameter_table, reference_report, write_json
+    from runner.results import collect_results, reference_report, write_json
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     if (out_dir / "results.json").exists():
@@ -50,10 +48,11 @@ def run(cfg: DictConfig) -> dict | None:
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate_group(cfg.data, "data")
     model = instantiate_group(cfg.model, "model")
-    callbacks = [instantiate_group(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items()]
-    timer = TrainTimer()
-    loggers = [instantiate_group(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items()]
-    trainer = instantiate_group(cfg.trainer, "trainer", callbacks=[*callbacks, timer], logger=loggers or False)
+    # an entry set to null (e.g. callbacks.solved_stopping=null) is left out
+    callbacks = [instantiate_group(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
+    callbacks.append(TrainTimer())  # train_seconds in results.json: always there
+    loggers = [instantiate_group(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items() if c is not None]
+    trainer = instantiate_group(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     ckpt_path = check_checkpoint(cfg.get("ckpt_path"), model)
 
     if rank_zero_only.rank == 0:  # DDP children re-run this script in the same folder
@@ -67,52 +66,17 @@ def run(cfg: DictConfig) -> dict | None:
     if not trainer.is_global_zero:
         return None
 
-    rows = parameter_table(model)
-    results = {
-        "experiment": cfg.name,
-        "model": type(getattr(model, "net", model)).__name__,
-        "params": sum(r["params"] for r in rows),
-        "seed": cfg.seed,
-        "epochs": trainer.current_epoch,
-        "global_step": trainer.global_step,
-        **model.test_summary(),
-        "train_seconds": round(timer.seconds, 3),
-        "train_samples_per_second": round(timer.samples_per_second, 1),
-        "hparams": dict(model.hparams),
-        "train_size": len(datamodule.train_set) if getattr(datamodule, "train_set", None) is not None else None,
-        "test_size": len(datamodule.test_set) if getattr(datamodule, "test_set", None) is not None else None,
-        "device": _device_name(trainer),
-        "world_size": trainer.world_size,
-        "precision": str(trainer.precision),
-        "resumed_from": ckpt_path,
-        "parameter_table": rows,
-        "run_dir": str(out_dir),
-        "finished_at": datetime.now().isoformat(timespec="seconds"),
-    }
-    if results.get("updates") and timer.seconds > 0:
-        results["updates_per_second"] = round(results["updates"] / timer.seconds, 1)
-    if "confusion_matrix" in results:
-        names = getattr(datamodule, "classes", None)
-        results["top_confusions"] = top_confusions(results["confusion_matrix"], 5, names)
-    print("\n" + reference_report(results, rows) + "\n")
+    results = collect_results(cfg, trainer, model, datamodule, callbacks, ckpt_path, out_dir)
+    print("\n" + reference_report(results) + "\n")
     _log_hparams(trainer, cfg, results)
     write_json(out_dir / "results.json", results)
     log.info("results: %s", out_dir / "results.json")
     return results
 
 
-def _device_name(trainer) -> str:
-    root = trainer.strategy.root_device
-    if root.type == "cuda":
-        import torch
-
-        return f"cuda ({torch.cuda.get_device_name(root)})"
-    return f"{root.type} ({platform.processor() or platform.machine()})"
-
-
 def _log_hparams(trainer, cfg: DictConfig, results: dict) -> None:
     """Fill TensorBoard's HPARAMS tab: the settings that differ between runs, with the final test
-    metrics (the module logged them as hp/* during trainer.test)."""
+    metrics (every module logs them as hp/* during trainer.test)."""
     from pytorch_lightning.loggers import TensorBoardLogger
 
     params = {f"model.{k}": v for k, v in results["hparams"].items() if k not in ("weights", "weights_file")}
@@ -121,29 +85,31 @@ def _log_hparams(trainer, cfg: DictConfig, results: dict) -> None:
         "seed": cfg.seed,
         "data.batch_size": cfg.data.get("batch_size"),
         "data.shuffle": cfg.data.get("shuffle"),
+        "data.language": cfg.data.get("language"),
         "trainer.max_epochs": cfg.trainer.get("max_epochs"),
+        "trainer.max_steps": cfg.trainer.get("max_steps"),
         "trainer.precision": str(cfg.trainer.get("precision")),
         "world_size": results["world_size"],
         "params": results["params"],
     }
-    metrics = {"hp/acc_test": results.get("test_acc"), "hp/loss_test": results.get("test_loss")}
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("hp/")}
     params = {k: v for k, v in params.items() if v is not None}
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(params, {k: v for k, v in metrics.items() if v is not None})
+            logger.log_hyperparams(params, metrics)
             logger.save()
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns the test accuracy, the metric a sweeper optimises."""
+    """Hydra entry point; returns the test accuracy (det_acc for sequences), the metric a sweeper optimises."""
     try:
         results = run(cfg)
     except UserError as exc:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # let Hydra record the job as failed
         _fail(exc)
-    return None if results is None else results.get("test_acc")
+    return None if results is None else results.get("test_acc", results.get("det_acc"))
 
 
 def _fail(exc: Exception) -> None:

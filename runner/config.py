@@ -7,7 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from runner.errors import ConfigError, UserError, check_int, with_prefix
+from runner.errors import ConfigError, UserError, check, check_int, with_prefix
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -17,10 +17,21 @@ def run_name(experiment: str | None, model: str | None) -> str:
     return str(experiment or model or "run")
 
 
+def num_symbols(language: str) -> int:
+    """Symbols of a counting language (``anb2n`` -> 2, ``anb2nc3n`` -> 3), so that a model
+    config follows ``data.language``."""
+    from datamodules.grammar import LANGUAGES
+
+    if language not in LANGUAGES:
+        raise ConfigError(f"data.language={language!r} is invalid; allowed: one of {', '.join(LANGUAGES)}")
+    return 3 if LANGUAGES[language][1] else 2
+
+
 def register_resolvers() -> None:
-    """``${run_name:...}`` used by ``conf/train.yaml``; call before composing a config."""
-    if not OmegaConf.has_resolver("run_name"):
-        OmegaConf.register_new_resolver("run_name", run_name)
+    """``${run_name:...}`` and ``${num_symbols:...}`` used by ``conf/``; call before composing."""
+    for name, fn in (("run_name", run_name), ("num_symbols", num_symbols)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)
 
 
 def group_options(conf_dir: Path = CONF_DIR) -> dict[str, list[str]]:
@@ -79,19 +90,43 @@ def check_composes(overrides: list[str], conf_dir: Path = CONF_DIR, config_name:
 
     try:
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-            compose(config_name, overrides=overrides)
+            cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
     except HydraException as exc:
         message = str(exc).split("\nSee https://hydra.cc")[0]
         if exc.__cause__ is not None:
             message += f" ({str(exc.__cause__).splitlines()[0]})"
         raise ConfigError(" ".join(message.split())) from None
+    # data and model do not depend on Hydra's runtime values: resolve them now, so that a model
+    # paired with the wrong data (model=srn on KMNIST: no data.language) is one line too
+    from omegaconf.errors import OmegaConfBaseException
+
+    for key in ("data", "model"):
+        try:
+            OmegaConf.to_container(cfg.get(key), resolve=True)
+        except OmegaConfBaseException as exc:
+            cause: BaseException | None = exc
+            while cause is not None:  # raised by one of our resolvers: report it as it is
+                if isinstance(cause, ConfigError):
+                    raise ConfigError(str(cause)) from None
+                cause = cause.__cause__ or cause.__context__
+            first = str(exc).splitlines()[0]
+            raise ConfigError(f"{key}: {first} (do data={choice(cfg, 'data')} and model={choice(cfg, 'model')} belong together?)") from None
 
 
-def preflight(overrides: list[str]) -> None:
-    """Every check that can run before Hydra starts the job."""
+def choice(cfg: DictConfig, group: str) -> str:
+    """The option chosen for ``group`` in a composed config (``hydra.runtime.choices``)."""
+    return str(cfg.hydra.runtime.choices.get(group))
+
+
+def preflight(argv: list[str]) -> None:
+    """Every check that can run before Hydra starts the job. With Hydra's own flags (``--cfg job``,
+    ``--help``, ``-cn``...), whose values are not overrides, Hydra alone reads the command line;
+    ``-m`` sweeps still have their group choices checked."""
     register_resolvers()
-    check_group_choices(overrides)
-    check_composes(overrides)
+    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
+        return
+    check_group_choices(argv)
+    check_composes(argv)
 
 
 def _is_config_mistake(exc: BaseException) -> bool:
@@ -121,7 +156,13 @@ def instantiate_group(node: DictConfig, key: str, **kwargs: Any) -> Any:
 
 def check_trainer(trainer_cfg: DictConfig) -> None:
     """Values Lightning would accept but that make no sense for a training run."""
-    with_prefix("trainer", lambda: check_int("max_epochs", trainer_cfg.get("max_epochs"), 1))
+
+    def checks():
+        check_int("max_epochs", trainer_cfg.get("max_epochs"), 1)
+        steps = trainer_cfg.get("max_steps", -1)
+        check(steps == -1 or (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1), "max_steps", steps, "-1 (no limit) or an integer >= 1")
+
+    with_prefix("trainer", checks)
 
 
 def check_checkpoint(ckpt_path: str | None, model) -> str | None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -75,9 +77,35 @@ def grid_report(r: dict) -> str:
     return "\n".join(out)
 
 
-def reference_report(results: dict, param_rows: list[dict]) -> str:
+def recurrent_report(r: dict) -> str:
+    """Per-step tables (as in the reference write-up), the gate table, the count probe and the
+    metrics of a SequencePredictor run."""
+    from callbacks.state_analysis import format_gate_table, format_probe, format_step_table
+
+    out = []
+    for n, rows in r.get("step_tables", {}).items():
+        out += [format_step_table(rows, f"Block length n = {n}:"), ""]
+    if r.get("gate_table"):
+        out += [format_gate_table(r["gate_table"]), ""]
+    if r.get("probe", {}).get("phases"):
+        out += [format_probe(r["probe"]["phases"], r["probe"]["state"]), ""]
+    gen = ""
+    if "max_n_generalised" in r:
+        gen = f"; every block length up to n = {r['max_n_generalised']} right (tested up to {r['tested_up_to']})"
+    solved = "solved" if r["solved"] else "not solved"
+    out.append(f"Test: error {r['error']:.4f}, det_acc {r['det_acc']:.4f} ({solved}){gen}")
+    for a in r.get("attempts", []):
+        first = f"first solved at update {a['first_solved_update']:,}" if a["first_solved_update"] is not None else "never solved"
+        out.append(f"Attempt {a['attempt']} (seed {a['seed']}): {a['updates']:,} updates from update {a['start_update']:,}, {first}; {a['outcome']}")
+    if r.get("first_solved_update") is not None:
+        out.append(f"First solved after {r['first_solved_update']:,} updates ({r['first_solved_seconds']:.1f} s)")
+    return "\n".join(out)
+
+
+def reference_report(results: dict) -> str:
     """The reference's printout: for classifiers the confusion matrix and the ``Test set:``
-    line, for the grid the weights and point table; then the parameter table."""
+    line, for the grid the weights and point table, for recurrent nets the per-step tables,
+    gates and probe; then the parameter table."""
     parts = []
     if "confusion_matrix" in results:
         parts.append(np.array2string(np.array(results["confusion_matrix"]), max_line_width=200))
@@ -86,8 +114,62 @@ def reference_report(results: dict, param_rows: list[dict]) -> str:
         parts.append("")
     if "point_table" in results:
         parts += [grid_report(results), ""]
-    parts.append(format_parameter_table(param_rows, results["model"]))
+    if "det_acc" in results:
+        parts += [recurrent_report(results), ""]
+    parts.append(format_parameter_table(results["parameter_table"], results["model"]))
     return "\n".join(parts)
+
+
+def device_name(trainer) -> str:
+    root = trainer.strategy.root_device
+    if root.type == "cuda":
+        import torch
+
+        return f"cuda ({torch.cuda.get_device_name(root)})"
+    return f"{root.type} ({platform.processor() or platform.machine()})"
+
+
+def collect_results(cfg, trainer, model, datamodule, callbacks, ckpt_path, out_dir: Path) -> dict:
+    """results.json of a finished run: what every run reports, the module's ``test_summary()``,
+    and what callbacks with a ``results()`` method measured (timing, gate tables...)."""
+    from callbacks import TrainTimer, top_confusions
+
+    timer = next(c for c in callbacks if isinstance(c, TrainTimer))
+    rows = parameter_table(model)
+
+    def size(name):
+        data = getattr(datamodule, name, None)
+        return len(data) if data is not None else None
+
+    results = {
+        "experiment": cfg.name,
+        "model": type(getattr(model, "net", model)).__name__,
+        "params": sum(r["params"] for r in rows),
+        "seed": cfg.seed,
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        **model.test_summary(),
+        "train_seconds": round(timer.seconds, 3),
+        "train_samples_per_second": round(timer.samples_per_second, 1),
+        "hparams": dict(model.hparams),
+        "train_size": size("train_set"),
+        "test_size": size("test_set"),
+        "device": device_name(trainer),
+        "world_size": trainer.world_size,
+        "precision": str(trainer.precision),
+        "resumed_from": ckpt_path,
+        "parameter_table": rows,
+        "run_dir": str(out_dir),
+        "finished_at": datetime.now().isoformat(timespec="seconds"),
+    }
+    for callback in callbacks:  # callbacks that measured something add it (e.g. the gate table)
+        if callable(getattr(callback, "results", None)):
+            results.update(callback.results())
+    if results.get("updates") and timer.seconds > 0:
+        results["updates_per_second"] = round(results["updates"] / timer.seconds, 1)
+    if "confusion_matrix" in results:
+        results["top_confusions"] = top_confusions(results["confusion_matrix"], 5, getattr(datamodule, "classes", None))
+    return results
 
 
 def write_json(path: Path, data: dict) -> None:
