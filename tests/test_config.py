@@ -49,10 +49,14 @@ def test_kmnist_experiments_reproduce_reference_settings(experiment, net, hidden
     assert cfg.trainer.max_epochs == 10
 
 
+# options that only make sense with their study's data
+COMPANIONS = {("model", "srn"): ["data=grammar"], ("model", "lstm"): ["data=grammar"], ("model", "grid_perceptron"): ["data=grid"]}
+
+
 @pytest.mark.parametrize("group", ["trainer", "logger", "callbacks", "data", "model"])
 def test_every_option_of_every_group_composes(group, tmp_path):
     for option in group_options()[group]:
-        cfg = _compose([f"{group}={option}"], tmp_path)
+        cfg = _compose([f"{group}={option}", *COMPANIONS.get((group, option), [])], tmp_path)
         if group == "trainer":
             assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
         elif group in ("logger", "callbacks"):
@@ -72,6 +76,12 @@ def test_hidden_units_override(tmp_path):
     assert sum(p.numel() for p in instantiate(cfg.model).parameters()) == 795 * 10 + 10
 
 
+def test_hydra_flags_still_work():
+    proc = run_train("--cfg", "job", "experiment=kmnist_full", "model.hidden_units=7")
+    assert proc.returncode == 0, proc.stderr
+    assert "hidden_units: 7" in proc.stdout and "_target_: lightning_modules.KMNISTClassifier" in proc.stdout
+
+
 def test_unknown_group_choice_is_refused_with_allowed_options():
     with pytest.raises(ConfigError, match=r"experiment='nope' .*allowed: .*kmnist_conv"):
         check_group_choices(["experiment=nope"])
@@ -88,6 +98,10 @@ def test_unknown_group_choice_is_refused_with_allowed_options():
         (["model.lr=0"], ["model.lr=0", "> 0"]),
         (["model.lr=-0.1"], ["model.lr=-0.1", "> 0"]),
         (["trainer.max_epochs=0"], ["trainer.max_epochs=0", "integer >= 1"]),
+        (["experiment=srn_anb2n", "trainer.max_steps=0"], ["trainer.max_steps=0", "-1 (no limit) or an integer >= 1"]),
+        (["experiment=srn_anb2n", "data.language=abc"], ["data.language='abc'", "anbn, anb2n, anbncn, anb2nc3n"]),
+        (["model=srn"], ["data.language", "data=kmnist and model=srn"]),
+        (["experiment=srn_anb2n", "model.cell=gru"], ["model.cell='gru'", "srn, lstm"]),
         (["model.net=resnet"], ["model.net='resnet'", "lin, full, conv"]),
         (["model=transformer"], ["model='transformer'", "net_conv", "net_full", "net_lin"]),
         (["experiment=kmnist_huge"], ["experiment='kmnist_huge'", "kmnist_conv"]),
@@ -97,7 +111,9 @@ def test_unknown_group_choice_is_refused_with_allowed_options():
     ],
 )
 def test_invalid_values_stop_before_training(overrides, must_contain, tmp_path):
-    proc = run_train(*overrides, f"hydra.run.dir={tmp_path / 'run'}", "data.download=false", f"data.root={tmp_path / 'none'}")
+    kmnist = not any(o.startswith("experiment=") and "kmnist" not in o for o in overrides)
+    data = ["data.download=false", f"data.root={tmp_path / 'none'}"] if kmnist else []  # never download
+    proc = run_train(*overrides, f"hydra.run.dir={tmp_path / 'run'}", *data)
     assert proc.returncode == 1
     line = error_line(proc)
     for text in must_contain:

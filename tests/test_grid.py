@@ -1,7 +1,6 @@
 """The grid perceptron: dividing lines, weight checks, the fast path against autograd +
 torch.optim.Adam, and the three experiments end to end through train.py."""
 
-import io
 
 import numpy as np
 import pytest

@@ -1,0 +1,296 @@
+"""The recurrent study: the counting-language generator, the SRN and LSTM against the reference
+formulas, metrics on a hand-set network, the count probe, and a short run through train.py."""
+
+import json
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from callbacks.solved_stopping import SolvedStopping
+from callbacks.state_analysis import gate_table, linear_probe
+from conftest import load_results, quiet, run_train
+from datamodules.grammar import PHASES, CountingLanguage, GrammarDataModule, SequenceStream
+from lightning_modules import SequencePredictor
+from lightning_modules.recurrent import generalisation
+from lightning_modules.recurrent_nets import LSTM, SRN
+
+
+def text(symbols):
+    return "".join("ABC"[i] for i in symbols)
+
+
+# ---- the generator ----------------------------------------------------------------------------
+
+
+def test_anb2n_sequence_worked_by_hand():
+    s = CountingLanguage(2, 0, 4).sequence([2, 1])
+    assert text(s["symbols"]) == "AABBBBABBA"
+    assert text(s["targets"]) == "ABBBBABBA"
+    # after the 1st and 2nd A of a block (N = 4): P(A) = 3/4 then 2/3; then everything is fixed
+    np.testing.assert_allclose(s["probs"][:2], [[3 / 4, 1 / 4], [2 / 3, 1 / 3]])
+    np.testing.assert_allclose(s["probs"][2:6], [[0, 1], [0, 1], [0, 1], [1, 0]])
+    np.testing.assert_allclose(s["probs"][6], [3 / 4, 1 / 4])  # the new block's first A
+    assert s["determined"].tolist() == [False, False, True, True, True, True, False, True, True]
+    assert [PHASES[p] for p in s["phase"]] == ["A", "A", "B", "B", "B", "B", "reset", "B", "B"]
+    assert s["count"].tolist() == [1, 2, 4, 3, 2, 1, 1, 2, 1]
+    assert s["step"].tolist() == [1, 2, 1, 2, 3, 4, 1, 1, 2]
+    assert s["n"].tolist() == [2] * 6 + [1] * 3
+
+
+def test_anb2nc3n_sequence_worked_by_hand():
+    s = CountingLanguage(2, 3, 4).sequence([1, 2])
+    assert text(s["symbols"]) == "ABBCCC" + "AABBBBCCCCCC" + "A"
+    assert [PHASES[p] for p in s["phase"][:7]] == ["A", "B", "B", "C", "C", "C", "reset"]
+    assert s["count"][:7].tolist() == [1, 2, 1, 3, 2, 1, 1]
+    assert s["determined"].sum() == (2 + 3) + (4 + 6)  # every B and C position: 2n B's and 3n C's per block
+    assert s["probs"][5].tolist() == [1, 0, 0]  # the last C predicts the next A
+    assert s["probs"][-1].tolist() == [1, 0, 0]
+
+
+@pytest.mark.parametrize("b, c, text_expected", [(1, 0, "AABBA"), (1, 1, "AABBCCA"), (2, 0, "AABBBBA"), (2, 3, "AABBBBCCCCCCA")])
+def test_one_generator_for_all_four_languages(b, c, text_expected):
+    assert text(CountingLanguage(b, c, 4).sequence([2])["symbols"]) == text_expected
+
+
+def test_probabilities_are_exact_distributions_for_every_max_n():
+    for N in (1, 2, 4, 7):
+        s = CountingLanguage(1, 0, N).sequence(list(range(1, N + 1)))
+        np.testing.assert_allclose(s["probs"].sum(axis=1), 1.0, rtol=1e-6)
+        a_pos = ~s["determined"]
+        k = s["count"][a_pos]
+        np.testing.assert_allclose(s["probs"][a_pos, 1], np.where(k >= N, 1.0, 1.0 / (N - k + 1)))
+        # the symbol that actually follows always has probability > 0
+        assert (s["probs"][np.arange(len(s["targets"])), s["targets"]] > 0).all()
+
+
+def test_random_sequences_have_the_reference_shape():
+    lang = CountingLanguage(2, 0, 4)
+    rng = np.random.default_rng(0)
+    lengths = lang.random_lengths(rng, 5)
+    assert len(lengths) == 5 and lengths.min() >= 1 and lengths.max() <= 4
+    s = lang.sequence(lengths)
+    assert len(s["symbols"]) == 1 + 3 * lengths.sum()  # n A's and 2n B's per block, plus the final A
+
+
+def test_stream_is_seeded_and_batches_are_padded():
+    lang = CountingLanguage(2, 0, 4)
+    a = next(iter(SequenceStream(lang, 5, 3, seed=1)))
+    b = next(iter(SequenceStream(lang, 5, 3, seed=1)))
+    c = next(iter(SequenceStream(lang, 5, 3, seed=2)))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["targets"], c["targets"]) or not torch.equal(a["valid"], c["valid"])
+    lengths = a["valid"].sum(1)
+    assert (a["targets"][~a["valid"]] == -100).all() and (a["inputs"][~a["valid"]] == 0).all()
+    assert a["inputs"].shape[:2] == a["targets"].shape and a["inputs"].shape[1] == lengths.max()
+
+
+def test_datamodule_eval_sets_are_fixed_and_not_the_training_stream():
+    dm1, dm2 = GrammarDataModule(seed=3), GrammarDataModule(seed=3)
+    v1, v2 = next(iter(dm1.val_dataloader())), next(iter(dm2.val_dataloader()))
+    assert torch.equal(v1["targets"], v2["targets"]) and v1["inputs"].shape[0] == 100
+    t1 = next(iter(dm1.test_dataloader()[0]))
+    assert t1["inputs"].shape[0] == 100 and not torch.equal(t1["valid"], v1["valid"])  # fresh test sequences
+    train = next(iter(dm1.train_dataloader()))
+    assert not torch.equal(train["targets"][0], v1["targets"][0][: train["targets"].shape[1]])
+    gen = dm1.test_dataloader()[1]
+    ns = torch.cat([b["n"][:, 0] for b in gen]).tolist()
+    assert ns == list(range(1, 41))
+
+
+# ---- the networks against the reference formulas ---------------------------------------------
+
+
+def reference_srn(x, W, U, b, H0, V, c):
+    """seq_models.py's SRN: h_0 = tanh(H0), h_t = tanh(x_t W + h_{t-1} U + b), out = h V + c."""
+    h = torch.tanh(H0).expand(x.shape[0], -1)
+    hs = []
+    for t in range(x.shape[1]):
+        h = torch.tanh(x[:, t] @ W + h @ U + b)
+        hs.append(h)
+    hs = torch.stack(hs, 1)
+    return hs, hs @ V + c
+
+
+def reference_lstm(x, W, U, b, V, c):
+    """seq_models.py's LSTM: gates [i f g o] = x W + h U + b, c = f c + i g, h = o tanh(c)."""
+    B, H = x.shape[0], U.shape[0]
+    h = cell = torch.zeros(B, H)
+    out = {k: [] for k in ("hidden", "cell", "input", "forget", "cell_input", "output")}
+    for t in range(x.shape[1]):
+        z = x[:, t] @ W + h @ U + b
+        i, f, g, o = torch.sigmoid(z[:, :H]), torch.sigmoid(z[:, H : 2 * H]), torch.tanh(z[:, 2 * H : 3 * H]), torch.sigmoid(z[:, 3 * H :])
+        cell = f * cell + i * g
+        h = o * torch.tanh(cell)
+        for k, v in zip(out, (h, cell, i, f, g, o)):
+            out[k].append(v)
+    out = {k: torch.stack(v, 1) for k, v in out.items()}
+    out["logits"] = out["hidden"] @ V + c
+    return out
+
+
+def _random_batch(S, seed=0):
+    lang = CountingLanguage(2, 3 if S == 3 else 0, 4)
+    return next(iter(SequenceStream(lang, 5, 4, seed)))["inputs"]
+
+
+def test_srn_matches_the_reference_formulas():
+    torch.manual_seed(0)
+    net = SRN(2, 3)
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.requires_grad:
+                p.normal_(0, 0.5)
+    x = _random_batch(2)
+    W, U, b = net.rnn.weight_ih_l0.T, net.rnn.weight_hh_l0.T, net.rnn.bias_ih_l0
+    hs, logits = reference_srn(x, W, U, b, net.H0, net.out.weight.T, net.out.bias)
+    torch.testing.assert_close(net(x), logits, atol=1e-5, rtol=1e-5)
+    tr = net.trace(x)
+    torch.testing.assert_close(tr["hidden"], hs, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(tr["initial"][0], torch.tanh(net.H0))
+    # one bias per unit, as in the reference: 2*3 + 3*3 + 3 + 3 (H0) + 3*2 + 2
+    assert sum(p.numel() for p in net.parameters() if p.requires_grad) == 6 + 9 + 3 + 3 + 6 + 2
+
+
+def test_lstm_matches_the_reference_formulas():
+    torch.manual_seed(1)
+    net = LSTM(3, 3)
+    x = _random_batch(3)
+    ref = reference_lstm(x, net.lstm.weight_ih_l0.T, net.lstm.weight_hh_l0.T, net.lstm.bias_ih_l0, net.out.weight.T, net.out.bias)
+    torch.testing.assert_close(net(x), ref["logits"], atol=1e-5, rtol=1e-5)
+    tr = net.trace(x)
+    for key in ("hidden", "cell", "input", "forget", "cell_input", "output", "logits"):
+        torch.testing.assert_close(tr[key], ref[key], atol=1e-6, rtol=1e-6)
+    # the reference's 96 parameters for S = 3, H = 3: W 3x12, U 3x12, b 12, V 3x3, c 3
+    assert sum(p.numel() for p in net.parameters() if p.requires_grad) == 96
+    assert not net.lstm.bias_hh_l0.requires_grad and net.lstm.bias_hh_l0.abs().sum() == 0
+
+
+def test_reference_initialisations():
+    srn = SequencePredictor(cell="srn", hidden_units=2, init=0.001, init_seed=0)
+    w = torch.cat([p.flatten() for p in srn.net.parameters() if p.requires_grad])
+    assert w.abs().max() < 0.01 and w.std() > 1e-4
+    lstm = SequencePredictor(cell="lstm", hidden_units=3, num_symbols=3, init="uniform", init_seed=0)
+    w = torch.cat([p.flatten() for p in lstm.net.parameters() if p.requires_grad])
+    assert w.abs().max() <= 1 / math.sqrt(3) and w.abs().max() > 0.5
+    again = SequencePredictor(cell="lstm", hidden_units=3, num_symbols=3, init="uniform", init_seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(lstm.parameters(), again.parameters()))
+
+
+# ---- metrics on a network whose answers are known ------------------------------------------------
+
+
+def test_always_b_network_has_the_det_acc_worked_out_by_hand():
+    """Output weights 0 and bias favouring B: every prediction is B. On a^n b^2n the B's are
+    right except the last of each block (it is followed by an A): det_acc = sum(2n - 1) / sum(2n)."""
+    dm = GrammarDataModule(language="anb2n", seed=5, eval_sequences=20, eval_max_n=6)
+    model = SequencePredictor(cell="lstm", hidden_units=2, num_symbols=2, init="uniform")
+    with torch.no_grad():
+        model.net.out.weight.zero_()
+        model.net.out.bias.copy_(torch.tensor([0.0, 1.0]))
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.test(model, datamodule=dm, verbose=False)
+    # block lengths: n at the first A of every block (phase A or reset, step 1)
+    lengths = [int(s["n"][i]) for s in dm.test_sequences for i in np.flatnonzero(np.isin(s["phase"], (0, 3)) & (s["step"] == 1))]
+    expected = sum(2 * n - 1 for n in lengths) / sum(2 * n for n in lengths)
+    summary = model.test_summary()
+    assert len(lengths) == 100  # 20 sequences of 5 blocks
+    assert summary["det_acc"] == pytest.approx(expected, abs=1e-6) and not summary["solved"]
+    # the error against the exact distributions: p = softmax([0, 1]) everywhere
+    p = torch.softmax(torch.tensor([0.0, 1.0]), 0).numpy()
+    exact = np.concatenate([s["probs"] for s in dm.test_sequences])
+    assert summary["error"] == pytest.approx(((exact - p) ** 2).mean(), rel=1e-5)
+    assert summary["max_n_generalised"] == 0 and summary["lengths_right"] == []
+
+
+def test_generalisation_is_the_longest_run_of_right_lengths_from_one():
+    assert generalisation([1, 2, 3, 4, 5], [True, True, True, False, True]) == {"max_n_generalised": 3, "lengths_right": [1, 2, 3, 5], "tested_up_to": 5}
+    assert generalisation([3, 1, 2], [True, False, True])["max_n_generalised"] == 0
+    assert generalisation([2, 1], [True, True])["max_n_generalised"] == 2
+
+
+# ---- the analysis -------------------------------------------------------------------------------
+
+
+def test_probe_finds_the_counting_unit_and_its_step():
+    rng = np.random.default_rng(0)
+    count = np.concatenate([np.arange(1, 5)] * 50 + [np.arange(8, 0, -1)] * 50)
+    phase = np.array([0] * 200 + [1] * 400)
+    counter = 0.25 * count - 1.0 + rng.normal(0, 0.01, len(count))  # +0.25 per A, -0.25 per B
+    noise = rng.normal(0, 1, len(count))
+    rows = {r["phase"]: r for r in linear_probe(np.column_stack([noise, counter]), count, phase)}
+    for name, step in (("A", 0.25), ("B", -0.25)):
+        r = rows[name]
+        assert r["counter"] == 1 and r["r2"] > 0.99
+        assert r["units"][1]["per_symbol"] == pytest.approx(step, abs=0.005) and r["units"][1]["r2"] > 0.99
+        assert r["units"][0]["r2"] < 0.05
+    assert "C" not in rows  # no C positions
+
+
+def test_gate_table_averages_by_phase():
+    tr = {"phase": np.array([0, 0, 1, 3]), "input": np.array([[0.0], [1.0], [0.2], [0.9]]), "forget": np.ones((4, 1)), "output": np.zeros((4, 1))}
+    rows = gate_table(tr)
+    assert [(r["phase"], r["positions"], r["input"]) for r in rows] == [("A", 2, [0.5]), ("B", 1, [0.2]), ("reset", 1, [0.9])]
+
+
+class _Strategy:
+    @staticmethod
+    def reduce_boolean_decision(decision, all=True):
+        return bool(decision)
+
+
+def test_solved_stopping_waits_for_consecutive_solved_evaluations():
+    cb = SolvedStopping(evaluations=3)
+    trainer = SimpleNamespace(sanity_checking=False, callback_metrics={}, strategy=_Strategy(), should_stop=False, global_step=0)
+    for step, value in [(100, 1.0), (200, 0.9), (300, 1.0), (400, 1.0)]:
+        trainer.global_step, trainer.callback_metrics = step, {"det_acc/val": torch.tensor(value)}
+        cb.on_validation_end(trainer, None)
+        assert not trainer.should_stop
+    trainer.global_step, trainer.callback_metrics = 500, {"det_acc/val": torch.tensor(1.0)}
+    cb.on_validation_end(trainer, None)
+    assert trainer.should_stop and cb.first_solved_update == 100 and cb.stopped_at_update == 500
+
+
+# ---- end to end ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment, state_files", [
+    ("lstm_anb2nc3n", ["hidden_states.png", "cell_states.png", "hidden_trajectories.png", "cell_trajectories.png", "cell_vs_time.png", "gates_by_phase.png", "count_probe.png"]),
+    ("srn_anb2n", ["hidden_states.png", "hidden_trajectories.png", "hidden_vs_time.png", "count_probe.png"]),
+])
+def test_short_run_writes_every_plot_and_table(experiment, state_files, tmp_path):
+    run = tmp_path / "run"
+    proc = run_train(f"experiment={experiment}", "trainer.max_steps=300", "trainer.val_check_interval=100", "callbacks.state_trajectories.every_n_evals=1", "data.eval_max_n=12", *quiet(run))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = load_results(run)
+    for key in ("error", "det_acc", "solved", "max_n_generalised", "probe", "step_tables", "test_loss"):
+        assert key in r, key
+    assert 0 <= r["det_acc"] <= 1 and 0 <= r["error"] <= 1 and r["tested_up_to"] == 12
+    assert r["global_step"] == 300 or r["stopped_early_at_update"] is not None
+    assert sorted(r["step_tables"]) == ["1", "2", "3", "4"]
+    lstm = experiment.startswith("lstm")
+    first_row = r["step_tables"]["1"][0]
+    assert len(first_row["hidden"]) == (3 if lstm else 2) and ("cell" in first_row) == lstm
+    if lstm:
+        assert [row["phase"] for row in r["gate_table"]] == ["A", "B", "C", "reset"]
+        assert r["probe"]["state"] == "cell"
+    for name in state_files:
+        assert (run / "figures" / name).stat().st_size > 10_000, name
+    assert "Block length n = 4:" in proc.stdout and "Test: error" in proc.stdout
+    assert ("Mean gate values by phase" in proc.stdout) == lstm and "Linear probe of the count" in proc.stdout
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tb = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0, "tensors": 0, "scalars": 0})
+    tb.Reload()
+    images = set(tb.Tags()["images"])
+    assert {"states/hidden", "states/hidden_trajectories"} <= images and (("gates/by_phase" in images) == lstm)
+    assert len(tb.Images("states/hidden")) >= 2  # logged during training too
+    texts = set(tb.Tags()["tensors"])
+    assert {"tables/steps_n1/text_summary", "tables/probe/text_summary"} <= texts
+    assert {"error/val", "det_acc/val", "loss/train", "hp/det_acc_test"} <= set(tb.Tags()["scalars"])
+    json.dumps(r)  # everything in results.json is plain JSON
