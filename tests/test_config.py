@@ -71,6 +71,12 @@ def test_ddp_trainer_config(tmp_path):
     assert (cfg.trainer.strategy, cfg.trainer.devices, cfg.trainer.num_nodes, cfg.trainer.precision) == ("ddp", 4, 2, "bf16-mixed")
 
 
+def test_eval_settings_reach_the_grammar_data(tmp_path):
+    cfg = _compose(["experiment=lstm_anb2nc3n", "eval.max_n=60", "eval.sequences=50"], tmp_path)
+    dm = instantiate(cfg.data)
+    assert len(dm.generalisation_sequences) == 60 and len(dm.test_sequences) == 50
+
+
 def test_hidden_units_override(tmp_path):
     cfg = _compose(["experiment=kmnist_full", "model.hidden_units=10"], tmp_path)
     assert sum(p.numel() for p in instantiate(cfg.model).parameters()) == 795 * 10 + 10

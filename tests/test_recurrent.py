@@ -264,7 +264,7 @@ def test_solved_stopping_waits_for_consecutive_solved_evaluations():
 ])
 def test_short_run_writes_every_plot_and_table(experiment, state_files, tmp_path):
     run = tmp_path / "run"
-    proc = run_train(f"experiment={experiment}", "trainer.max_steps=300", "trainer.val_check_interval=100", "callbacks.state_trajectories.every_n_evals=1", "data.eval_max_n=12", *quiet(run))
+    proc = run_train(f"experiment={experiment}", "trainer.max_steps=300", "trainer.val_check_interval=100", "callbacks.state_trajectories.every_n_evals=1", "eval.max_n=12", *quiet(run))
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = load_results(run)
     for key in ("error", "det_acc", "solved", "max_n_generalised", "probe", "step_tables", "test_loss"):
