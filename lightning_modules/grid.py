@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_modules.grid_fast import adam_updates, unflatten
-from runner.errors import ConfigError, check, check_choice, check_int, check_positive
+from runner.errors import ConfigError, check, check_choice, check_int, check_positive, check_range
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class GridPerceptron(pl.LightningModule):
         check_choice("activation", activation, ACTIVATIONS)
         check_positive("init_std", init_std)
         check_positive("lr", lr)
-        check(isinstance(weight_decay, (int, float)) and weight_decay >= 0, "weight_decay", weight_decay, "a number >= 0")
+        check_range("weight_decay", weight_decay, 0)
         for key, value, minimum in (
             ("max_updates", max_updates, 1),
             ("stop_after_perfect", stop_after_perfect, 1),

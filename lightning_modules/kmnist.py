@@ -12,7 +12,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from lightning_modules.kmnist_nets import NETS, NetConv, NetFull, NetLin
-from runner.errors import check, check_choice, check_int, check_positive
+from runner.errors import check, check_choice, check_int, check_positive, check_range
 
 # Where each stage's metrics are logged. The per-epoch evaluation ('val') runs on the test split,
 # as the reference does after every epoch, so its curves are named */test. The final
@@ -53,8 +53,8 @@ class KMNISTClassifier(pl.LightningModule):
         else:
             check(hidden_units is None, "hidden_units", hidden_units, f"null (net={net} has no hidden layer size)")
         check_positive("lr", lr)
-        check(isinstance(momentum, (int, float)) and 0 <= momentum < 1, "momentum", momentum, "a number in [0, 1)")
-        check(isinstance(weight_decay, (int, float)) and weight_decay >= 0, "weight_decay", weight_decay, "a number >= 0")
+        check_range("momentum", momentum, 0, 1)
+        check_range("weight_decay", weight_decay, 0)
         check_int("num_classes", num_classes, 2)
         self.save_hyperparameters()
 

@@ -13,7 +13,7 @@ from torchmetrics import CatMetric, MeanMetric, MeanSquaredError
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_modules.recurrent_nets import CELLS, initialise
-from runner.errors import ConfigError, check, check_choice, check_int, check_positive
+from runner.errors import ConfigError, check, check_choice, check_int, check_positive, check_range
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,8 @@ class SequencePredictor(pl.LightningModule):
         check(init == "uniform" or (isinstance(init, (int, float)) and not isinstance(init, bool) and init > 0), "init", init, "a number > 0 (std of a normal) or 'uniform'")
         check_choice("optimizer", optimizer, OPTIMIZERS)
         check_positive("lr", lr)
-        check(isinstance(momentum, (int, float)) and 0 <= momentum < 1, "momentum", momentum, "a number in [0, 1)")
-        check(isinstance(weight_decay, (int, float)) and weight_decay >= 0, "weight_decay", weight_decay, "a number >= 0")
+        check_range("momentum", momentum, 0, 1)
+        check_range("weight_decay", weight_decay, 0)
         check_int("restarts", restarts, 0)
         check_int("restart_after", restart_after, 1)
         self.save_hyperparameters()

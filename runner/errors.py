@@ -41,6 +41,13 @@ def check_positive(key: str, value: Any) -> float:
     return float(value)
 
 
+def check_range(key: str, value: Any, low: float, high: float | None = None) -> float:
+    """A real number with ``low <= value``, and ``value < high`` when ``high`` is given."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= low and (high is None or value < high)
+    check(ok, key, value, f"a number >= {low:g}" if high is None else f"a number in [{low:g}, {high:g})")
+    return float(value)
+
+
 def check_choice(key: str, value: Any, choices: list[str] | tuple[str, ...]) -> str:
     check(value in choices, key, value, "one of " + ", ".join(choices))
     return value
