@@ -126,7 +126,7 @@ class SequenceStream(IterableDataset):
     """Batches of fresh random sequences, forever, from a seeded generator (one item = one
     update; the run ends at ``trainer.max_steps`` or when the task is solved)."""
 
-    def __init__(self, language: CountingLanguage, blocks: int, batch_size: int, seed: int):
+    def __init__(self, language: CountingLanguage, blocks: int, batch_size: int, seed: int | list[int]):
         self.language, self.blocks, self.batch_size, self.seed = language, blocks, batch_size, seed
 
     def __iter__(self):
@@ -173,17 +173,31 @@ class GrammarDataModule(pl.LightningDataModule):
         )
         self.generalisation_sequences = [self.language.sequence([n, n]) for n in range(1, eval_max_n + 1)]
 
+    def _world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
     def train_dataloader(self):
         hp = self.hparams
-        return DataLoader(SequenceStream(self.language, hp.blocks, hp.batch_size, hp.seed), batch_size=None)
+        world, rank = self._world()
+        # under DDP every process draws sequences of its own (process 0 keeps the single-process stream)
+        seed = hp.seed if rank == 0 else [hp.seed, rank]
+        return DataLoader(SequenceStream(self.language, hp.blocks, hp.batch_size, seed), batch_size=None)
 
     def _loader(self, sequences, batch_size):
+        """Fixed batches; under DDP split over the processes without repeating any (a padding
+        sampler would count some sequences twice). Batches are small so that every process gets some."""
         S = self.language.num_symbols
         batches = [collate(sequences[i : i + batch_size], S) for i in range(0, len(sequences), batch_size)]
-        return DataLoader(batches, batch_size=None)
+        world, rank = self._world()
+        if world == 1:
+            return DataLoader(batches, batch_size=None)
+        from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+
+        return DataLoader(batches, batch_size=None, sampler=UnrepeatedDistributedSampler(batches, num_replicas=world, rank=rank, shuffle=False))
 
     def val_dataloader(self):
-        return self._loader(self.val_sequences, 100)
+        return self._loader(self.val_sequences, 10)
 
     def test_dataloader(self):
-        return [self._loader(self.test_sequences, 100), self._loader(self.generalisation_sequences, 8)]
+        return [self._loader(self.test_sequences, 10), self._loader(self.generalisation_sequences, 4)]

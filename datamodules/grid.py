@@ -6,7 +6,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from datamodules.tensor_batches import TensorBatches, batch_loader
+from datamodules.tensor_batches import TensorBatches
 
 
 def grid_points() -> tuple[torch.Tensor, torch.Tensor]:
@@ -17,14 +17,19 @@ def grid_points() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class RepeatBatch(IterableDataset):
-    """The same full batch, forever. The module decides when training stops (100% held long
-    enough, or the update budget spent), so an epoch has no fixed length."""
+    """The same full batch, ``times`` times (None: forever). Training repeats it forever: the
+    module decides when to stop (100% held long enough, or the update budget spent). The test
+    yields it once; being iterable, it is not split across devices by Lightning's distributed
+    sampler, so under DDP every process evaluates all 9 points."""
 
-    def __init__(self, *tensors: torch.Tensor):
+    def __init__(self, *tensors: torch.Tensor, times: int | None = None):
         self.tensors = tensors
+        self.times = times
 
     def __iter__(self):
-        while True:
+        n = 0
+        while self.times is None or n < self.times:
+            n += 1
             yield self.tensors
 
 
@@ -41,4 +46,4 @@ class GridDataModule(pl.LightningDataModule):
         return DataLoader(RepeatBatch(self.points, self.targets), batch_size=None)
 
     def test_dataloader(self):
-        return batch_loader(self.test_set, batch_size=len(self.test_set))
+        return DataLoader(RepeatBatch(self.points, self.targets, times=1), batch_size=None)

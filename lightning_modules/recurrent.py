@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import CatMetric, MeanMetric, MeanSquaredError
+from torchmetrics import CatMetric, MeanMetric, MeanSquaredError, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_modules.recurrent_nets import CELLS, initialise
@@ -97,6 +97,7 @@ class SequencePredictor(pl.LightningModule):
                         "loss": MeanMetric(nan_strategy="disable"),
                         "error": MeanSquaredError(),
                         "det_acc": MulticlassAccuracy(num_classes=num_symbols, average="micro"),
+                        "sequences": SumMetric(nan_strategy="disable"),
                     }
                 )
                 for stage in ("val", "test")
@@ -159,16 +160,18 @@ class SequencePredictor(pl.LightningModule):
         m["error"].update(logits.softmax(-1)[valid].flatten(), batch["probs"][valid].flatten())
         pred = logits.argmax(-1)
         m["det_acc"].update(pred[det], batch["targets"][det])
+        m["sequences"].update(float(valid.shape[0]))
         return pred
 
     def _eval_epoch_end(self, stage: str, names: dict[str, str]) -> None:
         m = self.eval_metrics[stage]
         values = {k: m[k].compute() for k in ("loss", "error", "det_acc")}
+        sequences = int(m["sequences"].compute())  # all devices together: each sequence once
         for metric in m.values():
             metric.reset()
         # already reduced over devices by compute(); sync_dist only averages equal numbers
         self.log_dict({names[k]: v for k, v in values.items()}, sync_dist=True)
-        self.last_eval[stage] = {k: float(v) for k, v in values.items()}
+        self.last_eval[stage] = {**{k: float(v) for k, v in values.items()}, "sequences": sequences}
 
     def validation_step(self, batch, batch_idx):
         self._evaluate(batch, "val")
@@ -223,6 +226,7 @@ class SequencePredictor(pl.LightningModule):
             "error": ev["error"],
             "det_acc": ev["det_acc"],
             "solved": ev["det_acc"] == 1.0,
+            "test_sequences": ev["sequences"],
             **gen,
             "attempts": attempts,
         }

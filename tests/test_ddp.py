@@ -14,7 +14,7 @@ def test_ddp_two_cpu_processes_match_one_device_totals(kmnist_root_odd, tmp_path
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     proc = run_train(*common, *quiet(single))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = run_train(*common, "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", *quiet(ddp))
+    proc = run_train(*common, "trainer=ddp_sim", *quiet(ddp))
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     one, two = load_results(single), load_results(ddp)
@@ -31,3 +31,16 @@ def test_ddp_two_cpu_processes_match_one_device_totals(kmnist_root_odd, tmp_path
     assert (ddp / "checkpoints" / "last.ckpt").is_file()
     assert (ddp / "figures" / "confusion_matrix.png").is_file()
     assert proc.stdout.count("Test set: Average loss") == 2  # once per epoch and once at the end, by rank 0 only
+
+
+def test_ddp_two_cpu_processes_for_the_sequence_model(tmp_path):
+    run = tmp_path / "run"
+    proc = run_train("experiment=lstm_anb2nc3n", "trainer=ddp_sim", "trainer.max_steps=300", "trainer.val_check_interval=100", *quiet(run))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = load_results(run)
+    assert r["world_size"] == 2
+    # the 100 test sequences and the 40 generalisation sequences split over the processes, each once
+    assert r["test_sequences"] == 100 and r["tested_up_to"] == 40
+    assert (run / "train_ddp_process_1.log").is_file() and sorted(p.name for p in run.rglob("results.json")) == ["results.json"]
+    assert (run / "figures" / "cell_trajectories.png").is_file()
+    assert proc.stdout.count("Test: error") == 1  # the report is printed by rank 0 only
