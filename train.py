@@ -38,12 +38,19 @@ def run(cfg: DictConfig) -> dict | None:
 
     from callbacks import TrainTimer
     from runner.config import check_checkpoint, check_trainer, instantiate_group
+    from runner.launch import check_multirun_devices, share_machine
     from runner.results import collect_results, reference_report, write_json
 
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
     if (out_dir / "results.json").exists():
         raise UserError(f"{out_dir} already holds a finished run (results.json); choose another hydra.run.dir")
     check_trainer(cfg.trainer)
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        check_multirun_devices(cfg.trainer, str(hydra_cfg.launcher.get("_target_", "")))
+    shared = share_machine(hydra_cfg, cfg.trainer)
+    if shared:
+        log.info("joblib job %s: %s", hydra_cfg.job.num, shared)
 
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate_group(cfg.data, "data")
@@ -102,19 +109,45 @@ def _log_hparams(trainer, cfg: DictConfig, results: dict) -> None:
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns the test accuracy (det_acc for sequences), the metric a sweeper optimises."""
+    """Hydra entry point; returns the test accuracy (det_acc for sequences), the metric a sweeper
+    optimises. In a multirun a failed run is recorded in its folder (error.txt) and the sweep goes
+    on; the sweep summary lists it and the multirun exits non-zero at the end."""
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         results = run(cfg)
     except UserError as exc:
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
-            raise  # let Hydra record the job as failed
+        if multirun:
+            return _record_failure(exc, with_traceback=False)
         _fail(exc)
+    except Exception as exc:  # noqa: BLE001 - a bug or a numerical failure in one run of a sweep
+        if multirun:
+            return _record_failure(exc, with_traceback=True)
+        raise
     return None if results is None else results.get("test_acc", results.get("det_acc"))
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
 def _fail(exc: Exception) -> None:
-    print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+    print("error: " + _one_line(exc), file=sys.stderr)
     sys.exit(1)
+
+
+def _record_failure(exc: Exception, with_traceback: bool) -> float:
+    import traceback
+
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = f"{type(exc).__name__}: {_one_line(exc)}\n"
+    if with_traceback:
+        text += "\n" + "".join(traceback.format_exception(exc))
+        log.exception("run failed: %s", _one_line(exc))
+    else:
+        log.error("run failed: %s", _one_line(exc))
+    (out_dir / "error.txt").write_text(text)
+    return float("nan")
 
 
 if __name__ == "__main__":

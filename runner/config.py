@@ -118,15 +118,43 @@ def choice(cfg: DictConfig, group: str) -> str:
     return str(cfg.hydra.runtime.choices.get(group))
 
 
+def first_combination(overrides: list[str]) -> list[str]:
+    """The overrides of a sweep's first run: every sweep (``a,b``, ``range(0,5)``) at its first value."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    out = []
+    for text in overrides:
+        o = parser.parse_overrides([text])[0]
+        out.append(f"{text.split('=', 1)[0]}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else text)
+    return out
+
+
+def check_sweep_launch(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
+    """Before a multirun starts: refuse several processes per run (DDP) unless SLURM starts them."""
+    from hydra import compose, initialize_config_dir
+
+    from runner.launch import check_multirun_devices
+
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+        cfg = compose("train", overrides=first_combination(overrides), return_hydra_config=True)
+    check_multirun_devices(cfg.trainer, str(cfg.hydra.launcher.get("_target_", "")))
+
+
 def preflight(argv: list[str]) -> None:
-    """Every check that can run before Hydra starts the job. With Hydra's own flags (``--cfg job``,
+    """Every check that can run before Hydra starts. With Hydra's own flags (``--cfg job``,
     ``--help``, ``-cn``...), whose values are not overrides, Hydra alone reads the command line;
-    ``-m`` sweeps still have their group choices checked."""
+    a ``-m`` sweep has its group choices checked, and DDP in it refused, before any run starts."""
     register_resolvers()
-    if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
+    flags = [a for a in argv if a.startswith("-")]
+    if any(f not in ("-m", "--multirun") for f in flags):
         return
     check_group_choices(argv)
-    check_composes(argv)
+    overrides = [a for a in argv if not a.startswith("-")]
+    if flags:
+        check_sweep_launch(overrides)
+    else:
+        check_composes(overrides)
 
 
 def _is_config_mistake(exc: BaseException) -> bool:

@@ -1,0 +1,219 @@
+"""What a Hydra multirun found: one row per run, the swept values against the results.
+
+``SweepSummary`` is a Hydra callback (``conf/hydra/default.yaml``): when a multirun ends it reads
+every job folder of the sweep directory (so it works whatever launched the jobs: in this process,
+joblib workers, or SLURM) and writes ``summary.csv``, ``summary.md`` and ``summary.png`` there.
+Jobs that failed are listed with their error (``train.py`` writes ``error.txt`` and lets the
+sweep go on); when any failed, the multirun exits with status 1 once the summary is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+# results.json keys shown per run, when the runs have them
+METRICS = (
+    "test_acc", "test_loss", "det_acc", "error", "solved", "max_n_generalised",
+    "first_solved_update", "updates", "first_perfect_update", "attempts",
+)
+MAIN_METRICS = ("test_acc", "det_acc")
+
+
+def _job_dirs(sweep_dir: Path) -> list[Path]:
+    jobs = [p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")]
+    return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+
+
+def _value(text: str) -> Any:
+    """An override's value as a number when it is one (so that 10, 20, 160 sort and plot as numbers)."""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() and "." not in text else number
+
+
+def collect_sweep(sweep_dir: Path) -> dict:
+    """Every run of the sweep: ``{"swept": [keys], "rows": [...]}``. A row has ``job``, the run's
+    overrides that differ between runs (``swept``), ``status`` (``ok`` or ``failed``), the run's
+    ``results`` (or None) and ``error`` (the first line of error.txt, or why there are no results)."""
+    rows = []
+    for job in _job_dirs(Path(sweep_dir)):
+        overrides = {}
+        for item in OmegaConf.load(job / ".hydra" / "overrides.yaml"):
+            key, _, value = str(item).partition("=")
+            overrides[key.lstrip("+~")] = value
+        results_file, error_file = job / "results.json", job / "error.txt"
+        row: dict[str, Any] = {"job": job.name, "dir": str(job), "overrides": overrides, "results": None, "error": None}
+        if results_file.is_file():
+            row["results"], row["status"] = json.loads(results_file.read_text()), "ok"
+        else:
+            row["status"] = "failed"
+            row["error"] = error_file.read_text().strip().splitlines()[0] if error_file.is_file() else "no results.json (the run stopped before the end)"
+        rows.append(row)
+    keys = sorted({k for r in rows for k in r["overrides"]})
+    swept = [k for k in keys if len({r["overrides"].get(k) for r in rows}) > 1] or keys
+    for r in rows:
+        r["swept"] = {k: _value(r["overrides"][k]) if k in r["overrides"] else None for k in swept}
+    return {"swept": swept, "rows": rows}
+
+
+def _success(results: dict) -> bool | None:
+    """Did the run do what its study asks? ``solved`` (recurrent nets), 100% (the grid)."""
+    if "solved" in results:
+        return bool(results["solved"])
+    if "point_table" in results:
+        return results["test_acc"] == 1.0
+    return None
+
+
+def _spread(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson interval of a success rate k/n (sensible for small n and rates near 0 or 1)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def summarise(sweep: dict) -> dict:
+    """Aggregates over the finished runs: the main metric's mean and spread, time, and for
+    sweeps of runs that can fail (grid, recurrent) the success rate with its 95% interval."""
+    done = [r["results"] for r in sweep["rows"] if r["results"]]
+    main = next((m for m in MAIN_METRICS if done and all(m in res for res in done)), None)
+    out: dict[str, Any] = {"runs": len(sweep["rows"]), "finished": len(done), "failed": len(sweep["rows"]) - len(done), "main_metric": main}
+    if main:
+        out[main] = _spread([float(res[main]) for res in done])
+    if done:
+        out["train_seconds"] = _spread([float(res["train_seconds"]) for res in done])
+    outcomes = [_success(res) for res in done]
+    if done and all(o is not None for o in outcomes):
+        k = sum(outcomes)
+        lo, hi = wilson(k, len(outcomes))
+        out["success"] = {"succeeded": k, "of": len(outcomes), "rate": k / len(outcomes), "interval95": [round(lo, 3), round(hi, 3)]}
+        when = [res.get("first_solved_update", res.get("first_perfect_update")) for res in done]
+        when = [w for w in when if w is not None]
+        if when:
+            out["updates_to_success"] = _spread([float(w) for w in when])
+    return out
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return str(len(value))
+    return str(value)
+
+
+def table_rows(sweep: dict) -> tuple[list[str], list[list[str]]]:
+    """Columns and cells: job, swept values, status, params, the metrics the runs have, time, why it failed.
+
+    The failure column is not called ``error``: the SRN reports a metric of that name."""
+    done = [r["results"] for r in sweep["rows"] if r["results"]]
+    metrics = [m for m in METRICS if any(m in res for res in done)]
+    header = ["job", *sweep["swept"], "status", "params", *metrics, "train_seconds", "failure"]
+    rows = []
+    for r in sweep["rows"]:
+        res = r["results"] or {}
+        rows.append([r["job"], *(_cell(r["swept"][k]) for k in sweep["swept"]), r["status"], _cell(res.get("params")),
+                     *(_cell(res.get(m)) for m in metrics), _cell(res.get("train_seconds")), r["error"] or ""])
+    return header, rows
+
+
+def _plot(sweep: dict, summary: dict, path: Path) -> None:
+    """The main metric against the swept value (a numeric key other than the seed, when there is one)."""
+    main = summary.get("main_metric")
+    points = [(r["swept"], r["results"][main]) for r in sweep["rows"] if r["results"] and main]
+    if not points:
+        return
+    from callbacks.figures import Figure  # matplotlib, headless
+
+    numeric = [k for k in sweep["swept"] if all(isinstance(swept[k], (int, float)) for swept, _ in points)]
+    key = next((k for k in numeric if k != "seed"), numeric[0] if numeric else None)
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    if key is not None:
+        pts = sorted((swept[key], y) for swept, y in points)
+        ax.plot([x for x, _ in pts], [y for _, y in pts], "o-" if key != "seed" else "o")
+        ax.set_xlabel(key)
+        values = [x for x, _ in pts]
+        if key != "seed" and min(values) > 0 and max(values) / min(values) >= 10:
+            ax.set_xscale("log")
+    else:
+        labels = [", ".join(f"{k}={v}" for k, v in swept.items()) for swept, _ in points]
+        ax.plot(range(len(points)), [y for _, y in points], "o")
+        ax.set_xticks(range(len(points)), labels, rotation=45, ha="right", fontsize=7)
+    ax.axhline(summary[main]["mean"], color="grey", ls=":", label=f"mean {summary[main]['mean']:.4g}")
+    ax.set_ylabel(main)
+    title = f"{summary['finished']} of {summary['runs']} runs finished"
+    if "success" in summary:
+        title += f"; {summary['success']['succeeded']}/{summary['success']['of']} succeeded"
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=100)
+
+
+def write_summary(sweep_dir: Path) -> dict:
+    """Write ``summary.csv``, ``summary.md`` and ``summary.png`` into ``sweep_dir``; return the aggregates."""
+    sweep_dir = Path(sweep_dir)
+    sweep = collect_sweep(sweep_dir)
+    summary = summarise(sweep)
+    header, rows = table_rows(sweep)
+    with open(sweep_dir / "summary.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    lines = [f"# Sweep {sweep_dir}", "", f"{summary['finished']} of {summary['runs']} runs finished; {summary['failed']} failed.", ""]
+    main = summary.get("main_metric")
+    if main:
+        m = summary[main]
+        lines.append(f"- {main}: mean {m['mean']:.4f}, std {m['std']:.4f} over {m['n']} runs")
+    if "train_seconds" in summary:
+        t = summary["train_seconds"]
+        lines.append(f"- training time: mean {t['mean']:.1f} s, std {t['std']:.1f} s")
+    if "success" in summary:
+        s = summary["success"]
+        lo, hi = s["interval95"]
+        lines.append(f"- success rate: {s['succeeded']}/{s['of']} = {s['rate']:.0%} (95% interval {lo:.0%}-{hi:.0%})")
+    if "updates_to_success" in summary:
+        u = summary["updates_to_success"]
+        lines.append(f"- updates to first success: mean {u['mean']:,.0f}, std {u['std']:,.0f}")
+    lines += ["", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
+    _plot(sweep, summary, sweep_dir / "summary.png")
+    if (sweep_dir / "summary.png").exists():
+        lines += ["", "![main metric against the swept value](summary.png)"]
+    (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
+    (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+class SweepSummary(Callback):
+    """Hydra callback: the summary of a multirun, written when it ends."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        summary = write_summary(sweep_dir)
+        print(f"sweep summary: {sweep_dir / 'summary.md'}")
+        if summary["failed"]:
+            # Hydra turns an exception from a callback into a warning; SystemExit still ends the
+            # process with a non-zero status, after every run and the summary are done
+            print(f"error: {summary['failed']} of {summary['runs']} runs failed; see {sweep_dir / 'summary.md'}", file=sys.stderr)
+            raise SystemExit(1)

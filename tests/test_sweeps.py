@@ -1,0 +1,175 @@
+"""Hydra multiruns: the summary written when a sweep ends, failed runs, the joblib launcher,
+DDP refused inside a sweep, and the SLURM and Optuna configs."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from conftest import REPO, error_line
+from runner.config import register_resolvers
+from runner.errors import ConfigError
+from runner.launch import check_multirun_devices, joblib_parallelism, processes_per_job
+from runner.sweep import collect_sweep, summarise, wilson, write_summary
+
+
+def fake_job(sweep, num, overrides, results=None, error=None):
+    job = sweep / str(num)
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if results is not None:
+        (job / "results.json").write_text(json.dumps(results))
+    if error is not None:
+        (job / "error.txt").write_text(error + "\nTraceback ...")
+
+
+def grid_result(seed, acc, first=None):
+    return {"seed": seed, "params": 21, "test_acc": acc, "test_loss": 0.1, "train_seconds": 1.5, "point_table": [], "updates": 20000, "first_perfect_update": first, "attempts": [{}]}
+
+
+def test_summary_of_a_seed_sweep_with_a_failure(tmp_path):
+    sweep = tmp_path / "sweep"
+    fake_job(sweep, 0, ["experiment=check_sig", "seed=0"], grid_result(0, 1.0, 4772))
+    fake_job(sweep, 1, ["experiment=check_sig", "seed=4"], grid_result(4, 8 / 9))
+    fake_job(sweep, 2, ["experiment=check_sig", "seed=7"], grid_result(7, 1.0, 9000))
+    fake_job(sweep, 3, ["experiment=check_sig", "seed=9"], error="ConfigError: something bad")
+    fake_job(sweep, 10, ["experiment=check_sig", "seed=11"])  # interrupted: neither results nor error
+    data = collect_sweep(sweep)
+    assert data["swept"] == ["seed"] and [r["job"] for r in data["rows"]] == ["0", "1", "2", "3", "10"]
+    summary = write_summary(sweep)
+    assert summary["runs"] == 5 and summary["finished"] == 3 and summary["failed"] == 2
+    assert summary["success"]["succeeded"] == 2 and summary["success"]["of"] == 3
+    assert summary["test_acc"]["mean"] == pytest.approx((2 + 8 / 9) / 3)
+    assert summary["updates_to_success"]["mean"] == pytest.approx((4772 + 9000) / 2)
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert [r["seed"] for r in rows] == ["0", "4", "7", "9", "11"]
+    assert rows[3]["status"] == "failed" and rows[3]["failure"] == "ConfigError: something bad"
+    assert "stopped before the end" in rows[4]["failure"]
+    md = (sweep / "summary.md").read_text()
+    assert "success rate: 2/3 = 67%" in md and "| 3 | 9 | failed |" in md
+    assert (sweep / "summary.png").stat().st_size > 5000
+
+
+def test_srn_error_metric_and_failure_are_separate_columns(tmp_path):
+    """The SRN reports a metric called ``error``; a failure must not overwrite it in the CSV."""
+    sweep = tmp_path / "sweep"
+    fake_job(sweep, 0, ["experiment=srn_anb2n", "seed=0"], {"params": 18, "det_acc": 1.0, "error": 0.0087, "solved": True, "train_seconds": 3.0})
+    fake_job(sweep, 1, ["experiment=srn_anb2n", "seed=1"], error="RuntimeError: boom")
+    write_summary(sweep)
+    header = next(csv.reader(open(sweep / "summary.csv")))
+    assert len(header) == len(set(header)) and "error" in header and "failure" in header
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert rows[0]["error"] == "0.0087" and rows[1]["failure"] == "RuntimeError: boom"
+
+
+def test_wilson_interval():
+    lo, hi = wilson(10, 10)
+    assert hi == 1.0 and 0.69 < lo < 0.73  # 10/10 still leaves room below 100%
+    lo, hi = wilson(0, 5)
+    assert lo == 0.0 and hi < 0.5
+
+
+def test_hidden_units_sweep_is_summarised_against_the_swept_value(tmp_path):
+    sweep = tmp_path / "sweep"
+    for i, h in enumerate([10, 160, 40]):
+        fake_job(sweep, i, ["experiment=kmnist_full", f"model.hidden_units={h}"], {"params": 795 * h + 10, "test_acc": 0.5 + h / 1000, "test_loss": 1.0, "train_seconds": 2.0})
+    data = collect_sweep(sweep)
+    assert data["swept"] == ["model.hidden_units"] and [r["swept"]["model.hidden_units"] for r in data["rows"]] == [10, 160, 40]
+    summary = summarise(data)
+    assert "success" not in summary and summary["main_metric"] == "test_acc"
+
+
+def test_devices_and_parallelism():
+    cfg = OmegaConf.create
+    assert processes_per_job(cfg({"devices": 2, "num_nodes": 1})) == 2
+    assert processes_per_job(cfg({"devices": "0,1,2", "num_nodes": 2})) == 6
+    assert processes_per_job(cfg({"devices": 1, "num_nodes": 1})) == 1
+    with pytest.raises(ConfigError, match="Lightning issue 11300"):
+        check_multirun_devices(cfg({"devices": 2, "num_nodes": 1}), "hydra._internal.core_plugins.basic_launcher.BasicLauncher")
+    check_multirun_devices(cfg({"devices": 4, "num_nodes": 2}), "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher")
+    check_multirun_devices(cfg({"devices": 1, "num_nodes": 1}), "joblib")
+    assert (joblib_parallelism(-1, 2), joblib_parallelism(-2, 16), joblib_parallelism(3, 8)) == (2, 15, 3)
+
+
+@pytest.mark.parametrize(
+    "overrides, launcher, sweeper",
+    [
+        (["hydra/launcher=joblib"], "JoblibLauncher", "BasicSweeper"),
+        (["hydra/launcher=submitit_slurm"], "SlurmLauncher", "BasicSweeper"),
+        (["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2"], "SlurmLauncher", "BasicSweeper"),
+        (["hparams_search=kmnist_full_optuna", "experiment=kmnist_full"], "BasicLauncher", "OptunaSweeper"),
+    ],
+)
+def test_launcher_and_sweeper_configs_compose(overrides, launcher, sweeper):
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith(launcher) and cfg.hydra.sweeper._target_.endswith(sweeper)
+    if "hydra/launcher=slurm" in overrides:  # one SLURM task per device, as Lightning expects
+        assert (cfg.hydra.launcher.tasks_per_node, cfg.hydra.launcher.nodes, cfg.hydra.launcher.gpus_per_node) == (4, 2, 4)
+        check_multirun_devices(cfg.trainer, cfg.hydra.launcher._target_)
+    if sweeper == "OptunaSweeper":
+        assert set(cfg.hydra.sweeper.params) == {"model.lr", "model.hidden_units"}
+
+
+# ---- end to end ---------------------------------------------------------------------------------
+
+
+def multirun(*args, timeout=600):
+    return subprocess.run([sys.executable, "train.py", "-m", *args, "callbacks.progress_bar.refresh_rate=0"], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_sweep_goes_on_after_a_failed_run_and_summarises_it(kmnist_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = multirun("experiment=kmnist_full", "model.hidden_units=8,0,16", f"data.root={kmnist_root}", "data.download=false",
+                    "trainer.max_epochs=1", "trainer.limit_train_batches=10", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 1  # a run failed: the sweep says so, after the others and the summary
+    assert "1 of 3 runs failed" in error_line(proc)
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert [(r["model.hidden_units"], r["status"]) for r in rows] == [("8", "ok"), ("0", "failed"), ("16", "ok")]
+    assert "model.hidden_units=0 is invalid" in rows[1]["failure"]
+    assert rows[2]["params"] == str(795 * 16 + 10) and float(rows[2]["test_acc"]) > 0.1
+    assert (sweep / "2" / "results.json").is_file() and (sweep / "summary.png").is_file()
+
+
+@pytest.mark.slow
+def test_grid_seed_sweep_in_parallel_reports_the_success_rate(tmp_path):
+    """Seed 4 never reaches 100% (measured); seed 0 does by update 4,772."""
+    sweep = tmp_path / "sweep"
+    proc = multirun("experiment=check_sig", "seed=0,4", "model.max_updates=20000", "hydra/launcher=joblib", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    md = (sweep / "summary.md").read_text()
+    assert "success rate: 1/2 = 50%" in md
+    for job in ("0", "1"):  # each joblib job limited torch to its share of the cores
+        log = (sweep / job / "train.log").read_text()
+        assert "'torch_threads'" in log
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert summary["success"] == {"succeeded": 1, "of": 2, "rate": 0.5, "interval95": summary["success"]["interval95"]}
+
+
+@pytest.mark.slow
+def test_ddp_inside_a_sweep_is_refused_before_anything_runs(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = multirun("experiment=kmnist_lin", "trainer=ddp_sim", "seed=0,1", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 1
+    line = error_line(proc)
+    assert "Lightning issue 11300" in line and "hydra/launcher=submitit_slurm" in line
+    assert not sweep.exists()
+
+
+@pytest.mark.slow
+def test_optuna_search_runs_and_is_summarised(kmnist_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = multirun("hparams_search=kmnist_full_optuna", "experiment=kmnist_full", "hydra.sweeper.n_trials=3", f"data.root={kmnist_root}",
+                    "data.download=false", "trainer.max_epochs=1", "trainer.limit_train_batches=10", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert len(rows) == 3 and {"model.lr", "model.hidden_units"} <= rows[0].keys()
+    assert best["best_value"] == pytest.approx(max(float(r["test_acc"]) for r in rows), abs=1e-4)
