@@ -90,10 +90,13 @@ def test_stream_is_seeded_and_batches_are_padded():
 
 def test_datamodule_eval_sets_are_fixed_and_not_the_training_stream():
     dm1, dm2 = GrammarDataModule(seed=3), GrammarDataModule(seed=3)
-    v1, v2 = next(iter(dm1.val_dataloader())), next(iter(dm2.val_dataloader()))
-    assert torch.equal(v1["targets"], v2["targets"]) and v1["inputs"].shape[0] == 100
+    val1, val2 = list(dm1.val_dataloader()), list(dm2.val_dataloader())
+    assert sum(b["inputs"].shape[0] for b in val1) == 100  # eval.sequences, in batches
+    assert all(torch.equal(a["targets"], b["targets"]) for a, b in zip(val1, val2))
+    v1 = val1[0]
     t1 = next(iter(dm1.test_dataloader()[0]))
-    assert t1["inputs"].shape[0] == 100 and not torch.equal(t1["valid"], v1["valid"])  # fresh test sequences
+    assert sum(b["inputs"].shape[0] for b in dm1.test_dataloader()[0]) == 100
+    assert not torch.equal(t1["valid"], v1["valid"])  # fresh test sequences
     train = next(iter(dm1.train_dataloader()))
     assert not torch.equal(train["targets"][0], v1["targets"][0][: train["targets"].shape[1]])
     gen = dm1.test_dataloader()[1]
