@@ -31,13 +31,33 @@ warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 
 
-def run(cfg: DictConfig) -> dict | None:
-    """One training run; returns its results on global rank 0, None on other ranks."""
+def build(cfg: DictConfig):
+    """Seed, then instantiate the data module, model, callbacks, loggers and trainer of ``cfg``.
+
+    Returns ``(datamodule, model, callbacks, trainer)``; the last callback is the ``TrainTimer``.
+    The benchmark (``benchmarks/speed.py``) times exactly what this builds.
+    """
     import pytorch_lightning as pl
-    from pytorch_lightning.utilities import rank_zero_only
 
     from callbacks import TrainTimer
-    from runner.config import check_checkpoint, check_trainer, instantiate_group
+    from runner.config import instantiate_group
+
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate_group(cfg.data, "data")
+    model = instantiate_group(cfg.model, "model")
+    # an entry set to null (e.g. callbacks.solved_stopping=null) is left out
+    callbacks = [instantiate_group(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
+    callbacks.append(TrainTimer())  # train_seconds in results.json: always there
+    loggers = [instantiate_group(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items() if c is not None]
+    trainer = instantiate_group(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    return datamodule, model, callbacks, trainer
+
+
+def run(cfg: DictConfig) -> dict | None:
+    """One training run; returns its results on global rank 0, None on other ranks."""
+    from pytorch_lightning.utilities import rank_zero_only
+
+    from runner.config import check_checkpoint, check_trainer
     from runner.launch import check_multirun_devices, share_machine
     from runner.results import collect_results, reference_report, write_json
 
@@ -52,14 +72,7 @@ def run(cfg: DictConfig) -> dict | None:
     if shared:
         log.info("joblib job %s: %s", hydra_cfg.job.num, shared)
 
-    pl.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate_group(cfg.data, "data")
-    model = instantiate_group(cfg.model, "model")
-    # an entry set to null (e.g. callbacks.solved_stopping=null) is left out
-    callbacks = [instantiate_group(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
-    callbacks.append(TrainTimer())  # train_seconds in results.json: always there
-    loggers = [instantiate_group(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items() if c is not None]
-    trainer = instantiate_group(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    datamodule, model, callbacks, trainer = build(cfg)
     ckpt_path = check_checkpoint(cfg.get("ckpt_path"), model)
 
     if rank_zero_only.rank == 0:  # DDP children re-run this script in the same folder

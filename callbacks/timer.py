@@ -20,7 +20,9 @@ class TrainTimer(Callback):
     def __init__(self):
         self.seconds = 0.0
         self.samples = 0
+        self.epoch_seconds: list[float] = []  # training time of each epoch (the benchmark's unit)
         self._start: float | None = None
+        self._seconds_at_epoch_start = 0.0
 
     @staticmethod
     def _sync(pl_module) -> None:
@@ -38,6 +40,7 @@ class TrainTimer(Callback):
             self._start = None
 
     def on_train_epoch_start(self, trainer, pl_module):
+        self._seconds_at_epoch_start = self.seconds
         self._resume(pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -59,6 +62,7 @@ class TrainTimer(Callback):
 
     def on_train_epoch_end(self, trainer, pl_module):
         self._pause(pl_module)
+        self.epoch_seconds.append(self.seconds - self._seconds_at_epoch_start)
 
     def on_train_end(self, trainer, pl_module):
         self._pause(pl_module)
