@@ -50,6 +50,9 @@ class KMNISTDataModule(pl.LightningDataModule):
         download: fetch missing files through torchvision; when false, missing files are an error.
         mean, std: normalisation (reference 0.5, 0.5: pixels in [-1, 1]).
         seed: seeds the shuffle; epoch ``e`` uses ``seed + e``.
+        on_device: keep both splits on the training device (a GPU) and slice batches there: no
+            host-to-device copy per batch. Each process of a DDP run holds its own copy (about
+            200 MB for the 60,000 training images). On the CPU it changes nothing.
     """
 
     classes = [romaji for romaji, _ in CLASSES]
@@ -64,6 +67,7 @@ class KMNISTDataModule(pl.LightningDataModule):
         mean: float = 0.5,
         std: float = 0.5,
         seed: int = 0,
+        on_device: bool = False,
     ):
         super().__init__()
         check_int("batch_size", batch_size, 1)
@@ -71,6 +75,7 @@ class KMNISTDataModule(pl.LightningDataModule):
         check_positive("std", std)
         check(isinstance(shuffle, bool), "shuffle", shuffle, "true or false")
         check(isinstance(download, bool), "download", download, "true or false")
+        check(isinstance(on_device, bool), "on_device", on_device, "true or false")
         self.save_hyperparameters()
         self.root = Path(root)
         self.train_set: TensorBatches | None = None
@@ -128,12 +133,21 @@ class KMNISTDataModule(pl.LightningDataModule):
         if self.test_set is None:
             self.test_set = self._load("test")
 
+    def _placed(self, data: TensorBatches) -> TensorBatches:
+        """``data`` on the training device with ``on_device``, else as it is. The loaders are
+        built after the strategy has chosen the device (in ``setup`` the module is still on the CPU)."""
+        if not self.hparams.on_device or self.trainer is None:
+            return data
+        return data.to(self.trainer.strategy.root_device)
+
     def _eval_loader(self):
         trainer = self.trainer
         distributed = (trainer.world_size, trainer.global_rank) if trainer is not None and trainer.world_size > 1 else None
+        self.test_set = self._placed(self.test_set)
         return batch_loader(self.test_set, self.hparams.eval_batch_size, distributed=distributed)
 
     def train_dataloader(self):
+        self.train_set = self._placed(self.train_set)
         return batch_loader(self.train_set, self.hparams.batch_size, shuffle=self.hparams.shuffle, seed=self.hparams.seed)
 
     def val_dataloader(self):

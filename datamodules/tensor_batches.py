@@ -31,8 +31,18 @@ class TensorBatches(Dataset):
         return tuple(t[index] for t in self.tensors)
 
     def __getitems__(self, indices: Sequence[int]):
-        idx = torch.as_tensor(indices, dtype=torch.long)
+        idx = torch.as_tensor(indices, dtype=torch.long, device=self.tensors[0].device)
         return tuple(t[idx] for t in self.tensors)
+
+    @property
+    def device(self) -> torch.device:
+        return self.tensors[0].device
+
+    def to(self, device: torch.device | str) -> "TensorBatches":
+        """The same data on ``device`` (``self`` when it is already there)."""
+        if self.device == torch.device(device):
+            return self
+        return TensorBatches(*(t.to(device) for t in self.tensors))
 
 
 def keep_batch(batch):

