@@ -9,6 +9,7 @@ from pytorch_lightning import Callback
 
 from callbacks.confusion import top_confusions
 from callbacks.figures import Figure, publish
+from runner.errors import check_int
 
 
 @torch.inference_mode()
@@ -72,11 +73,14 @@ class ConfusedExamplesCallback(Callback):
     re-runs the model on the two classes' test images (a few thousand images, outside the
     training step).
 
-    TensorBoard tags ``confused/test_{k}`` per epoch and ``confused/final_test_{k}``; after
-    ``trainer.test`` also ``<save_dir>/confused_{k}_{a}_as_{b}.png``.
+    TensorBoard tags ``confused/test_{k}`` every ``every_n_epochs`` epochs (0: never during
+    training; the figure costs a few times a NetLin epoch on the stand-in data) and
+    ``confused/final_test_{k}``; after ``trainer.test`` also ``<save_dir>/confused_{k}_{a}_as_{b}.png``.
     """
 
-    def __init__(self, pairs: int = 1, examples: int = 8, save_dir: str | None = None):
+    def __init__(self, pairs: int = 1, examples: int = 8, save_dir: str | None = None, every_n_epochs: int = 1):
+        check_int("every_n_epochs", every_n_epochs, 0)
+        self.every_n_epochs = every_n_epochs
         self.pairs = pairs
         self.examples = examples
         self.save_dir = Path(save_dir) if save_dir else None
@@ -87,7 +91,7 @@ class ConfusedExamplesCallback(Callback):
         test_set = getattr(trainer.datamodule, "test_set", None)
         if test_set is None:
             return
-        images, labels = test_set.tensors
+        images, labels = (t.cpu() for t in test_set.tensors)  # on the GPU with data.on_device
         cm = pl_module.last_eval[stage]["confusion"]
         names = list(getattr(trainer.datamodule, "classes", None) or range(cm.shape[0]))
         names = [str(n) for n in names]
@@ -104,7 +108,8 @@ class ConfusedExamplesCallback(Callback):
             publish(trainer, fig, tag, png)
 
     def on_validation_end(self, trainer, pl_module):
-        self._show(trainer, pl_module, "val")
+        if self.every_n_epochs and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._show(trainer, pl_module, "val")
 
     def on_test_end(self, trainer, pl_module):
         self._show(trainer, pl_module, "test")

@@ -71,3 +71,18 @@ def test_top_confusions_orders_by_count_and_names_classes():
 
 def test_reference_test_line_format():
     assert reference_test_line(0.52431, 8413, 10000) == "Test set: Average loss: 0.5243, Accuracy: 8413/10000 (84%)"
+
+
+def test_confused_examples_figure_every_n_epochs_and_always_after_the_test():
+    from types import SimpleNamespace
+
+    from callbacks import ConfusedExamplesCallback
+
+    shown = []
+    for n in (2, 0):
+        cb = ConfusedExamplesCallback(every_n_epochs=n)
+        cb._show = lambda trainer, module, stage, n=n: shown.append((n, trainer.current_epoch, stage))
+        for epoch in range(4):
+            cb.on_validation_end(SimpleNamespace(current_epoch=epoch), None)
+        cb.on_test_end(SimpleNamespace(current_epoch=3), None)
+    assert shown == [(2, 1, "val"), (2, 3, "val"), (2, 3, "test"), (0, 3, "test")]
