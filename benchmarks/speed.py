@@ -1,0 +1,354 @@
+"""Training speed of the project against a hand-written PyTorch loop and the reference's style.
+
+    python benchmarks/speed.py                         # everything, on the default device
+    python benchmarks/speed.py --only kmnist --epochs 5 --out outputs/benchmarks/speed.json
+    python benchmarks/speed.py --only kmnist --nets conv --variants compile,bf16
+
+In one process, for each workload, on identical data, model, batch size and number of steps:
+
+- ``project``: what ``train.py`` runs. The config is composed by Hydra from ``conf/`` exactly as
+  ``python train.py experiment=<name>`` composes it and built by ``train.build`` (progress bar,
+  checkpointing and logger included); only the in-fit evaluation is switched off
+  (``trainer.limit_val_batches=0``) because the baselines do not evaluate. Time: the
+  ``TrainTimer`` callback's training-epoch time.
+- ``hand``: a plain loop over the same in-memory tensors (or the same sequence stream), with
+  the same network object, memory layout and optimiser: the floor for Lightning's overhead.
+- ``reference`` (KMNIST only): the reference study's style, a torchvision ``KMNIST`` dataset with
+  a per-sample ``ToTensor`` + ``Normalize`` transform and a standard ``DataLoader``, batch 64,
+  the network in PyTorch's default memory layout.
+
+KMNIST runs ``--epochs`` epochs of each path, ``--repeats`` times in turn, and keeps each path's
+fastest epoch after the first (warm-up) of a run: the machine's own noise (other processes,
+clock changes) only ever slows a path down. The grid runs ``--grid-updates`` (200,000) updates in the project (stopping switched off) and ``--grid-hand-updates``
+in the hand loop (autograd + ``torch.optim.Adam``; per-update time). SRN/LSTM run ``--updates``
+updates of each path, ``--repeats`` times in turn, fastest run kept. The KMNIST data is ``--data-root`` when it holds the four files, else a
+stand-in built from the genuine files in ``../shared/data/kmnist`` (6,284 training images).
+Results are printed as a table and written to ``--out`` as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+VARIANTS = {  # name -> overrides of the project run
+    "compile": ["model.compile=true"],
+    "bf16": ["trainer.precision=bf16-mixed"],
+    "on_device": ["data.on_device=true"],
+    "default_layout": ["model.channels_last=false"],
+}
+
+
+def compose(overrides: list[str], out_dir: Path):
+    """The config ``python train.py <overrides>`` would run, with its outputs in ``out_dir``."""
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from runner.config import register_resolvers
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(out_dir)
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def build(overrides: list[str], device: str, out_dir: Path):
+    import train
+
+    accelerator = "gpu" if device == "cuda" else "cpu"
+    cfg = compose([*overrides, f"trainer.accelerator={accelerator}", "trainer.devices=1"], out_dir)
+    return cfg, train.build(cfg)
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+# ---- KMNIST ---------------------------------------------------------------------------------
+
+
+def kmnist_root(data_root: Path | None, scratch: Path) -> tuple[Path, str]:
+    """The KMNIST root to use and a line saying what it holds."""
+    from datamodules.kmnist import RAW_FILES
+    from datamodules.kmnist_standin import build_standin
+
+    root = None
+    if data_root is not None and all((data_root / "KMNIST" / "raw" / n).is_file() for pair in RAW_FILES.values() for n in pair):
+        root = data_root
+    else:
+        root = build_standin(scratch / "kmnist_standin")
+    images = ((root / "KMNIST" / "raw" / RAW_FILES["train"][0]).stat().st_size - 16) // (28 * 28)
+    what = "the full training set" if images == 60_000 else "a stand-in, not the 60,000 of the full set"
+    return root, f"{images:,} training images ({what}) in {root}"
+
+
+def sgd_step(net, opt, x, y):
+    opt.zero_grad(set_to_none=True)
+    loss = F.nll_loss(net(x), y)
+    loss.backward()
+    opt.step()
+    return loss
+
+
+def hand_kmnist(net, x, y, batch, epochs, seed, device, lr, momentum, channels_last=False):
+    """The floor: the same tensors on ``device``, the same epoch-seeded permutation, slices, and
+    the same memory layout as the project's network."""
+    x, y = x.to(device), y.to(device)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
+    times = []
+    for epoch in range(epochs):
+        sync(device)
+        t0 = time.perf_counter()
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed + epoch)).to(device)
+        for i in range(0, len(x), batch):
+            idx = perm[i : i + batch]
+            xb = x[idx].contiguous(memory_format=torch.channels_last) if channels_last else x[idx]
+            sgd_step(net, opt, xb, y[idx])
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def reference_kmnist(net, root, batch, epochs, device, lr, momentum):
+    """The reference's style: per-sample PIL -> ToTensor -> Normalize, DataLoader, batch 64."""
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,), (0.5,))])
+    dataset = datasets.KMNIST(str(root), train=True, download=False, transform=transform)
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
+    times = []
+    for _ in range(epochs):
+        sync(device)
+        t0 = time.perf_counter()
+        for x, y in loader:
+            sgd_step(net, opt, x.to(device), y.to(device))
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def bench_kmnist(net: str, root: Path, epochs: int, repeats: int, device: str, variants: list[str], scratch: Path) -> list[dict]:
+    """Each path ``repeats`` times, in turn (hand, project, reference, hand, ...), so that a slow
+    spell of the machine does not land on one path only; each path's time is its fastest
+    epoch after the warm-up epoch of each run."""
+    base = [f"experiment=kmnist_{net}", f"data.root={root}", "data.download=false", f"trainer.max_epochs={epochs}", "trainer.limit_val_batches=0"]
+    times: dict[str, list[float]] = {}
+    for rep in range(repeats):
+        cfg, (dm, model, callbacks, trainer) = build(base, device, scratch / f"kmnist_{net}_{rep}")
+        dm.prepare_data()
+        dm.setup("fit")
+        x, y = dm.train_set.tensors
+        hp = cfg.model
+        initial = copy.deepcopy(model.net).to(device)  # the same initial weights for the baselines
+        channels_last = bool(hp.get("channels_last", False))
+        times.setdefault("hand", []).extend(hand_kmnist(copy.deepcopy(initial), x, y, cfg.data.batch_size, epochs, cfg.seed, device, hp.lr, hp.momentum, channels_last)[1:])
+        trainer.fit(model, datamodule=dm)
+        times.setdefault("project", []).extend(callbacks[-1].epoch_seconds[1:])
+        reference_net = copy.deepcopy(initial).to(memory_format=torch.contiguous_format)  # as the reference wrote it
+        times.setdefault("reference", []).extend(reference_kmnist(reference_net, root, cfg.data.batch_size, epochs, device, hp.lr, hp.momentum)[1:])
+        for variant in variants:
+            _, (dm_v, model_v, callbacks_v, trainer_v) = build([*base, *VARIANTS[variant]], device, scratch / f"kmnist_{net}_{variant}_{rep}")
+            trainer_v.fit(model_v, datamodule=dm_v)
+            times.setdefault(variant, []).extend(callbacks_v[-1].epoch_seconds[1:])
+    batch, steps = cfg.data.batch_size, -(-len(x) // cfg.data.batch_size)
+    hand, reference = min(times["hand"]), min(times["reference"])
+    rows = [row(f"kmnist_{net}", "epoch", steps, batch, min(times["project"]), hand, reference)]
+    rows += [row(f"kmnist_{net} {v}", "epoch", steps, batch, min(times[v]), hand, reference) for v in variants]
+    print(f"kmnist_{net}: {len(x)} training images, {steps} steps of {batch} per epoch; epoch times: {json.dumps(times)}")
+    return rows
+
+
+# ---- the grid ------------------------------------------------------------------------------
+
+
+def bench_grid(device: str, updates: int, hand_updates: int, scratch: Path) -> list[dict]:
+    overrides = ["experiment=check_sig", f"model.max_updates={updates}", f"model.stop_after_perfect={updates + 1}"]
+    cfg, (dm, model, callbacks, trainer) = build(overrides, device, scratch / "grid")
+    net = copy.deepcopy(model.net).to(device)
+    x, y = dm.points.to(device), dm.targets.to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.model.lr, weight_decay=cfg.model.weight_decay)
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(hand_updates):
+        opt.zero_grad(set_to_none=True)
+        loss = F.binary_cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+    sync(device)
+    hand = (time.perf_counter() - t0) / hand_updates
+    trainer.fit(model, datamodule=dm)
+    assert model.updates == updates, f"the grid run made {model.updates} updates, not {updates}"
+    project = callbacks[-1].seconds / updates
+    r = row("check_sig (H=5)", "update", updates, 9, project, hand, None)
+    r["project_total_seconds"] = callbacks[-1].seconds
+    return [r]
+
+
+# ---- SRN / LSTM ----------------------------------------------------------------------------
+
+
+def bench_recurrent(experiment: str, updates: int, repeats: int, device: str, scratch: Path) -> list[dict]:
+    """Hand loop and project in turn, ``repeats`` times; the faster run of each is kept."""
+    from datamodules.grammar import SequenceStream
+
+    overrides = [f"experiment={experiment}", f"trainer.max_steps={updates}", "trainer.limit_val_batches=0", "callbacks.solved_stopping=null"]
+    hand, project = [], []
+    for rep in range(repeats):
+        cfg, (dm, model, callbacks, trainer) = build(overrides, device, scratch / f"{experiment}_{rep}")
+        net = copy.deepcopy(model.net).to(device)
+        hp = cfg.model
+        params = [p for p in net.parameters() if p.requires_grad]
+        if hp.optimizer == "adam":
+            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        stream = iter(SequenceStream(dm.language, cfg.data.blocks, cfg.data.batch_size, cfg.data.seed))
+        sync(device)
+        t0 = time.perf_counter()
+        for _ in range(updates):
+            batch = next(stream)
+            inputs, targets = batch["inputs"].to(device), batch["targets"].to(device)
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(net(inputs).flatten(0, 1), targets.flatten(), ignore_index=-100)
+            loss.backward()
+            opt.step()
+        sync(device)
+        hand.append((time.perf_counter() - t0) / updates)
+        trainer.fit(model, datamodule=dm)
+        assert trainer.global_step == updates, f"{experiment} made {trainer.global_step} updates, not {updates}"
+        project.append(callbacks[-1].seconds / updates)
+    return [row(experiment, "update", updates, cfg.data.batch_size, min(project), min(hand), None)]
+
+
+# ---- report --------------------------------------------------------------------------------
+
+
+def row(name, unit, steps, batch, project, hand, reference) -> dict:
+    """Times are seconds per ``unit`` (an epoch of ``steps`` steps, or one update)."""
+    per_step = steps if unit == "epoch" else 1
+    samples = steps * batch if unit == "epoch" else batch
+    return {
+        "workload": name, "unit": unit, "steps_per_unit": per_step, "batch": batch,
+        "project_s": project, "hand_s": hand, "reference_s": reference,
+        "project_step_ms": 1000 * project / per_step, "hand_step_ms": 1000 * hand / per_step,
+        "project_samples_per_s": samples / project,
+        "project_over_hand": project / hand,
+        "reference_over_project": reference / project if reference is not None else None,
+    }
+
+
+def machine(device: str) -> dict:
+    info = {
+        "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+        "python": platform.python_version(), "device": device,
+    }
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def table(rows: list[dict]) -> str:
+    def f(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
+    lines = [
+        "| workload | unit | project s | hand loop s | reference style s | project ms/step | samples/s | project / hand | reference / project |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['workload']} | {r['unit']} ({r['steps_per_unit']} steps of {r['batch']}) | {f(r['project_s'], '.4g')} | {f(r['hand_s'], '.4g')} | "
+            f"{f(r['reference_s'], '.4g')} | {f(r['project_step_ms'], '.3f')} | {f(r['project_samples_per_s'], ',.0f')} | "
+            f"{f(r['project_over_hand'], '.2f')} | {f(r['reference_over_project'], '.1f')} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="kmnist,grid,recurrent", help="comma-separated: kmnist, grid, recurrent")
+    parser.add_argument("--nets", default="lin,full,conv", help="comma-separated KMNIST nets")
+    parser.add_argument("--epochs", type=int, default=4, help="KMNIST epochs per path (the first is warm-up)")
+    parser.add_argument("--updates", type=int, default=1000, help="SRN/LSTM updates per path")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of each KMNIST and SRN/LSTM path, in turn; the fastest counts")
+    parser.add_argument("--grid-updates", type=int, default=200_000, help="project updates of the grid (the target: 200,000 in under 20 s)")
+    parser.add_argument("--grid-hand-updates", type=int, default=20_000, help="hand-loop updates for the grid (per-update time)")
+    parser.add_argument("--data-root", type=Path, default=REPO / "data", help="KMNIST root with KMNIST/raw/ (else the stand-in)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--variants", default="", help=f"extra KMNIST project runs: comma-separated of {', '.join(VARIANTS)}")
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "benchmarks" / "speed.json")
+    args = parser.parse_args(argv)
+
+    from runner.errors import UserError
+
+    only = [s for s in args.only.split(",") if s]
+    variants = [s for s in args.variants.split(",") if s]
+    for name, values, allowed in (("--only", only, ("kmnist", "grid", "recurrent")), ("--nets", args.nets.split(","), ("lin", "full", "conv")), ("--variants", variants, tuple(VARIANTS))):
+        bad = [v for v in values if v not in allowed]
+        if bad:
+            print(f"error: {name} {','.join(bad)} is invalid; allowed: {', '.join(allowed)}", file=sys.stderr)
+            return 2
+    for name, value, minimum in (("--epochs", args.epochs, 2), ("--repeats", args.repeats, 1), ("--updates", args.updates, 1), ("--grid-updates", args.grid_updates, 1), ("--grid-hand-updates", args.grid_hand_updates, 1)):
+        if value < minimum:
+            print(f"error: {name} {value} is invalid; allowed: {minimum} or more" + (" (the first epoch is warm-up)" if name == "--epochs" else ""), file=sys.stderr)
+            return 2
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    if device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda but torch sees no CUDA device", file=sys.stderr)
+        return 2
+
+    rows: list[dict] = []
+    data_note = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="speed-") as tmp:
+            scratch = Path(tmp)
+            if "kmnist" in only:
+                root, data_note = kmnist_root(args.data_root, scratch)
+                for net in args.nets.split(","):
+                    rows += bench_kmnist(net, root, args.epochs, args.repeats, device, variants, scratch)
+            if "grid" in only:
+                rows += bench_grid(device, args.grid_updates, args.grid_hand_updates, scratch)
+            if "recurrent" in only:
+                for experiment in ("srn_anb2n", "lstm_anb2nc3n", "srn_anb2n_reference"):
+                    rows += bench_recurrent(experiment, args.updates, args.repeats, device, scratch)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+    result = {"machine": machine(device), "kmnist_data": data_note, "epochs": args.epochs, "updates": args.updates, "repeats": args.repeats, "rows": rows}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print()
+    print(f"machine: {result['machine']}")
+    if data_note:
+        print(f"KMNIST data: {data_note}")
+    print(table(rows))
+    print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""The speed benchmark runs end to end and writes every workload (tiny settings; no timing is
+asserted: speed is reported by the benchmark itself, see README, Speed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def run_speed(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "benchmarks/speed.py", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def test_benchmark_covers_every_workload(kmnist_root, tmp_path):
+    out = tmp_path / "speed.json"
+    proc = run_speed("--nets", "lin,conv", "--epochs", "2", "--repeats", "1", "--updates", "20", "--grid-updates", "3000",
+                     "--grid-hand-updates", "100", "--data-root", str(kmnist_root), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    names = [r["workload"] for r in result["rows"]]
+    assert names == ["kmnist_lin", "kmnist_conv", "check_sig (H=5)", "srn_anb2n", "lstm_anb2nc3n", "srn_anb2n_reference"]
+    for r in result["rows"]:
+        assert r["project_s"] > 0 and r["hand_s"] > 0 and r["project_over_hand"] == r["project_s"] / r["hand_s"]
+    kmnist = result["rows"][0]
+    assert kmnist["steps_per_unit"] == -(-6284 // 64) and kmnist["reference_s"] > 0  # the stand-in's 6,284 images
+    assert result["kmnist_data"].startswith("6,284 training images (a stand-in") and result["machine"]["cpus"] >= 1
+    assert "| kmnist_conv | epoch (99 steps of 64) |" in proc.stdout
+
+
+def test_benchmark_rejects_bad_arguments():
+    proc = run_speed("--only", "kmnist,speech")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == "error: --only speech is invalid; allowed: kmnist, grid, recurrent"
+    proc = run_speed("--epochs", "1")
+    assert proc.returncode == 2 and "--epochs 1 is invalid; allowed: 2 or more" in proc.stderr
