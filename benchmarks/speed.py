@@ -217,13 +217,8 @@ def bench_recurrent(experiment: str, updates: int, repeats: int, device: str, sc
     hand, project = [], []
     for rep in range(repeats):
         cfg, (dm, model, callbacks, trainer) = build(overrides, device, scratch / f"{experiment}_{rep}")
-        net = copy.deepcopy(model.net).to(device)
-        hp = cfg.model
-        params = [p for p in net.parameters() if p.requires_grad]
-        if hp.optimizer == "adam":
-            opt = torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        else:
-            opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        hand_model = copy.deepcopy(model).to(device)  # same initial weights; its optimiser, not its loop
+        net, opt = hand_model.net, hand_model.configure_optimizers()
         stream = iter(SequenceStream(dm.language, cfg.data.blocks, cfg.data.batch_size, cfg.data.seed))
         sync(device)
         t0 = time.perf_counter()
