@@ -92,11 +92,15 @@ def kmnist_root(data_root: Path | None, scratch: Path) -> tuple[Path, str]:
     from datamodules.kmnist import RAW_FILES
     from datamodules.kmnist_standin import build_standin
 
-    root = None
+    from runner.errors import DataError
+
     if data_root is not None and all((data_root / "KMNIST" / "raw" / n).is_file() for pair in RAW_FILES.values() for n in pair):
         root = data_root
     else:
-        root = build_standin(scratch / "kmnist_standin")
+        try:
+            root = build_standin(scratch / "kmnist_standin")
+        except DataError as exc:
+            raise DataError(f"no KMNIST in --data-root {data_root} and no stand-in: {exc}; run train.py once to download KMNIST, or pass --data-root") from None
     images = ((root / "KMNIST" / "raw" / RAW_FILES["train"][0]).stat().st_size - 16) // (28 * 28)
     what = "the full training set" if images == 60_000 else "a stand-in, not the 60,000 of the full set"
     return root, f"{images:,} training images ({what}) in {root}"

@@ -4,14 +4,15 @@ asserted: speed is reported by the benchmark itself, see README, Speed)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 from conftest import REPO
 
 
-def run_speed(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "benchmarks/speed.py", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout)
+def run_speed(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "benchmarks/speed.py", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def test_benchmark_covers_every_workload(kmnist_root, tmp_path):
@@ -35,3 +36,10 @@ def test_benchmark_rejects_bad_arguments():
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == "error: --only speech is invalid; allowed: kmnist, grid, recurrent"
     proc = run_speed("--epochs", "1")
     assert proc.returncode == 2 and "--epochs 1 is invalid; allowed: 2 or more" in proc.stderr
+
+
+def test_benchmark_without_data_says_so(tmp_path):
+    proc = run_speed("--only", "kmnist", "--data-root", str(tmp_path / "none"), "--out", str(tmp_path / "speed.json"), env={"KMNIST_SHARED_DIR": str(tmp_path / "no_shared")})
+    assert proc.returncode == 1 and not (tmp_path / "speed.json").exists()
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: no KMNIST in --data-root {tmp_path / 'none'} and no stand-in") and "run train.py once" in last
