@@ -61,6 +61,14 @@ class Report:
     def add(self, *lines: str) -> None:
         self.lines.extend(lines)
 
+    def present(self, runs: dict, experiments: list[str], study: str) -> list[dict]:
+        """The runs of ``experiments`` that exist, in that order; the others are noted as missing."""
+        self.missing += [e for e in experiments if e not in runs]
+        found = [runs[e] for e in experiments if e in runs]
+        if not found:
+            self.add(f"No finished {study} run was found.", "")
+        return found
+
     def figure(self, run: dict, name: str, caption: str) -> None:
         src = Path(run["run_dir"]) / "figures" / name
         if not src.is_file():
@@ -128,10 +136,8 @@ def kmnist_paragraph(runs: list[dict]) -> str:
 
 def kmnist_section(rep: Report, runs: dict) -> None:
     rep.add("## 1. Character recognition on Kuzushiji-MNIST", "")
-    present = [runs[e] for e in KMNIST if e in runs]
-    rep.missing += [e for e in KMNIST if e not in runs]
+    present = rep.present(runs, KMNIST, "KMNIST")
     if not present:
-        rep.add("No finished KMNIST run was found.", "")
         return
     rows = []
     for r in present:
@@ -157,10 +163,7 @@ def kmnist_section(rep: Report, runs: dict) -> None:
 
 def grid_section(rep: Report, runs: dict, sweeps: dict) -> None:
     rep.add("## 2. A two-layer perceptron on the 9-point grid", "")
-    present = [runs[e] for e in GRID if e in runs]
-    rep.missing += [e for e in GRID if e not in runs]
-    if not present:
-        rep.add("No finished grid run was found.", "")
+    present = rep.present(runs, GRID, "grid")
     for r in present:
         scale = f", weights x {r['weight_scale']:g}" if r.get("weight_scale", 1) != 1 else ""
         rep.add(f"### {r['experiment']}: {r['hidden_units']} {r['activation']} hidden units{scale}", "")
@@ -189,10 +192,7 @@ def grid_section(rep: Report, runs: dict, sweeps: dict) -> None:
 
 def recurrent_section(rep: Report, runs: dict, sweeps: dict) -> None:
     rep.add("## 3. Hidden-unit dynamics of recurrent nets", "")
-    present = [runs[e] for e in RECURRENT if e in runs]
-    rep.missing += [e for e in RECURRENT if e not in runs]
-    if not present:
-        rep.add("No finished recurrent run was found.", "")
+    present = rep.present(runs, RECURRENT, "recurrent")
     rows = []
     for r in present:
         first = r.get("first_solved_update")
