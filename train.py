@@ -125,10 +125,12 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the test accuracy (det_acc for sequences), the metric a sweeper
     optimises. In a multirun a failed run is recorded in its folder (error.txt) and the sweep goes
     on; the sweep summary lists it and the multirun exits non-zero at the end."""
+    from pytorch_lightning.utilities.exceptions import MisconfigurationException
+
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         results = run(cfg)
-    except UserError as exc:
+    except (UserError, MisconfigurationException) as exc:  # Lightning's: a trainer setting it refuses
         if multirun:
             return _record_failure(exc, with_traceback=False)
         _fail(exc)

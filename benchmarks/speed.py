@@ -49,6 +49,7 @@ VARIANTS = {  # name -> overrides of the project run
     "bf16": ["trainer.precision=bf16-mixed"],
     "on_device": ["data.on_device=true"],
     "default_layout": ["model.channels_last=false"],
+    "one_batch_per_step": ["data.batches_per_step=1"],
 }
 
 

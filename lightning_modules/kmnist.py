@@ -36,6 +36,13 @@ class KMNISTClassifier(pl.LightningModule):
         compile: ``torch.compile`` the network in place (``nn.Module.compile``: parameter names
             and checkpoints stay the same as without it).
 
+    Training uses Lightning's manual optimisation so that one step can make several updates:
+    a training batch is a list of ``(images (N, 1, 28, 28), labels (N,))`` batches (see
+    ``KMNISTDataModule.batches_per_step``) and each gets its own SGD update through
+    ``manual_backward`` and the Lightning optimiser, which keep DDP's gradient all-reduce and
+    mixed precision's loss scaling on every update. Lightning's gradient clipping and
+    accumulation do not apply to manual optimisation (Lightning refuses them by name).
+
     After each evaluation epoch the module exposes ``last_eval[stage]`` (stage ``val`` or
     ``test``): ``{"loss": float, "acc": float, "confusion": LongTensor (C, C)}`` with rows = true
     class and columns = predicted, reduced over all devices. Callbacks draw from it.
@@ -65,6 +72,7 @@ class KMNISTClassifier(pl.LightningModule):
         check(isinstance(channels_last, bool), "channels_last", channels_last, "true or false")
         check(isinstance(compile, bool), "compile", compile, "true or false")
         self.save_hyperparameters()
+        self.automatic_optimization = False
 
         self.net: nn.Module = NetFull(hidden_units, num_classes) if net == "full" else NETS[net](num_classes)
         if channels_last:
@@ -93,11 +101,27 @@ class KMNISTClassifier(pl.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = F.nll_loss(self(x), y)
-        self.train_loss.update(loss.detach(), weight=y.shape[0])
-        return loss
+    def training_step(self, batches, batch_idx):
+        """One SGD update per ``(x, y)`` in ``batches``; stops inside the group at ``max_steps``.
+
+        Returns ``losses`` (one per update, detached) and ``samples``, for callbacks.
+        """
+        opt = self.optimizers()
+        max_steps = self.trainer.max_steps
+        losses, sizes = [], []
+        for x, y in batches:
+            loss = F.nll_loss(self(x), y)
+            opt.zero_grad()
+            self.manual_backward(loss)
+            opt.step()
+            losses.append(loss.detach())
+            sizes.append(y.shape[0])
+            if 0 <= max_steps <= self.global_step:
+                break
+        losses = torch.stack(losses)
+        # one metric update per step, not per batch: the epoch mean weights each batch by its size
+        self.train_loss.update(losses, weight=torch.tensor(sizes, dtype=losses.dtype, device=losses.device))
+        return {"losses": losses, "samples": sum(sizes)}
 
     def on_train_epoch_end(self):
         self.log("loss/train", self.train_loss.compute(), sync_dist=True)  # reduced by compute(), see below

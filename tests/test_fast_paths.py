@@ -3,7 +3,7 @@
 - KMNIST: the project's in-memory tensor slices through Lightning against the reference's
   per-sample torchvision ``ToTensor`` + ``Normalize`` pipeline in a plain loop (whose network
   stays in the default memory layout); also with ``model.channels_last``, ``data.on_device``
-  and ``model.compile``.
+  ``model.compile`` and ``data.batches_per_step`` (several updates per Lightning step).
 - SRN/LSTM: the fused ``nn.RNN``/``nn.LSTM`` kernels through Lightning against the reference's
   step-by-step cell formulas (``trace``) in a plain loop.
 - The grid's NumPy path against autograd + ``torch.optim.Adam`` is in ``test_grid.py``.
@@ -32,7 +32,8 @@ class LossRecorder(Callback):
         self.losses: list[float] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.losses.append(float(outputs["loss"]))
+        # a KMNIST step makes one update per batch of its group and returns all their losses
+        self.losses.extend(outputs["losses"].tolist() if "losses" in outputs else [float(outputs["loss"])])
 
 
 def lightning_losses(model, datamodule, steps: int) -> list[float]:
@@ -42,7 +43,7 @@ def lightning_losses(model, datamodule, steps: int) -> list[float]:
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[recorder],
     )
     trainer.fit(model, datamodule=datamodule)
-    assert len(recorder.losses) == steps
+    assert len(recorder.losses) == steps == trainer.global_step
     return recorder.losses
 
 
@@ -66,14 +67,14 @@ def reference_kmnist_losses(net, root, steps: int, lr: float, momentum: float) -
 
 @pytest.mark.parametrize(
     "net, options",
-    [("lin", {}), ("conv", {}), ("conv", {"channels_last": True}), ("full", {"on_device": True}), ("lin", {"compile": True})],
-    ids=["lin", "conv", "conv-channels_last", "full-on_device", "lin-compile"],
+    [("lin", {}), ("lin", {"batches_per_step": 7}), ("conv", {}), ("conv", {"channels_last": True}), ("full", {"on_device": True}), ("lin", {"compile": True})],
+    ids=["lin", "lin-7_batches_per_step", "conv", "conv-channels_last", "full-on_device", "lin-compile"],
 )
 def test_kmnist_losses_match_the_reference_pipeline(kmnist_root, net, options):
     torch.manual_seed(0)
     model = KMNISTClassifier(net=net, hidden_units=95 if net == "full" else None, channels_last=options.get("channels_last", False), compile=options.get("compile", False))
     reference_net = copy.deepcopy(model.net).to(memory_format=torch.contiguous_format)
-    dm = KMNISTDataModule(root=str(kmnist_root), download=False, shuffle=False, on_device=options.get("on_device", False))
+    dm = KMNISTDataModule(root=str(kmnist_root), download=False, shuffle=False, on_device=options.get("on_device", False), batches_per_step=options.get("batches_per_step", 1))
     ours = lightning_losses(model, dm, STEPS)
     theirs = reference_kmnist_losses(reference_net, kmnist_root, STEPS, lr=0.01, momentum=0.5)
     np.testing.assert_allclose(ours, theirs, atol=1e-5)

@@ -118,6 +118,15 @@ def test_bad_checkpoints_are_one_line_errors(kmnist_root, tmp_path):
         assert not (tmp_path / f"r{i}" / "results.json").exists()
 
 
+def test_trainer_settings_lightning_refuses_are_one_line_errors(kmnist_root, tmp_path):
+    # KMNIST makes several updates per step by manual optimisation, where Lightning refuses these
+    for i, (setting, name) in enumerate([("+trainer.gradient_clip_val=1.0", "gradient_clip_val=1.0"), ("+trainer.accumulate_grad_batches=2", "accumulate_grad_batches=2")]):
+        proc = run_train("experiment=kmnist_lin", f"data.root={kmnist_root}", "data.download=false", setting, *quiet(tmp_path / f"r{i}"))
+        assert proc.returncode == 1
+        assert name in error_line(proc) and "Traceback" not in proc.stderr
+        assert not (tmp_path / f"r{i}" / "results.json").exists()
+
+
 def test_offline_without_data_is_one_clear_error(tmp_path):
     run = tmp_path / "run"
     closed = "http://127.0.0.1:9"  # a closed local port: no download can succeed, online or not
