@@ -4,7 +4,7 @@
     python benchmarks/speed.py --only kmnist --epochs 5 --out outputs/benchmarks/speed.json
     python benchmarks/speed.py --only kmnist --nets conv --variants compile,bf16
 
-In one process, for each workload, on identical data, model, batch size and number of steps:
+In one process, for each workload, on identical data, model, batch size and number of updates:
 
 - ``project``: what ``train.py`` runs. The config is composed by Hydra from ``conf/`` exactly as
   ``python train.py experiment=<name>`` composes it and built by ``train.build`` (progress bar,
@@ -177,11 +177,11 @@ def bench_kmnist(net: str, root: Path, epochs: int, repeats: int, device: str, v
             _, (dm_v, model_v, callbacks_v, trainer_v) = build([*base, *VARIANTS[variant]], device, scratch / f"kmnist_{net}_{variant}_{rep}")
             trainer_v.fit(model_v, datamodule=dm_v)
             times.setdefault(variant, []).extend(callbacks_v[-1].epoch_seconds[1:])
-    batch, steps = cfg.data.batch_size, -(-len(x) // cfg.data.batch_size)
+    batch, updates = cfg.data.batch_size, -(-len(x) // cfg.data.batch_size)
     hand, reference = min(times["hand"]), min(times["reference"])
-    rows = [row(f"kmnist_{net}", "epoch", steps, batch, min(times["project"]), hand, reference)]
-    rows += [row(f"kmnist_{net} {v}", "epoch", steps, batch, min(times[v]), hand, reference) for v in variants]
-    print(f"kmnist_{net}: {len(x)} training images, {steps} steps of {batch} per epoch; epoch times: {json.dumps(times)}")
+    rows = [row(f"kmnist_{net}", "epoch", updates, batch, min(times["project"]), hand, reference)]
+    rows += [row(f"kmnist_{net} {v}", "epoch", updates, batch, min(times[v]), hand, reference) for v in variants]
+    print(f"kmnist_{net}: {len(x)} training images, {updates} updates of {batch} per epoch; epoch times: {json.dumps(times)}")
     return rows
 
 
@@ -245,14 +245,15 @@ def bench_recurrent(experiment: str, updates: int, repeats: int, device: str, sc
 # ---- report --------------------------------------------------------------------------------
 
 
-def row(name, unit, steps, batch, project, hand, reference) -> dict:
-    """Times are seconds per ``unit`` (an epoch of ``steps`` steps, or one update)."""
-    per_step = steps if unit == "epoch" else 1
-    samples = steps * batch if unit == "epoch" else batch
+def row(name, unit, updates, batch, project, hand, reference) -> dict:
+    """Times are seconds per ``unit`` (an epoch of ``updates`` optimizer updates, or one update).
+    An update, not a Lightning step: a KMNIST step makes ``data.batches_per_step`` updates."""
+    per_unit = updates if unit == "epoch" else 1
+    samples = updates * batch if unit == "epoch" else batch
     return {
-        "workload": name, "unit": unit, "steps_per_unit": per_step, "batch": batch,
+        "workload": name, "unit": unit, "updates_per_unit": per_unit, "batch": batch,
         "project_s": project, "hand_s": hand, "reference_s": reference,
-        "project_step_ms": 1000 * project / per_step, "hand_step_ms": 1000 * hand / per_step,
+        "project_update_ms": 1000 * project / per_unit, "hand_update_ms": 1000 * hand / per_unit,
         "project_samples_per_s": samples / project,
         "project_over_hand": project / hand,
         "reference_over_project": reference / project if reference is not None else None,
@@ -285,13 +286,13 @@ def table(rows: list[dict]) -> str:
         return "-" if v is None else format(v, fmt)
 
     lines = [
-        "| workload | unit | project s | hand loop s | reference style s | project ms/step | samples/s | project / hand | reference / project |",
+        "| workload | unit | project s | hand loop s | reference style s | project ms/update | samples/s | project / hand | reference / project |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['workload']} | {r['unit']} ({r['steps_per_unit']} steps of {r['batch']}) | {f(r['project_s'], '.4g')} | {f(r['hand_s'], '.4g')} | "
-            f"{f(r['reference_s'], '.4g')} | {f(r['project_step_ms'], '.3f')} | {f(r['project_samples_per_s'], ',.0f')} | "
+            f"| {r['workload']} | {r['unit']} ({r['updates_per_unit']} updates of {r['batch']}) | {f(r['project_s'], '.4g')} | {f(r['hand_s'], '.4g')} | "
+            f"{f(r['reference_s'], '.4g')} | {f(r['project_update_ms'], '.3f')} | {f(r['project_samples_per_s'], ',.0f')} | "
             f"{f(r['project_over_hand'], '.2f')} | {f(r['reference_over_project'], '.1f')} |"
         )
     return "\n".join(lines)

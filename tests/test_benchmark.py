@@ -26,9 +26,9 @@ def test_benchmark_covers_every_workload(kmnist_root, tmp_path):
     for r in result["rows"]:
         assert r["project_s"] > 0 and r["hand_s"] > 0 and r["project_over_hand"] == r["project_s"] / r["hand_s"]
     kmnist = result["rows"][0]
-    assert kmnist["steps_per_unit"] == -(-6284 // 64) and kmnist["reference_s"] > 0  # the stand-in's 6,284 images
+    assert kmnist["updates_per_unit"] == -(-6284 // 64) and kmnist["reference_s"] > 0  # the stand-in's 6,284 images
     assert result["kmnist_data"].startswith("6,284 training images (a stand-in") and result["machine"]["cpus"] >= 1
-    assert "| kmnist_conv | epoch (99 steps of 64) |" in proc.stdout
+    assert "| kmnist_conv | epoch (99 updates of 64) |" in proc.stdout
 
 
 def test_benchmark_rejects_bad_arguments():
