@@ -11,7 +11,8 @@ from pytorch_lightning import Callback
 
 class WeightsPerRank(Callback):
     """Each process saves its initial and final parameters to ``out_dir/weights_rank<r>.pt``
-    as ``{"initial": (P,), "final": (P,)}`` flat float tensors: in DDP the ranks train on
+    as ``{"initial": (P,), "final": (P,), "updates": int}`` (flat float tensors and its
+    ``global_step``): in DDP the ranks train on
     different data and stay equal only if every update's gradients were all-reduced."""
 
     def __init__(self, out_dir: str):
