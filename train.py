@@ -27,6 +27,9 @@ register_resolvers()
 
 # Batches are slices of in-memory tensors: worker processes would only add overhead.
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+# KMNIST makes 32 updates per Lightning step and logs nothing per step: Lightning's advice to lower
+# log_every_n_steps below the number of steps per epoch does not apply.
+warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
 # pytorch_lightning's own use of a torch API deprecated in torch 2.10+; nothing a user can act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 
@@ -103,6 +106,7 @@ def _log_hparams(trainer, cfg: DictConfig, results: dict) -> None:
     params |= {
         "experiment": cfg.name,
         "seed": cfg.seed,
+        "data.source": results.get("data_source"),
         "data.batch_size": cfg.data.get("batch_size"),
         "data.shuffle": cfg.data.get("shuffle"),
         "data.language": cfg.data.get("language"),
@@ -114,9 +118,12 @@ def _log_hparams(trainer, cfg: DictConfig, results: dict) -> None:
     }
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("hp/")}
     params = {k: v for k, v in params.items() if v is not None}
+    data = getattr(trainer.datamodule, "label", None)  # KMNIST: bundled sample or full set
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.log_hyperparams(params, metrics)
+            if data:
+                logger.experiment.add_text("data", f"Training data: {data}; {results['test_size']:,} test images")
             logger.save()
 
 

@@ -21,8 +21,8 @@ KMNIST runs ``--epochs`` epochs of each path, ``--repeats`` times in turn, and k
 fastest epoch after the first (warm-up) of a run: the machine's own noise (other processes,
 clock changes) only ever slows a path down. The grid runs ``--grid-updates`` (200,000) updates in the project (stopping switched off) and ``--grid-hand-updates``
 in the hand loop (autograd + ``torch.optim.Adam``; per-update time). SRN/LSTM run ``--updates``
-updates of each path, ``--repeats`` times in turn, fastest run kept. The KMNIST data is ``--data-root`` when it holds the four files, else a
-stand-in built from the genuine files in ``../shared/data/kmnist`` (6,284 training images).
+updates of each path, ``--repeats`` times in turn, fastest run kept. The KMNIST data is ``--data-root`` when it holds the four files, else the
+bundled sample (6,284 training images).
 Results are printed as a table and written to ``--out`` as JSON.
 """
 
@@ -89,21 +89,18 @@ def sync(device: str) -> None:
 
 
 def kmnist_root(data_root: Path | None, scratch: Path) -> tuple[Path, str]:
-    """The KMNIST root to use and a line saying what it holds."""
+    """The KMNIST root to use and a line saying what it holds: ``data_root`` when it holds the
+    four files (``./data`` after a download by ``train.py``), else the bundled sample written
+    in torchvision's layout (the reference style reads it through ``torchvision.datasets``)."""
+    from datamodules import kmnist_sample
     from datamodules.kmnist import RAW_FILES
-    from datamodules.kmnist_standin import build_standin
-
-    from runner.errors import DataError
 
     if data_root is not None and all((data_root / "KMNIST" / "raw" / n).is_file() for pair in RAW_FILES.values() for n in pair):
         root = data_root
     else:
-        try:
-            root = build_standin(scratch / "kmnist_standin")
-        except DataError as exc:
-            raise DataError(f"no KMNIST in --data-root {data_root} and no stand-in: {exc}; run train.py once to download KMNIST, or pass --data-root") from None
+        root = kmnist_sample.unpack(scratch / "kmnist_sample")
     images = ((root / "KMNIST" / "raw" / RAW_FILES["train"][0]).stat().st_size - 16) // (28 * 28)
-    what = "the full training set" if images == 60_000 else "a stand-in, not the 60,000 of the full set"
+    what = "the full training set" if images == 60_000 else "not the 60,000 of the full set"
     return root, f"{images:,} training images ({what}) in {root}"
 
 
@@ -158,7 +155,7 @@ def bench_kmnist(net: str, root: Path, epochs: int, repeats: int, device: str, v
     """Each path ``repeats`` times, in turn (hand, project, reference, hand, ...), so that a slow
     spell of the machine does not land on one path only; each path's time is its fastest
     epoch after the warm-up epoch of each run."""
-    base = [f"experiment=kmnist_{net}", f"data.root={root}", "data.download=false", f"trainer.max_epochs={epochs}", "trainer.limit_val_batches=0"]
+    base = [f"experiment=kmnist_{net}", f"data.root={root}", "data.source=files", f"trainer.max_epochs={epochs}", "trainer.limit_val_batches=0"]
     times: dict[str, list[float]] = {}
     for rep in range(repeats):
         cfg, (dm, model, callbacks, trainer) = build(base, device, scratch / f"kmnist_{net}_{rep}")
@@ -307,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="runs of each KMNIST and SRN/LSTM path, in turn; the fastest counts")
     parser.add_argument("--grid-updates", type=int, default=200_000, help="project updates of the grid (the target: 200,000 in under 20 s)")
     parser.add_argument("--grid-hand-updates", type=int, default=20_000, help="hand-loop updates for the grid (per-update time)")
-    parser.add_argument("--data-root", type=Path, default=REPO / "data", help="KMNIST root with KMNIST/raw/ (else the stand-in)")
+    parser.add_argument("--data-root", type=Path, default=REPO / "data", help="KMNIST root with KMNIST/raw/ (else the bundled sample of 6,284 training images)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--variants", default="", help=f"extra KMNIST project runs: comma-separated of {', '.join(VARIANTS)}")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "benchmarks" / "speed.json")

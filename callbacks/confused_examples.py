@@ -43,10 +43,12 @@ def pick_examples(images, labels, probs, true: int, pred: int, n: int):
     return rows
 
 
-def examples_figure(rows, names: list[str], true: int, pred: int, count: int, total_true: int, vrange) -> Figure:
+def examples_figure(rows, names: list[str], true: int, pred: int, count: int, total_true: int, vrange, data: str | None = None) -> Figure:
+    """``data``: the training data's name, shown under the title (``bundled sample, ...``)."""
     n = max(1, max(len(r[1]) for r in rows))
-    fig = Figure(figsize=(1.2 * n + 1.6, 4.4), layout="constrained")
-    fig.suptitle(f"true {names[true]} ({true}) read as {names[pred]} ({pred}): {count} of {total_true} test images")
+    fig = Figure(figsize=(1.2 * n + 1.6, 4.4 + (0.3 if data else 0)), layout="constrained")
+    title = f"true {names[true]} ({true}) read as {names[pred]} ({pred}): {count} of {total_true} test images"
+    fig.suptitle(title + (f"\ntraining data: {data}" if data else ""))
     axes = fig.subplots(3, n, squeeze=False)
     labels = [f"{names[true]}\nread as {names[true]}", f"{names[true]}\nread as {names[pred]}", f"{names[pred]}\nread as {names[pred]}"]
     shown = [names[true], names[pred], names[pred]]  # whose probability is printed under each row
@@ -74,7 +76,7 @@ class ConfusedExamplesCallback(Callback):
     training step).
 
     TensorBoard tags ``confused/test_{k}`` every ``every_n_epochs`` epochs (0: never during
-    training; the figure costs a few times a NetLin epoch on the stand-in data) and
+    training; the figure costs a few times a NetLin epoch on the bundled sample) and
     ``confused/final_test_{k}``; after ``trainer.test`` also ``<save_dir>/confused_{k}_{a}_as_{b}.png``.
     """
 
@@ -102,7 +104,7 @@ class ConfusedExamplesCallback(Callback):
             sub_images, sub_labels = images[keep], labels[keep]
             probs = class_probabilities(pl_module, sub_images)
             rows = pick_examples(sub_images, sub_labels, probs, a, b, self.examples)
-            fig = examples_figure(rows, names, a, b, top["count"], int(cm[a].sum()), vrange)
+            fig = examples_figure(rows, names, a, b, top["count"], int(cm[a].sum()), vrange, getattr(trainer.datamodule, "label", None))
             tag = f"confused/{'test' if stage == 'val' else 'final_test'}_{k}"
             png = self.save_dir / f"confused_{k}_{names[a]}_as_{names[b]}.png" if (self.save_dir and stage == "test") else None
             publish(trainer, fig, tag, png)

@@ -87,6 +87,9 @@ class ConfusionMatrixCallback(Callback):
             print(f"\nepoch {trainer.current_epoch + 1}: {reference_test_line(ev['loss'], correct, total)}")
         where = f"epoch {trainer.current_epoch + 1}" if stage == "val" else "final test"
         title = f"{type(pl_module.net).__name__}, {where}: {correct:,}/{total:,} correct ({100 * correct / total:.1f}%)"
+        label = getattr(trainer.datamodule, "label", None)  # which training data: bundled sample or full set
+        if label:
+            title += f"\ntraining data: {label}"
         fig = confusion_figure(cm, self._names(trainer, cm.shape[0]), title)
         png = self.save_dir / "confusion_matrix.png" if (self.save_dir and stage == "test") else None
         publish(trainer, fig, self.TAGS[stage], png)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import shutil
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +20,18 @@ LABELS_MAGIC = 0x0801  # unsigned byte, 1 dimension
 
 
 def read_idx(path: Path, magic: int) -> np.ndarray:
-    """Read an uncompressed IDX file of unsigned bytes whose magic number must be ``magic``.
+    """Read an IDX file of unsigned bytes (gzip'd when its name ends in ``.gz``) whose magic
+    number must be ``magic``.
 
     Returns a uint8 array of the shape in the file's header.
     """
+    path = Path(path)
     try:
         data = path.read_bytes()
+        if path.suffix == ".gz":
+            data = gzip.decompress(data)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DataError(f"{path} is corrupt: cannot decompress it ({exc})") from None
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     kind = "images" if magic == IMAGES_MAGIC else "labels"

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from callbacks.state_analysis import format_step_table
+from datamodules.kmnist import data_label
 from runner.sweep import collect_sweep, summarise
 
 KMNIST = ("kmnist_lin", "kmnist_full", "kmnist_conv")
@@ -142,12 +143,13 @@ def kmnist_section(rep: Report, runs: dict) -> None:
     rows = []
     for r in present:
         rows.append([r["experiment"], r["model"], f"{r['params']:,}", f"{100 * r['test_acc']:.2f}% ({r['test_correct']:,}/{r['test_total']:,})",
-                     f"{r['test_loss']:.4f}", f"{r['train_seconds']:.1f}", r.get("epochs"), f"{r['train_size']:,}" if r.get("train_size") else "?", f"`{r['run_dir']}`"])
-    rep.table(["experiment", "model", "parameters", "test accuracy", "test loss", "training s", "epochs", "training images", "run"], rows)
+                     f"{r['test_loss']:.4f}", f"{r['train_seconds']:.1f}", r.get("epochs"), data_label(r.get("data_source"), r.get("train_size")), f"`{r['run_dir']}`"])
+    rep.table(["experiment", "model", "parameters", "test accuracy", "test loss", "training s", "epochs", "training data", "run"], rows)
     small = [r for r in present if r.get("train_size") and r["train_size"] < OFFICIAL_TRAIN_SIZE]
     if small:
-        rep.add(f"Note: {', '.join(r['experiment'] for r in small)} trained on {small[0]['train_size']:,} training images, not the "
-                f"{OFFICIAL_TRAIN_SIZE:,} of the benchmark; their figures are not comparable with the reference's.", "")
+        names = ", ".join(f"{r['experiment']} ({data_label(r.get('data_source'), r['train_size'])})" for r in small)
+        rep.add(f"Note: {names} trained on fewer than the {OFFICIAL_TRAIN_SIZE:,} training images of the benchmark; "
+                "their figures are not comparable with the reference's.", "")
     rep.add(kmnist_paragraph(present), "")
     for r in present:
         rep.add(f"### {r['model']} ({r['experiment']})", "")

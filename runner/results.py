@@ -12,6 +12,7 @@ import numpy as np
 from torch import nn
 
 from callbacks.confusion import reference_test_line
+from datamodules.kmnist import data_label
 
 
 def parameter_table(model: nn.Module) -> list[dict]:
@@ -111,6 +112,8 @@ def reference_report(results: dict) -> str:
         parts.append(np.array2string(np.array(results["confusion_matrix"]), max_line_width=200))
         parts.append("")
         parts.append(reference_test_line(results["test_loss"], results["test_correct"], results["test_total"]))
+        if "data_source" in results:
+            parts.append(f"Trained on: {data_label(results['data_source'], results['train_size'])}; tested on {results['test_size']:,} images")
         parts.append("")
     if "point_table" in results:
         parts += [grid_report(results), ""]
@@ -152,6 +155,7 @@ def collect_results(cfg, trainer, model, datamodule, callbacks, ckpt_path, out_d
         "train_seconds": round(timer.seconds, 3),
         "train_samples_per_second": round(timer.samples_per_second, 1),
         "hparams": dict(model.hparams),
+        **({"data_source": datamodule.data_source} if hasattr(datamodule, "data_source") else {}),
         "train_size": size("train_set"),
         "test_size": size("test_set"),
         "device": device_name(trainer),

@@ -1,48 +1,38 @@
-"""Shared fixtures: the repository, the real-glyph KMNIST stand-in, and running train.py as a user does."""
+"""Shared fixtures: the repository, the bundled KMNIST sample in a folder, and running train.py as a user does."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import threading
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_KMNIST = Path(os.environ.get("KMNIST_SHARED_DIR", REPO.parent / "shared" / "data" / "kmnist"))
-
-
-def _shared_or_skip() -> Path:
-    """The genuine KMNIST files beside the repository (``../shared/data/kmnist``).
-
-    A user's clone has no ``../shared``: the tests that need real glyphs skip there. CI sets
-    ``KMNIST_REQUIRE_SHARED=1`` so that they fail instead of silently skipping.
-    """
-    if (SHARED_KMNIST / "t10k-images-idx3-ubyte.gz").is_file():
-        return SHARED_KMNIST
-    reason = f"genuine KMNIST files not found in {SHARED_KMNIST} (set KMNIST_SHARED_DIR); real-glyph tests need them"
-    if os.environ.get("KMNIST_REQUIRE_SHARED") == "1":
-        pytest.fail(reason + " and KMNIST_REQUIRE_SHARED=1")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
 def kmnist_root(tmp_path_factory) -> Path:
-    """Stand-in: the 6,284 genuine training images and the full genuine test split (10,000)."""
-    from datamodules.kmnist_standin import build_standin
+    """The bundled genuine sample (6,284 training images, the full test split of 10,000) written
+    in torchvision's raw layout, for runs with ``data.source=files data.root=<it>``."""
+    from datamodules import kmnist_sample
 
-    return build_standin(tmp_path_factory.mktemp("kmnist"), _shared_or_skip())
+    return kmnist_sample.unpack(tmp_path_factory.mktemp("kmnist"))
 
 
 @pytest.fixture(scope="session")
 def kmnist_root_odd(tmp_path_factory) -> Path:
-    """Stand-in with an odd test split (the first 1,001 genuine test images): two devices cannot
+    """The sample with an odd test split (the first 1,001 genuine test images): two devices cannot
     split it evenly, so a sampler that pads would count an image twice."""
-    from datamodules.kmnist_standin import build_standin
+    from datamodules import kmnist_sample
 
-    return build_standin(tmp_path_factory.mktemp("kmnist_odd"), _shared_or_skip(), test_limit=1001)
+    return kmnist_sample.unpack(tmp_path_factory.mktemp("kmnist_odd"), test_limit=1001)
 
 
 def run_train(*overrides: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -72,3 +62,41 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, f"expected one error line, got:\nSTDOUT:\n{proc.stdout[-3000:]}\nSTDERR:\n{proc.stderr[-3000:]}"
     return lines[0]
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest's output clean
+        pass
+
+
+@pytest.fixture
+def kmnist_mirror(tmp_path):
+    """An HTTP server on the loopback address serving the bundled sample under the official
+    names (``train-images-idx3-ubyte.gz``...), as a KMNIST mirror would. Yields ``(url, folder,
+    checksums)``: damage a file in ``folder`` to serve a corrupt one; ``checksums`` (name -> MD5
+    of what is served) is what ``data.checksums`` must say for this mirror."""
+    from datamodules import kmnist_sample
+
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    checksums = {}
+    for raw_name, (bundled, md5) in kmnist_sample.FILES.items():
+        shutil.copyfile(kmnist_sample.path(raw_name), folder / f"{raw_name}.gz")
+        checksums[f"{raw_name}.gz"] = md5
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", folder, checksums
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def checksums_override(checksums: dict) -> str:
+    """``data.checksums={name:md5,...}`` as a command-line override."""
+    return "data.checksums={" + ",".join(f"{k}:{v}" for k, v in checksums.items()) + "}"
+
+
+# every proxy variable pointing at a closed local port: no download can succeed, online or not
+OFFLINE = {k: "http://127.0.0.1:9" for k in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")}

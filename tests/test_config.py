@@ -118,7 +118,7 @@ def test_unknown_group_choice_is_refused_with_allowed_options():
 )
 def test_invalid_values_stop_before_training(overrides, must_contain, tmp_path):
     kmnist = not any(o.startswith("experiment=") and "kmnist" not in o for o in overrides)
-    data = ["data.download=false", f"data.root={tmp_path / 'none'}"] if kmnist else []  # never download
+    data = ["data.source=files", f"data.root={tmp_path / 'none'}"] if kmnist else []  # never download
     proc = run_train(*overrides, f"hydra.run.dir={tmp_path / 'run'}", *data)
     assert proc.returncode == 1
     line = error_line(proc)

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_ddp_two_cpu_processes_match_one_device_totals(kmnist_root_odd, tmp_path):
-    common = ["experiment=kmnist_full", f"data.root={kmnist_root_odd}", "data.download=false", "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
+    common = ["experiment=kmnist_full", f"data.root={kmnist_root_odd}", "data.source=files", "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     proc = run_train(*common, *quiet(single))
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -74,7 +74,7 @@ def test_kmnist_losses_match_the_reference_pipeline(kmnist_root, net, options):
     torch.manual_seed(0)
     model = KMNISTClassifier(net=net, hidden_units=95 if net == "full" else None, channels_last=options.get("channels_last", False), compile=options.get("compile", False))
     reference_net = copy.deepcopy(model.net).to(memory_format=torch.contiguous_format)
-    dm = KMNISTDataModule(root=str(kmnist_root), download=False, shuffle=False, on_device=options.get("on_device", False), batches_per_step=options.get("batches_per_step", 1))
+    dm = KMNISTDataModule(root=str(kmnist_root), source="files", shuffle=False, on_device=options.get("on_device", False), batches_per_step=options.get("batches_per_step", 1))
     ours = lightning_losses(model, dm, STEPS)
     theirs = reference_kmnist_losses(reference_net, kmnist_root, STEPS, lr=0.01, momentum=0.5)
     np.testing.assert_allclose(ours, theirs, atol=1e-5)

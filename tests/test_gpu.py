@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.slow, pytest.mark.skipif(not torch.cu
 )
 def test_kmnist_conv_on_gpu(precision, extra, kmnist_root, tmp_path):
     run = tmp_path / "run"
-    proc = run_train("experiment=kmnist_conv", f"data.root={kmnist_root}", "data.download=false", "trainer=gpu", f"trainer.precision={precision}", "trainer.max_epochs=1", *extra, *quiet(run))
+    proc = run_train("experiment=kmnist_conv", f"data.root={kmnist_root}", "data.source=files", "trainer=gpu", f"trainer.precision={precision}", "trainer.max_epochs=1", *extra, *quiet(run))
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = load_results(run)
     assert r["device"].startswith("cuda") and r["precision"] == precision

@@ -21,8 +21,8 @@ def test_report_from_runs(kmnist_root, tmp_path):
     outputs = tmp_path / "outputs"
     common = [f"paths.log_dir={outputs}", "callbacks.progress_bar.refresh_rate=0"]
     for args in (
-        ["experiment=kmnist_lin", f"data.root={kmnist_root}", "data.download=false", "trainer.max_epochs=1"],
-        ["experiment=kmnist_conv", f"data.root={kmnist_root}", "data.download=false", "trainer.max_epochs=1", "trainer.limit_train_batches=20"],
+        ["experiment=kmnist_lin", f"data.root={kmnist_root}", "data.source=files", "trainer.max_epochs=1"],
+        ["experiment=kmnist_conv", "data.source=bundled", "trainer.max_epochs=1", "trainer.limit_train_batches=20"],
         ["experiment=check_step_manual"],
         ["experiment=check_sig_manual", "model.weight_scale=1"],
         ["experiment=lstm_anb2nc3n", "trainer.max_steps=500", "eval.max_n=8"],
@@ -40,7 +40,11 @@ def test_report_from_runs(kmnist_root, tmp_path):
 
     lin, conv = _latest(outputs, "kmnist_lin"), _latest(outputs, "kmnist_conv")
     assert f"| kmnist_lin | NetLin | 7,850 | {100 * lin['test_acc']:.2f}% ({lin['test_correct']:,}/10,000) | {lin['test_loss']:.4f}" in md
-    assert "| kmnist_conv | NetConv | 206,922 |" in md and "6,284 training images, not the 60,000" in md
+    assert "| kmnist_conv | NetConv | 206,922 |" in md
+    # the data each network trained on, in the table and in the note under it
+    assert " | 1 | KMNIST files with 6,284 training images (not the full 60,000) | " in md.split("| kmnist_lin |")[1].splitlines()[0]
+    assert " | 1 | bundled sample, 6,284 training images | " in md.split("| kmnist_conv |")[1].splitlines()[0]
+    assert "kmnist_conv (bundled sample, 6,284 training images) trained on fewer than the 60,000 training images" in md
     assert kmnist_paragraph([lin, conv]) in md
     top = conv["top_confusions"][0]
     assert f"| {top['true']} {top['true_name']} | {top['pred']} {top['pred_name']} | {top['count']} |" in md

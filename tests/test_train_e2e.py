@@ -1,5 +1,6 @@
-"""``python train.py`` run exactly as a user runs it, on genuine KMNIST glyphs (the stand-in of
-6,284 training images and the 10,000 test images), with every artefact read back."""
+"""``python train.py`` run exactly as a user runs it, on genuine KMNIST glyphs (the bundled sample
+of 6,284 training images and the 10,000 test images), with every artefact read back; where the
+data comes from (offline fallback, a loopback mirror, missing or corrupt files)."""
 
 import io
 import re
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import error_line, load_results, quiet, run_train
+from conftest import OFFLINE, checksums_override, error_line, load_results, quiet, run_train
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +38,7 @@ def decode_png(encoded: bytes) -> np.ndarray:
 @pytest.mark.parametrize("experiment", ["kmnist_lin", "kmnist_full", "kmnist_conv"])
 def test_one_epoch_end_to_end(experiment, kmnist_root, tmp_path):
     run = tmp_path / "run"
-    proc = run_train(f"experiment={experiment}", f"data.root={kmnist_root}", "data.download=false", "trainer.max_epochs=1", *quiet(run))
+    proc = run_train(f"experiment={experiment}", f"data.root={kmnist_root}", "data.source=files", "trainer.max_epochs=1", *quiet(run))
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     r = load_results(run)
@@ -84,7 +85,7 @@ def test_one_epoch_end_to_end(experiment, kmnist_root, tmp_path):
 
 
 def test_resume_finishes_the_configured_epochs_like_an_uninterrupted_run(kmnist_root, tmp_path):
-    common = ["experiment=kmnist_lin", f"data.root={kmnist_root}", "data.download=false"]
+    common = ["experiment=kmnist_lin", f"data.root={kmnist_root}", "data.source=files"]
     straight, first, resumed = tmp_path / "straight", tmp_path / "first", tmp_path / "resumed"
     assert run_train(*common, "trainer.max_epochs=2", *quiet(straight)).returncode == 0
     assert run_train(*common, "trainer.max_epochs=1", *quiet(first)).returncode == 0
@@ -103,7 +104,7 @@ def test_resume_finishes_the_configured_epochs_like_an_uninterrupted_run(kmnist_
 
 
 def test_bad_checkpoints_are_one_line_errors(kmnist_root, tmp_path):
-    common = [f"data.root={kmnist_root}", "data.download=false", "trainer.max_epochs=1"]
+    common = [f"data.root={kmnist_root}", "data.source=files", "trainer.max_epochs=1"]
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"this is not a checkpoint")
     cases = [
@@ -124,28 +125,79 @@ def test_bad_checkpoints_are_one_line_errors(kmnist_root, tmp_path):
 def test_trainer_settings_lightning_refuses_are_one_line_errors(kmnist_root, tmp_path):
     # KMNIST makes several updates per step by manual optimisation, where Lightning refuses these
     for i, (setting, name) in enumerate([("+trainer.gradient_clip_val=1.0", "gradient_clip_val=1.0"), ("+trainer.accumulate_grad_batches=2", "accumulate_grad_batches=2")]):
-        proc = run_train("experiment=kmnist_lin", f"data.root={kmnist_root}", "data.download=false", setting, *quiet(tmp_path / f"r{i}"))
+        proc = run_train("experiment=kmnist_lin", f"data.root={kmnist_root}", "data.source=files", setting, *quiet(tmp_path / f"r{i}"))
         assert proc.returncode == 1
         assert name in error_line(proc) and "Traceback" not in proc.stderr
         assert not (tmp_path / f"r{i}" / "results.json").exists()
 
 
-def test_offline_without_data_is_one_clear_error(tmp_path):
+def test_offline_main_job_falls_back_to_the_bundled_sample(tmp_path):
+    """The README's main job on a machine without internet: the download fails, one warning
+    says so, and the run trains on the bundled sample and says that wherever it reports."""
     run = tmp_path / "run"
-    closed = "http://127.0.0.1:9"  # a closed local port: no download can succeed, online or not
-    proc = run_train(
-        f"data.root={tmp_path / 'data'}",
-        "data.download=true",
-        *quiet(run),
-        env={"http_proxy": closed, "https_proxy": closed, "HTTP_PROXY": closed, "HTTPS_PROXY": closed},
-    )
+    proc = run_train("experiment=kmnist_conv", f"data.root={tmp_path / 'data'}", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+                     *quiet(run), env=OFFLINE)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warnings = [line for line in (proc.stdout + proc.stderr).splitlines() if "WARNING" in line]
+    assert len(warnings) == 1 and "KMNIST could not be downloaded" in warnings[0] and "bundled sample, 6,284 training images" in warnings[0]
+    r = load_results(run)
+    assert r["data_source"] == "bundled" and r["train_size"] == 6_284 and r["test_size"] == 10_000 and r["test_total"] == 10_000
+    assert "Trained on: bundled sample, 6,284 training images; tested on 10,000 images" in proc.stdout
+    assert not any((tmp_path / "data").rglob("*-ubyte*"))  # the sample is read where it lies
+    tb = read_tensorboard(run / "tensorboard")
+    assert "data/text_summary" in tb.Tags()["tensors"]
+    assert b"bundled sample, 6,284 training images" in tb.Tensors("data/text_summary")[-1].tensor_proto.string_val[0]
+
+
+def test_offline_download_or_missing_files_are_one_clear_error(tmp_path):
+    raw = (tmp_path / "data" / "KMNIST" / "raw").resolve()
+    for i, (source, expected) in enumerate([("download", "download into"), ("files", "KMNIST files missing")]):
+        run = tmp_path / f"run{i}"
+        proc = run_train(f"data.root={tmp_path / 'data'}", f"data.source={source}", *quiet(run), env=OFFLINE)
+        assert proc.returncode == 1
+        line = error_line(proc)
+        assert str(raw) in line and expected in line, line
+        if source == "files":
+            for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+                assert name in line
+        assert not (run / "results.json").exists() and not (run / "checkpoints").exists()
+        assert "Traceback" not in proc.stderr
+        assert not any((tmp_path / "data").rglob("*-ubyte*"))
+
+
+def test_download_from_a_mirror_then_auto_finds_the_files(tmp_path, kmnist_mirror):
+    """The whole download path against a loopback mirror: fetch, MD5 check, unpack, train; a
+    second run with the default source finds the files and does not download again."""
+    url, folder, checksums = kmnist_mirror
+    common = ["experiment=kmnist_lin", f"data.root={tmp_path / 'data'}", "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
+    env = {"no_proxy": "127.0.0.1", "NO_PROXY": "127.0.0.1"}
+    proc = run_train(*common, "data.source=download", f"data.mirror={url}", checksums_override(checksums), *quiet(tmp_path / "a"), env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = load_results(tmp_path / "a")
+    assert r["data_source"] == "download" and r["train_size"] == 6_284 and r["test_total"] == 10_000
+    raw = tmp_path / "data" / "KMNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
+    assert "KMNIST files with 6,284 training images (not the full 60,000)" in proc.stdout
+
+    for f in folder.iterdir():  # the mirror is gone: the second run must not need it
+        f.unlink()
+    proc = run_train(*common, *quiet(tmp_path / "b"), env=OFFLINE)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert load_results(tmp_path / "b")["data_source"] == "files"
+
+
+def test_corrupt_download_is_one_error_line_and_leaves_nothing(tmp_path, kmnist_mirror):
+    url, folder, checksums = kmnist_mirror
+    served = folder / "train-labels-idx1-ubyte.gz"
+    served.write_bytes(served.read_bytes()[:1000])
+    run = tmp_path / "run"
+    proc = run_train(f"data.root={tmp_path / 'data'}", "data.source=download", f"data.mirror={url}", checksums_override(checksums),
+                     *quiet(run), env={"no_proxy": "127.0.0.1", "NO_PROXY": "127.0.0.1"})
     assert proc.returncode == 1
     line = error_line(proc)
-    assert str((tmp_path / "data" / "KMNIST" / "raw").resolve()) in line and "download failed" in line
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
-        assert name in line
-    assert not (run / "results.json").exists() and not (run / "checkpoints").exists()
-    assert "Traceback" not in proc.stderr
+    assert "train-labels-idx1-ubyte.gz is corrupt or truncated" in line and "Nothing was written" in line
+    assert not any(p.is_file() for p in (tmp_path / "data").rglob("*"))
+    assert not (run / "results.json").exists()
 
 
 def test_truncated_data_file_is_one_clear_error(kmnist_root, tmp_path):
@@ -155,7 +207,7 @@ def test_truncated_data_file_is_one_clear_error(kmnist_root, tmp_path):
     shutil.copytree(kmnist_root, root)
     images = root / "KMNIST" / "raw" / "t10k-images-idx3-ubyte"
     images.write_bytes(images.read_bytes()[:100_000])
-    proc = run_train(f"data.root={root}", "data.download=false", *quiet(tmp_path / "run"))
+    proc = run_train(f"data.root={root}", "data.source=files", *quiet(tmp_path / "run"))
     assert proc.returncode == 1
     line = error_line(proc)
     assert "truncated" in line and str(images) in line
