@@ -141,11 +141,48 @@ def check_sweep_launch(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
     check_multirun_devices(cfg.trainer, str(cfg.hydra.launcher.get("_target_", "")))
 
 
+# Features that come with an optional extra of the package: (module that provides it, extra).
+OPTUNA = ("hydra_plugins.hydra_optuna_sweeper", "optuna")
+SUBMITIT = ("hydra_plugins.hydra_submitit_launcher", "slurm")
+
+
+def needed_extra(override: str) -> tuple[str, str] | None:
+    """The extra an override asks for: an Optuna search, or a submitit launcher (SLURM, local)."""
+    key, _, value = override.partition("=")
+    key = key.lstrip("+~")
+    if key == "hparams_search" and value not in ("", "null"):
+        return OPTUNA
+    if key == "hydra/sweeper" and value == "optuna":
+        return OPTUNA
+    if key == "hydra/launcher" and (value.startswith("submitit") or value == "slurm"):
+        return SUBMITIT
+    return None
+
+
+def check_extras(overrides: list[str]) -> None:
+    """``hparams_search=...`` without ``.[optuna]`` installed (or a SLURM launcher without
+    ``.[slurm]``) is one line naming the install command, not Hydra's missing-config report."""
+    import importlib.util
+
+    for text in overrides:
+        need = needed_extra(text)
+        if need is None:
+            continue
+        module, extra = need
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # hydra_plugins itself absent
+            found = False
+        if not found:
+            raise ConfigError(f"{text} needs the optional extra '{extra}', which is not installed; install it with: pip install -e \".[{extra}]\"")
+
+
 def preflight(argv: list[str]) -> None:
     """Every check that can run before Hydra starts. With Hydra's own flags (``--cfg job``,
     ``--help``, ``-cn``...), whose values are not overrides, Hydra alone reads the command line;
     a ``-m`` sweep has its group choices checked, and DDP in it refused, before any run starts."""
     register_resolvers()
+    check_extras([a for a in argv if not a.startswith("-")])
     flags = [a for a in argv if a.startswith("-")]
     if any(f not in ("-m", "--multirun") for f in flags):
         return

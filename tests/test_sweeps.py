@@ -127,7 +127,7 @@ def multirun(*args, timeout=600):
 @pytest.mark.slow
 def test_sweep_goes_on_after_a_failed_run_and_summarises_it(kmnist_root, tmp_path):
     sweep = tmp_path / "sweep"
-    proc = multirun("experiment=kmnist_full", "model.hidden_units=8,0,16", f"data.root={kmnist_root}", "data.download=false",
+    proc = multirun("experiment=kmnist_full", "model.hidden_units=8,0,16", f"data.root={kmnist_root}", "data.source=files",
                     "trainer.max_epochs=1", "trainer.limit_train_batches=10", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 1  # a run failed: the sweep says so, after the others and the summary
     assert "1 of 3 runs failed" in error_line(proc)
@@ -167,9 +167,41 @@ def test_ddp_inside_a_sweep_is_refused_before_anything_runs(tmp_path):
 def test_optuna_search_runs_and_is_summarised(kmnist_root, tmp_path):
     sweep = tmp_path / "sweep"
     proc = multirun("hparams_search=kmnist_full_optuna", "experiment=kmnist_full", "hydra.sweeper.n_trials=3", f"data.root={kmnist_root}",
-                    "data.download=false", "trainer.max_epochs=1", "trainer.limit_train_batches=10", f"hydra.sweep.dir={sweep}")
+                    "data.source=files", "trainer.max_epochs=1", "trainer.limit_train_batches=10", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     rows = list(csv.DictReader(open(sweep / "summary.csv")))
     assert len(rows) == 3 and {"model.lr", "model.hidden_units"} <= rows[0].keys()
     assert best["best_value"] == pytest.approx(max(float(r["test_acc"]) for r in rows), abs=1e-4)
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher_runs_a_sweep_through_submitit(tmp_path):
+    """The SLURM path up to the scheduler: submitit pickles each job, submits it (here to its own
+    local executor, not to SLURM), and collects the result; the summary sees every run."""
+    sweep = tmp_path / "sweep"
+    proc = multirun("hydra/launcher=submitit_local", "experiment=check_sig", "seed=0,1", "model.max_updates=3000", f"hydra.sweep.dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader(open(sweep / "summary.csv")))
+    assert [r["seed"] for r in rows] == ["0", "1"] and all(r["status"] == "ok" for r in rows)
+    assert list(sweep.glob(".submitit/*/*_submitted.pkl"))  # went through submitit's submission
+    for job in ("0", "1"):
+        r = json.loads((sweep / job / "results.json").read_text())
+        assert r["experiment"] == "check_sig" and r["seed"] == int(job)
+
+
+@pytest.mark.parametrize("override, extra", [
+    ("hparams_search=kmnist_full_optuna", "optuna"), ("hydra/sweeper=optuna", "optuna"),
+    ("hydra/launcher=slurm", "slurm"), ("hydra/launcher=submitit_local", "slurm"),
+])
+def test_a_feature_without_its_extra_is_one_line_naming_the_install(override, extra, monkeypatch):
+    import importlib.util
+
+    from runner.config import check_extras, preflight
+
+    check_extras([override])  # installed here (.[dev] pulls every extra): no complaint
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith("hydra_plugins.") else real(name, *a))
+    with pytest.raises(ConfigError) as err:
+        preflight(["-m", override, "experiment=kmnist_full"])
+    assert str(err.value) == f"{override} needs the optional extra '{extra}', which is not installed; install it with: pip install -e \".[{extra}]\""
