@@ -20,7 +20,7 @@ def main() -> None:
     if not args.runs.is_dir():
         print(f"error: {args.runs} is not a folder of runs (train.py writes them to outputs/ by default)", file=sys.stderr)
         sys.exit(1)
-    from runner.report import write_report
+    from orchestration.report import write_report
 
     path = write_report(args.runs, args.out)
     print(f"report: {path}")

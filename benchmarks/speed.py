@@ -7,7 +7,7 @@
 In one process, for each workload, on identical data, model, batch size and number of updates:
 
 - ``project``: what ``train.py`` runs. The config is composed by Hydra from ``conf/`` exactly as
-  ``python train.py experiment=<name>`` composes it and built by ``train.build`` (progress bar,
+  ``python train.py experiment=<name>`` composes it and built by ``orchestration.run.build`` (progress bar,
   checkpointing and logger included); only the in-fit evaluation is switched off
   (``trainer.limit_val_batches=0``) because the baselines do not evaluate. Time: the
   ``TrainTimer`` callback's training-epoch time.
@@ -60,7 +60,7 @@ def compose(overrides: list[str], out_dir: Path):
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from runner.config import register_resolvers
+    from orchestration.config import register_resolvers
 
     register_resolvers()
     GlobalHydra.instance().clear()
@@ -73,11 +73,11 @@ def compose(overrides: list[str], out_dir: Path):
 
 
 def build(overrides: list[str], device: str, out_dir: Path):
-    import train
+    from orchestration.run import build as build_run
 
     accelerator = "gpu" if device == "cuda" else "cpu"
     cfg = compose([*overrides, f"trainer.accelerator={accelerator}", "trainer.devices=1"], out_dir)
-    return cfg, train.build(cfg)
+    return cfg, build_run(cfg)
 
 
 def sync(device: str) -> None:
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "benchmarks" / "speed.json")
     args = parser.parse_args(argv)
 
-    from runner.errors import UserError
+    from base.errors import UserError
 
     only = [s for s in args.only.split(",") if s]
     variants = [s for s in args.variants.split(",") if s]

@@ -1,7 +1,7 @@
 """Callbacks that look inside a run: figures, tables, timing."""
 
 from callbacks.confused_examples import ConfusedExamplesCallback
-from callbacks.confusion import ConfusionMatrixCallback, top_confusions
+from callbacks.confusion import ConfusionMatrixCallback
 from callbacks.decision_maps import DecisionMapCallback
 from callbacks.solved_stopping import SolvedStopping
 from callbacks.state_trajectories import StateTrajectoryCallback
@@ -14,5 +14,4 @@ __all__ = [
     "SolvedStopping",
     "StateTrajectoryCallback",
     "TrainTimer",
-    "top_confusions",
 ]

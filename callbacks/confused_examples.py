@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 from pytorch_lightning import Callback
 
-from callbacks.confusion import top_confusions
+from analysis.kmnist import top_confusions
+from base.errors import check_int
 from callbacks.figures import Figure, publish
-from runner.errors import check_int
 
 
 @torch.inference_mode()

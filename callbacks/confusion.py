@@ -1,4 +1,4 @@
-"""Confusion matrices: the largest confusions, the drawn matrix, and the callback that shows them."""
+"""The drawn confusion matrix and the callback that shows it after every evaluation."""
 
 from __future__ import annotations
 
@@ -8,31 +8,8 @@ import torch
 from pytorch_lightning import Callback
 from torchmetrics.utilities.plot import plot_confusion_matrix
 
+from analysis.kmnist import reference_test_line
 from callbacks.figures import Figure, publish
-
-
-def top_confusions(confusion: torch.Tensor, k: int = 5, class_names: list[str] | None = None) -> list[dict]:
-    """The ``k`` largest off-diagonal cells of ``confusion`` (rows = true, columns = predicted).
-
-    Returns ``[{"true": i, "pred": j, "count": n, "true_name": ..., "pred_name": ...}]``, largest
-    first; ties go to the smaller (true, pred). Empty cells are left out.
-    """
-    cm = torch.as_tensor(confusion).clone().long()
-    cm.fill_diagonal_(-1)
-    flat = cm.flatten()
-    # stable sort on -count keeps row-major order among equal counts
-    order = torch.sort(-flat, stable=True).indices[:k]
-    n = cm.shape[1]
-    out = []
-    for idx in order.tolist():
-        count = int(flat[idx])
-        if count <= 0:
-            break
-        row = {"true": idx // n, "pred": idx % n, "count": count}
-        if class_names is not None:
-            row["true_name"], row["pred_name"] = class_names[idx // n], class_names[idx % n]
-        out.append(row)
-    return out
 
 
 def confusion_figure(confusion: torch.Tensor, class_names: list[str], title: str) -> Figure:
@@ -46,11 +23,6 @@ def confusion_figure(confusion: torch.Tensor, class_names: list[str], title: str
         text.set_in_layout(False)  # inside the axes; measuring 100 cell texts slowed every draw by ~16%
     ax.set_title(title)
     return fig
-
-
-def reference_test_line(loss: float, correct: int, total: int) -> str:
-    """The reference study's line, e.g. ``Test set: Average loss: 0.5243, Accuracy: 8413/10000 (84%)``."""
-    return f"Test set: Average loss: {loss:.4f}, Accuracy: {correct}/{total} ({100.0 * correct / total:.0f}%)"
 
 
 class ConfusionMatrixCallback(Callback):
@@ -84,7 +56,8 @@ class ConfusionMatrixCallback(Callback):
         cm = ev["confusion"]
         correct, total = int(cm.trace()), int(cm.sum())
         if stage == "val":  # the final test is printed with the whole report by train.py
-            print(f"\nepoch {trainer.current_epoch + 1}: {reference_test_line(ev['loss'], correct, total)}")
+            # through the progress bar (a bare print would break its line)
+            pl_module.print(f"\nepoch {trainer.current_epoch + 1}: {reference_test_line(ev['loss'], correct, total)}")
         where = f"epoch {trainer.current_epoch + 1}" if stage == "val" else "final test"
         title = f"{type(pl_module.net).__name__}, {where}: {correct:,}/{total:,} correct ({100 * correct / total:.1f}%)"
         label = getattr(trainer.datamodule, "label", None)  # which training data: bundled sample or full set

@@ -9,8 +9,8 @@ import torch
 from matplotlib.colors import ListedColormap
 from pytorch_lightning import Callback
 
+from analysis.grid import dividing_line
 from callbacks.figures import Figure, publish
-from lightning_modules.grid import dividing_line
 
 REGION = ListedColormap(["#ffffff", "#ffd8a8"])  # off, on (activation >= 0.5)
 TARGET_COLOURS = {0: "tab:blue", 1: "tab:red"}

@@ -1,19 +1,16 @@
 """Where figures go: TensorBoard (when a TensorBoardLogger is attached) and PNG files.
 
-Figures are ``matplotlib.figure.Figure`` objects built without pyplot, so no global figure
-state accumulates over a long run and no display is needed.
+Figures are ``matplotlib.figure.Figure`` objects built without pyplot: no global figure state
+accumulates over a long run, no display is needed, and importing this package leaves the
+matplotlib backend of a notebook alone (``savefig`` renders with Agg whatever the backend).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: never try to open a window
-
-from matplotlib.figure import Figure  # noqa: E402
-from pytorch_lightning.loggers import TensorBoardLogger  # noqa: E402
+from matplotlib.figure import Figure
+from pytorch_lightning.loggers import TensorBoardLogger
 
 
 def tensorboard_writer(trainer):

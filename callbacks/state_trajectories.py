@@ -9,8 +9,7 @@ import numpy as np
 from pytorch_lightning import Callback
 from pytorch_lightning.trainer.states import TrainerFn
 
-from callbacks.figures import Figure, publish, tensorboard_writer
-from callbacks.state_analysis import (
+from analysis.recurrent import (
     format_gate_table,
     format_probe,
     format_step_table,
@@ -19,7 +18,8 @@ from callbacks.state_analysis import (
     step_table,
     trace_batch,
 )
-from datamodules.grammar import PHASES, SYMBOLS, collate
+from base.languages import PHASES, SYMBOLS
+from callbacks.figures import Figure, publish, tensorboard_writer
 
 MARKERS = {0: "o", 1: "s", 2: "^"}  # by input symbol A, B, C
 SYMBOL_COLOURS = {0: "#fde0c5", 1: "#c6dbef", 2: "#d9f0d3"}
@@ -198,13 +198,11 @@ class StateTrajectoryCallback(Callback):
     # -- data ---------------------------------------------------------------------------
     def _traces(self, trainer, pl_module):
         dm = trainer.datamodule
-        lang = dm.language
-        S = lang.num_symbols
+        max_n = dm.language.max_n
         net = pl_module.net
-        eval_tr = trace_batch(net, collate(dm.test_sequences, S))
-        singles = [lang.sequence([n]) for n in range(1, lang.max_n + 1)]
-        single_tr = trace_batch(net, collate(singles, S))
-        mixed_tr = trace_batch(net, collate([lang.sequence(list(range(1, lang.max_n + 1)))], S))
+        eval_tr = trace_batch(net, dm.batch(dm.test_sequences))
+        single_tr = trace_batch(net, dm.batch_of_blocks([[n] for n in range(1, max_n + 1)]))
+        mixed_tr = trace_batch(net, dm.batch_of_blocks([list(range(1, max_n + 1))]))
         return eval_tr, single_tr, mixed_tr
 
     @staticmethod

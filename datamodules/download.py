@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from runner.errors import DataError
+from base.errors import DataError
 
 TIMEOUT_S = 30  # per connection attempt and per read, not for the whole file
 CHUNK = 1 << 20

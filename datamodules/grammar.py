@@ -16,15 +16,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from runner.errors import check_choice, check_int
+from base.errors import check_choice, check_int
+from base.languages import A, B, C, LANGUAGES, PHASE_A, PHASE_B, PHASE_C, PHASE_RESET, SYMBOLS
+from datamodules.tensor_batches import EvalShardSampler
 
-A, B, C = 0, 1, 2
-SYMBOLS = "ABC"
-# Phase of a position, by its input symbol; RESET is the first A of a block after a block
-# (the step at which a network must restart its count).
-PHASES = ("A", "B", "C", "reset")
-PHASE_A, PHASE_B, PHASE_C, PHASE_RESET = range(4)
-LANGUAGES = {"anbn": (1, 0), "anb2n": (2, 0), "anbncn": (1, 1), "anb2nc3n": (2, 3)}
 FIELDS = ("inputs", "targets", "probs", "determined", "valid", "phase", "count", "n", "step")
 
 
@@ -173,6 +168,15 @@ class GrammarDataModule(pl.LightningDataModule):
         )
         self.generalisation_sequences = [self.language.sequence([n, n]) for n in range(1, eval_max_n + 1)]
 
+    def batch(self, sequences: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+        """``sequences`` of this language collated into one padded batch (see ``collate``)."""
+        return collate(sequences, self.language.num_symbols)
+
+    def batch_of_blocks(self, block_lengths: list[list[int]]) -> dict[str, torch.Tensor]:
+        """One sequence per list of block lengths (``[[1], [2]]``: a block of n = 1, one of n = 2),
+        collated into one batch: what the analysis traces a network on."""
+        return self.batch([self.language.sequence(lengths) for lengths in block_lengths])
+
     def _world(self) -> tuple[int, int]:
         trainer = self.trainer
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
@@ -192,9 +196,7 @@ class GrammarDataModule(pl.LightningDataModule):
         world, rank = self._world()
         if world == 1:
             return DataLoader(batches, batch_size=None)
-        from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-
-        return DataLoader(batches, batch_size=None, sampler=UnrepeatedDistributedSampler(batches, num_replicas=world, rank=rank, shuffle=False))
+        return DataLoader(batches, batch_size=None, sampler=EvalShardSampler(batches, num_replicas=world, rank=rank))
 
     def val_dataloader(self):
         return self._loader(self.val_sequences, 10)

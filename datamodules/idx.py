@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runner.errors import DataError
+from base.errors import DataError
 
 IMAGES_MAGIC = 0x0803  # unsigned byte, 3 dimensions
 LABELS_MAGIC = 0x0801  # unsigned byte, 1 dimension

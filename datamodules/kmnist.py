@@ -9,24 +9,20 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
+from base.errors import DataError, check, check_choice, check_int, check_positive
+from base.kmnist import CLASS_NAMES, OFFICIAL_SIZES, SAMPLE_LABEL, data_label
 from datamodules import kmnist_sample
 from datamodules.download import fetch_all
 from datamodules.idx import gunzip, read_images_and_labels
 from datamodules.tensor_batches import TensorBatches, batch_loader
-from runner.errors import DataError, check, check_choice, check_int, check_positive
 
 log = logging.getLogger(__name__)
-
-# (romaji, hiragana) of classes 0-9.
-CLASSES = [("o", "お"), ("ki", "き"), ("su", "す"), ("tsu", "つ"), ("na", "な"),
-           ("ha", "は"), ("ma", "ま"), ("ya", "や"), ("re", "れ"), ("wo", "を")]
 
 # torchvision's raw layout: ROOT/KMNIST/raw/<name> (uncompressed IDX).
 RAW_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-OFFICIAL_SIZES = {"train": 60_000, "test": 10_000}
 
 
 def normalise(images_uint8: torch.Tensor, mean: float, std: float) -> torch.Tensor:
@@ -44,18 +40,6 @@ def official_files() -> tuple[list[str], list[tuple[str, str]]]:
     from torchvision.datasets import KMNIST
 
     return list(KMNIST.mirrors), list(KMNIST.resources)
-
-
-def data_label(source: str | None, train_size: int | None) -> str:
-    """How a run's KMNIST training data is named wherever its figures appear:
-    ``bundled sample, 6,284 training images``, ``full KMNIST, 60,000 training images``, or
-    ``KMNIST files with N training images (not the full 60,000)``."""
-    if source == "bundled":
-        return kmnist_sample.LABEL
-    if train_size == OFFICIAL_SIZES["train"]:
-        return f"full KMNIST, {train_size:,} training images"
-    size = f"{train_size:,}" if train_size is not None else "an unknown number of"
-    return f"KMNIST files with {size} training images (not the full {OFFICIAL_SIZES['train']:,})"
 
 
 class KMNISTDataModule(pl.LightningDataModule):
@@ -101,7 +85,7 @@ class KMNISTDataModule(pl.LightningDataModule):
             200 MB for the 60,000 training images). On the CPU it changes nothing.
     """
 
-    classes = [romaji for romaji, _ in CLASSES]
+    classes = CLASS_NAMES
 
     def __init__(
         self,
@@ -172,7 +156,7 @@ class KMNISTDataModule(pl.LightningDataModule):
             log.warning(
                 "KMNIST could not be downloaded (%s); training on the %s instead (data.source=bundled): about a tenth of the "
                 "60,000 of the benchmark, so accuracies are far below the published ones. For the full set, run with internet "
-                "access, put the four files in %s, or set data.mirror=<url>", exc, kmnist_sample.LABEL, self.raw_folder)
+                "access, put the four files in %s, or set data.mirror=<url>", exc, SAMPLE_LABEL, self.raw_folder)
 
     def _download(self) -> None:
         hp = self.hparams

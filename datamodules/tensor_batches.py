@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Iterator, Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler
 
 
 class TensorBatches(Dataset):
@@ -88,6 +88,23 @@ class EpochShuffleSampler(RandomSampler):
         return iter(torch.randperm(len(self.data_source), generator=generator).tolist())
 
 
+class EvalShardSampler(DistributedSampler):
+    """Rank r of W gets the indices r, r + W, r + 2W, ...: every sample exactly once over all
+    ranks. torch's ``DistributedSampler`` pads the ranks to equal counts with repeated samples,
+    which would count some test images twice in a confusion matrix. Being a
+    ``DistributedSampler``, it is left in place by Lightning under DDP."""
+
+    def __init__(self, dataset, num_replicas: int, rank: int):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+        self.shard = range(rank, len(dataset), num_replicas)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.shard)
+
+    def __len__(self) -> int:
+        return len(self.shard)
+
+
 def batch_loader(
     dataset: TensorBatches,
     batch_size: int,
@@ -106,12 +123,8 @@ def batch_loader(
     some test images twice in the confusion matrix).
     """
     if distributed is not None:
-        from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-
         world_size, rank = distributed
-        sampler: torch.utils.data.Sampler = UnrepeatedDistributedSampler(
-            dataset, num_replicas=world_size, rank=rank, shuffle=False
-        )
+        sampler: torch.utils.data.Sampler = EvalShardSampler(dataset, num_replicas=world_size, rank=rank)
     elif shuffle:
         sampler = EpochShuffleSampler(dataset, seed)
     else:
@@ -121,4 +134,4 @@ def batch_loader(
     return DataLoader(dataset, batch_size=batch_size * batches_per_item, sampler=sampler, collate_fn=SplitBatches(batch_size), num_workers=0)
 
 
-__all__ = ["TensorBatches", "EpochShuffleSampler", "SplitBatches", "batch_loader", "keep_batch"]
+__all__ = ["TensorBatches", "EpochShuffleSampler", "EvalShardSampler", "SplitBatches", "batch_loader", "keep_batch"]

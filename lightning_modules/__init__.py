@@ -1,6 +1,7 @@
 """One LightningModule per model family."""
 
-from lightning_modules.grid import GridNet, GridPerceptron
+from lightning_modules.grid import GridPerceptron
+from lightning_modules.grid_nets import GridNet
 from lightning_modules.kmnist import KMNISTClassifier
 from lightning_modules.kmnist_nets import NetConv, NetFull, NetLin
 from lightning_modules.recurrent import SequencePredictor

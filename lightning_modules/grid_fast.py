@@ -5,7 +5,7 @@ costs ~300 us of per-operation overhead on a CPU and 200,000 of them take over a
 the gradients are the exact analytic ones and Adam is ``torch.optim.Adam``'s own rule
 (L2 weight decay, bias corrections, no amsgrad), in float32 NumPy on one flat parameter vector.
 The state is torch's Adam state (``exp_avg``, ``exp_avg_sq``, ``step``), read and written back
-by the module, so both paths can take turns on the same optimizer; ``tests/test_grid.py``
+by ``adam_chunk``, so both paths can take turns on the same optimizer; ``tests/test_grid.py``
 checks that they give the same losses.
 """
 
@@ -105,3 +105,40 @@ def adam_updates(
     if o is None:
         raise ValueError("adam_updates needs n >= 1")
     return ChunkResult(correct[:done], bce(o, y_pos), o), step
+
+
+def adam_chunk(params: list, adam, x, y, n: int, hidden: int, stop_after_correct: int, streak: int) -> ChunkResult:
+    """Up to ``n`` updates of ``params`` (``hidden.weight, hidden.bias, output.weight,
+    output.bias``) by ``adam_updates``, on the state of ``adam`` (a ``torch.optim.Adam`` over
+    them): the parameters and their Adam moments are flattened into NumPy, updated, and copied
+    back, so checkpoints and the autograd path see exactly what ``torch.optim.Adam`` would hold.
+    ``x`` (N, 2) and ``y`` (N, 1) are tensors."""
+    import torch
+
+    group = adam.param_groups[0]
+    for p in params:
+        state = adam.state[p]
+        if not state:  # what torch.optim.Adam creates on its first step
+            state["step"] = torch.tensor(0.0)
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def flat(tensors):
+        return np.concatenate([t.detach().cpu().numpy().astype(np.float32).ravel() for t in tensors])
+
+    theta = flat(params)
+    m = flat([adam.state[p]["exp_avg"] for p in params])
+    v = flat([adam.state[p]["exp_avg_sq"] for p in params])
+    step0 = int(adam.state[params[0]]["step"])
+    result, new_step = adam_updates(
+        theta, m, v, step0, hidden,
+        x.detach().cpu().numpy().astype(np.float32), y.detach().cpu().numpy().astype(np.float32), n,
+        lr=group["lr"], weight_decay=group["weight_decay"], betas=group["betas"], eps=group["eps"],
+        stop_after_correct=stop_after_correct, streak=streak,
+    )
+    with torch.no_grad():
+        for i, p in enumerate(params):
+            for dst, src in ((p, theta), (adam.state[p]["exp_avg"], m), (adam.state[p]["exp_avg_sq"], v)):
+                dst.copy_(torch.from_numpy(unflatten(src, hidden)[i].copy()).view_as(dst))
+            adam.state[p]["step"].fill_(float(new_step))
+    return result

@@ -11,8 +11,9 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from analysis.kmnist import top_confusions
+from base.errors import check, check_choice, check_int, check_positive, check_range
 from lightning_modules.kmnist_nets import NETS, NetConv, NetFull, NetLin
-from runner.errors import check, check_choice, check_int, check_positive, check_range
 
 # Where each stage's metrics are logged. The per-epoch evaluation ('val') runs on the test split,
 # as the reference does after every epoch, so its curves are named */test. The final
@@ -47,6 +48,8 @@ class KMNISTClassifier(pl.LightningModule):
     ``test``): ``{"loss": float, "acc": float, "confusion": LongTensor (C, C)}`` with rows = true
     class and columns = predicted, reduced over all devices. Callbacks draw from it.
     """
+
+    study = "kmnist"  # results.json's family (orchestration.studies)
 
     def __init__(
         self,
@@ -175,6 +178,8 @@ class KMNISTClassifier(pl.LightningModule):
             "test_correct": correct,
             "test_total": total,
             "confusion_matrix": cm.tolist(),
+            # the 5 largest off-diagonal cells, named by the data's classes
+            "top_confusions": top_confusions(cm, 5, getattr(self._trainer and self._trainer.datamodule, "classes", None)),
         }
 
 

@@ -12,23 +12,14 @@ from torch import nn
 from torchmetrics import CatMetric, MeanMetric, MeanSquaredError, SumMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from analysis.recurrent import generalisation
+from base.errors import ConfigError, check, check_choice, check_int, check_positive, check_range
+from lightning_modules.attempts import Attempts
 from lightning_modules.recurrent_nets import CELLS, initialise
-from runner.errors import ConfigError, check, check_choice, check_int, check_positive, check_range
 
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("sgd", "adam")
-
-
-def generalisation(ns: list[int], all_right: list[bool]) -> dict:
-    """From one test sequence per block length n and whether every determined position of it was
-    right: ``max_n_generalised``, the largest N with every length 1..N right (0 if n = 1 fails);
-    ``lengths_right``, every length that was right; ``tested_up_to``."""
-    right = dict(sorted(zip(ns, all_right)))
-    max_n = 0
-    while right.get(max_n + 1, False):
-        max_n += 1
-    return {"max_n_generalised": max_n, "lengths_right": [n for n, ok in right.items() if ok], "tested_up_to": max(right)}
 
 
 class SequencePredictor(pl.LightningModule):
@@ -59,6 +50,8 @@ class SequencePredictor(pl.LightningModule):
             left that to the user.
     """
 
+    study = "recurrent"  # results.json's family (orchestration.studies)
+
     def __init__(
         self,
         cell: str = "srn",
@@ -86,8 +79,8 @@ class SequencePredictor(pl.LightningModule):
         check_int("restart_after", restart_after, 1)
         self.save_hyperparameters()
         self.net: nn.Module = CELLS[cell](num_symbols, hidden_units)
-        self.attempts: list[dict] = []
-        self._start_attempt(int(init_seed), 0)
+        self.attempts = Attempts(init_seed, restarts, restart_after, first_key="first_solved_update")
+        self._initialise(self.attempts.start(0))
 
         self.train_loss = MeanMetric(nan_strategy="disable")  # since the last evaluation
         self.eval_metrics = nn.ModuleDict(
@@ -108,30 +101,28 @@ class SequencePredictor(pl.LightningModule):
         self.gen_ok = CatMetric(nan_strategy="disable")
         self.last_eval: dict[str, dict] = {}
 
-    def _start_attempt(self, seed: int, update: int) -> None:
+    def _initialise(self, seed: int) -> None:
         initialise(self.net, self.hparams.init, torch.Generator().manual_seed(seed))
-        self.attempts.append({"attempt": len(self.attempts) + 1, "seed": seed, "start_update": update, "first_solved_update": None, "outcome": "running"})
 
     def _maybe_restart(self, solved: bool) -> None:
         """After an evaluation: note when this attempt was first solved; re-initialise it (seed
         ``init_seed + k``) when it is still unsolved ``restart_after`` updates after its start."""
-        hp, attempt, step = self.hparams, self.attempts[-1], self.trainer.global_step
-        if solved and attempt["first_solved_update"] is None:
-            attempt["first_solved_update"] = step
-        unsolved_too_long = attempt["first_solved_update"] is None and step - attempt["start_update"] >= hp.restart_after
-        if unsolved_too_long and len(self.attempts) <= hp.restarts:
-            attempt["outcome"] = f"not solved after {hp.restart_after:,} updates: re-initialised"
-            attempt["updates"] = step - attempt["start_update"]
-            seed = hp.init_seed + len(self.attempts)
-            log.info("attempt %d not solved after %d updates; re-initialising with seed %d", len(self.attempts), hp.restart_after, seed)
-            self._start_attempt(seed, step)
+        attempts, step = self.attempts, self.trainer.global_step
+        if solved:
+            attempts.succeeded(step)
+        if attempts.restart_due(step):
+            restart_after = self.hparams.restart_after
+            seed = attempts.restart(step, f"not solved after {restart_after:,} updates: re-initialised")
+            log.info("attempt %d not solved after %d updates; re-initialising with seed %d", len(attempts) - 1, restart_after, seed)
+            self._initialise(seed)
             self.optimizers().optimizer.state.clear()  # fresh Adam moments / momentum for the new weights
 
     def on_save_checkpoint(self, checkpoint):
-        checkpoint["attempts"] = self.attempts
+        checkpoint[Attempts.CHECKPOINT_KEY] = self.attempts.state_dict()
 
     def on_load_checkpoint(self, checkpoint):
-        self.attempts = checkpoint.get("attempts", self.attempts)
+        if Attempts.CHECKPOINT_KEY in checkpoint:
+            self.attempts.load_state_dict(checkpoint[Attempts.CHECKPOINT_KEY])
 
     def setup(self, stage: str) -> None:
         dm = self.trainer.datamodule if self._trainer is not None else None
@@ -213,14 +204,8 @@ class SequencePredictor(pl.LightningModule):
     def test_summary(self) -> dict:
         ev = self.last_eval["test"]
         gen = self.last_eval.get("generalisation", {})
-        attempts = []
-        if self._trainer is not None and self.trainer.global_step:  # trained: how each attempt went
-            for a in self.attempts:
-                a = dict(a)
-                if a["outcome"] == "running":
-                    a["updates"] = self.trainer.global_step - a["start_update"]
-                    a["outcome"] = "solved" if a["first_solved_update"] is not None else "not solved when training ended"
-                attempts.append(a)
+        trained = self._trainer is not None and self.trainer.global_step
+        attempts = self.attempts.summary(self.trainer.global_step, "solved", "not solved when training ended") if trained else []
         return {
             "test_loss": ev["loss"],
             "error": ev["error"],

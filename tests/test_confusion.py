@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from callbacks.confusion import reference_test_line, top_confusions
+from analysis.kmnist import reference_test_line, top_confusions
 from datamodules.tensor_batches import TensorBatches, batch_loader
 from lightning_modules import KMNISTClassifier
 

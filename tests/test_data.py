@@ -16,7 +16,7 @@ from torchvision import transforms
 from datamodules import KMNISTDataModule
 from datamodules.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from datamodules.kmnist import RAW_FILES, normalise
-from runner.errors import DataError
+from base.errors import DataError
 
 RAW_NAMES = [n for pair in RAW_FILES.values() for n in pair]
 
@@ -210,7 +210,7 @@ def test_unreachable_mirror_download_is_an_error_auto_falls_back(tmp_path, caplo
     ({"checksums": {"x.gz": "0"}}, "checksums="),
 ])
 def test_bad_source_settings_are_named(kwargs, message):
-    from runner.errors import ConfigError
+    from base.errors import ConfigError
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         KMNISTDataModule(**kwargs)
@@ -258,3 +258,15 @@ def test_read_idx_returns_header_shape(tmp_path):
     a = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
     write_idx(tmp_path / "x", a, IMAGES_MAGIC)
     assert np.array_equal(read_idx(tmp_path / "x", IMAGES_MAGIC), a)
+
+
+@pytest.mark.parametrize("n, world", [(1001, 2), (10, 3), (2, 4)])
+def test_eval_shards_hold_every_sample_once(n, world):
+    from torch.utils.data import DistributedSampler
+
+    from datamodules.tensor_batches import EvalShardSampler
+
+    shards = [list(EvalShardSampler(range(n), num_replicas=world, rank=r)) for r in range(world)]
+    assert sorted(i for s in shards for i in s) == list(range(n))  # no sample repeated or lost
+    assert [len(EvalShardSampler(range(n), world, r)) for r in range(world)] == [len(s) for s in shards]
+    assert isinstance(EvalShardSampler(range(n), world, 0), DistributedSampler)  # Lightning keeps it under DDP

@@ -11,8 +11,10 @@ from PIL import Image
 from conftest import error_line, load_results, quiet, run_train
 from datamodules import GridDataModule
 from datamodules.grid import grid_points
-from lightning_modules.grid import GridNet, GridPerceptron, dividing_line, load_weights
-from runner.errors import ConfigError
+from analysis.grid import dividing_line
+from lightning_modules.grid import GridPerceptron
+from lightning_modules.grid_nets import GridNet, load_weights
+from base.errors import ConfigError
 
 STEP_WEIGHTS = {
     "hidden_weight": [[1, 1], [1, 1], [1, 1], [1, 1]],
@@ -107,10 +109,10 @@ class LossRecorder(pl.Callback):
 
 def _train(fast: bool, **kwargs):
     torch.manual_seed(0)
-    model = GridPerceptron(init_seed=7, fast=fast, updates_per_step=250, **kwargs)
+    model = GridPerceptron(init_seed=7, fast=fast, **kwargs)
     recorder = LossRecorder()
     trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[recorder], log_every_n_steps=1)
-    trainer.fit(model, datamodule=GridDataModule())
+    trainer.fit(model, datamodule=GridDataModule(batches_per_step=250))
     return model, recorder.losses
 
 

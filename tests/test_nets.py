@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lightning_modules import KMNISTClassifier, NetConv, NetFull, NetLin
-from runner.results import format_parameter_table, parameter_table
+from analysis.parameters import format_parameter_table, parameter_table
 
 
 @pytest.mark.parametrize(

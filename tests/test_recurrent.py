@@ -11,11 +11,12 @@ import pytorch_lightning as pl
 import torch
 
 from callbacks.solved_stopping import SolvedStopping
-from callbacks.state_analysis import gate_table, linear_probe
+from analysis.recurrent import gate_table, linear_probe
 from conftest import load_results, quiet, run_train
-from datamodules.grammar import PHASES, CountingLanguage, GrammarDataModule, SequenceStream
+from base.languages import PHASES
+from datamodules.grammar import CountingLanguage, GrammarDataModule, SequenceStream
 from lightning_modules import SequencePredictor
-from lightning_modules.recurrent import generalisation
+from analysis.recurrent import generalisation
 from lightning_modules.recurrent_nets import LSTM, SRN
 
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import REPO, run_train
-from runner.report import kmnist_paragraph
+from orchestration.report import kmnist_paragraph
 
 pytestmark = pytest.mark.slow
 

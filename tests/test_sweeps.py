@@ -12,10 +12,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from conftest import REPO, error_line
-from runner.config import register_resolvers
-from runner.errors import ConfigError
-from runner.launch import check_multirun_devices, joblib_parallelism, processes_per_job
-from runner.sweep import collect_sweep, summarise, wilson, write_summary
+from orchestration.config import register_resolvers
+from base.errors import ConfigError
+from orchestration.launch import check_multirun_devices, joblib_parallelism, processes_per_job
+from analysis.population import wilson
+from orchestration.sweep import collect_sweep, summarise, write_summary
 
 
 def fake_job(sweep, num, overrides, results=None, error=None):
@@ -29,7 +30,7 @@ def fake_job(sweep, num, overrides, results=None, error=None):
 
 
 def grid_result(seed, acc, first=None):
-    return {"seed": seed, "params": 21, "test_acc": acc, "test_loss": 0.1, "train_seconds": 1.5, "point_table": [], "updates": 20000, "first_perfect_update": first, "attempts": [{}]}
+    return {"study": "grid", "seed": seed, "params": 21, "test_acc": acc, "test_loss": 0.1, "train_seconds": 1.5, "point_table": [], "updates": 20000, "first_perfect_update": first, "attempts": [{}]}
 
 
 def test_summary_of_a_seed_sweep_with_a_failure(tmp_path):
@@ -58,7 +59,7 @@ def test_summary_of_a_seed_sweep_with_a_failure(tmp_path):
 def test_srn_error_metric_and_failure_are_separate_columns(tmp_path):
     """The SRN reports a metric called ``error``; a failure must not overwrite it in the CSV."""
     sweep = tmp_path / "sweep"
-    fake_job(sweep, 0, ["experiment=srn_anb2n", "seed=0"], {"params": 18, "det_acc": 1.0, "error": 0.0087, "solved": True, "train_seconds": 3.0})
+    fake_job(sweep, 0, ["experiment=srn_anb2n", "seed=0"], {"study": "recurrent", "params": 18, "det_acc": 1.0, "error": 0.0087, "solved": True, "train_seconds": 3.0})
     fake_job(sweep, 1, ["experiment=srn_anb2n", "seed=1"], error="RuntimeError: boom")
     write_summary(sweep)
     header = next(csv.reader(open(sweep / "summary.csv")))
@@ -77,7 +78,7 @@ def test_wilson_interval():
 def test_hidden_units_sweep_is_summarised_against_the_swept_value(tmp_path):
     sweep = tmp_path / "sweep"
     for i, h in enumerate([10, 160, 40]):
-        fake_job(sweep, i, ["experiment=kmnist_full", f"model.hidden_units={h}"], {"params": 795 * h + 10, "test_acc": 0.5 + h / 1000, "test_loss": 1.0, "train_seconds": 2.0})
+        fake_job(sweep, i, ["experiment=kmnist_full", f"model.hidden_units={h}"], {"study": "kmnist", "params": 795 * h + 10, "test_acc": 0.5 + h / 1000, "test_loss": 1.0, "train_seconds": 2.0})
     data = collect_sweep(sweep)
     assert data["swept"] == ["model.hidden_units"] and [r["swept"]["model.hidden_units"] for r in data["rows"]] == [10, 160, 40]
     summary = summarise(data)
@@ -197,11 +198,11 @@ def test_submitit_local_launcher_runs_a_sweep_through_submitit(tmp_path):
 def test_a_feature_without_its_extra_is_one_line_naming_the_install(override, extra, monkeypatch):
     import importlib.util
 
-    from runner.config import check_extras, preflight
+    from orchestration.config import check_extras
 
     check_extras([override])  # installed here (.[dev] pulls every extra): no complaint
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith("hydra_plugins.") else real(name, *a))
     with pytest.raises(ConfigError) as err:
-        preflight(["-m", override, "experiment=kmnist_full"])
+        check_extras([override, "experiment=kmnist_full"])
     assert str(err.value) == f"{override} needs the optional extra '{extra}', which is not installed; install it with: pip install -e \".[{extra}]\""

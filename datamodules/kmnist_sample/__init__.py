@@ -21,9 +21,6 @@ FILES = {
     "t10k-images-idx3-ubyte": ("t10k-images-idx3-ubyte.gz", "5c965bf0a639b31b8f53240b1b52f4d7"),
     "t10k-labels-idx1-ubyte": ("t10k-labels-idx1-ubyte.gz", "7320c461ea6c1c855c0b718fb2a4b134"),
 }
-TRAIN_SIZE = 6_284
-TEST_SIZE = 10_000
-LABEL = f"bundled sample, {TRAIN_SIZE:,} training images"
 
 
 def path(raw_name: str) -> Path:

@@ -1,13 +1,15 @@
 """What the hidden (and cell) states of a recurrent net do on counting sequences: traces, the
-gate table by phase, a linear probe of the count, and per-step tables. Pure functions of
-arrays, used by ``StateTrajectoryCallback`` and testable on their own."""
+gate table by phase, a linear probe of the count, per-step tables, and how far the counting
+generalises. Pure functions of arrays (``trace_batch`` runs a plain ``nn.Module``), used by
+``StateTrajectoryCallback``, the module's test summary and the printed report, and usable on
+their own (see ``docs/analysis.md``)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from datamodules.grammar import PHASES, SYMBOLS
+from base.languages import PHASES, SYMBOLS
 
 STATE_KEYS = ("hidden", "cell")
 GATE_KEYS = ("input", "forget", "output")
@@ -133,3 +135,14 @@ def format_probe(rows: list[dict], state: str) -> str:
         units = ", ".join(f"{state[0]}{u['unit']}: {u['per_symbol']:+.3f}/symbol (R^2 {u['r2']:.2f})" for u in r["units"])
         lines.append(f"  {r['phase']:<6} R^2 {r['r2']:.3f}; counter {state[0]}{r['counter']}; {units}")
     return "\n".join(lines)
+
+
+def generalisation(ns: list[int], all_right: list[bool]) -> dict:
+    """From one test sequence per block length n and whether every determined position of it was
+    right: ``max_n_generalised``, the largest N with every length 1..N right (0 if n = 1 fails);
+    ``lengths_right``, every length that was right; ``tested_up_to``."""
+    right = dict(sorted(zip(ns, all_right)))
+    max_n = 0
+    while right.get(max_n + 1, False):
+        max_n += 1
+    return {"max_n_generalised": max_n, "lengths_right": [n for n, ok in right.items() if ok], "tested_up_to": max(right)}

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 
+from typing import Any
+
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig
 
-from runner.errors import ConfigError
+from base.errors import ConfigError
 
 
 def processes_per_job(trainer_cfg: DictConfig) -> int:
@@ -74,3 +77,18 @@ def share_machine(hydra_cfg: DictConfig, trainer_cfg: DictConfig) -> dict:
         trainer_cfg.devices = [device]
         done["gpu"] = device
     return done
+
+
+class SweepGuard(Callback):
+    """Hydra callback: refuse a multirun whose runs would each start several processes, before
+    the sweep folder or any run exists (``conf/hydra/default.yaml``). A device count that is
+    itself swept is caught by each run instead (``orchestration.run``)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from orchestration.failures import fail
+
+        try:
+            check_multirun_devices(config.trainer, str(config.hydra.launcher.get("_target_", "")))
+        except ConfigError as exc:
+            # Hydra turns an exception from a callback into a warning; SystemExit ends the process
+            fail(str(exc))

@@ -12,14 +12,14 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
-from callbacks.state_analysis import format_step_table
-from datamodules.kmnist import data_label
-from runner.sweep import collect_sweep, summarise
+from analysis.recurrent import format_step_table
+from base.kmnist import OFFICIAL_SIZES, data_label
+from orchestration.sweep import collect_sweep, summarise
 
 KMNIST = ("kmnist_lin", "kmnist_full", "kmnist_conv")
 GRID = ("check_sig", "check_step_manual", "check_sig_manual")
 RECURRENT = ("srn_anb2n", "srn_anb2n_reference", "lstm_anb2nc3n", "lstm_anb2nc3n_reference")
-OFFICIAL_TRAIN_SIZE = 60_000
+OFFICIAL_TRAIN_SIZE = OFFICIAL_SIZES["train"]
 
 
 def find_runs(root: Path) -> dict[str, dict]:

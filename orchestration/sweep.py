@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,12 +18,14 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from analysis.population import spread, success_rate
+from orchestration.studies import STUDIES, study_of
+
 # results.json keys shown per run, when the runs have them
 METRICS = (
     "test_acc", "test_loss", "det_acc", "error", "solved", "max_n_generalised",
     "first_solved_update", "updates", "first_perfect_update", "attempts",
 )
-MAIN_METRICS = ("test_acc", "det_acc")
 
 
 def _job_dirs(sweep_dir: Path) -> list[Path]:
@@ -67,48 +67,25 @@ def collect_sweep(sweep_dir: Path) -> dict:
     return {"swept": swept, "rows": rows}
 
 
-def _success(results: dict) -> bool | None:
-    """Did the run do what its study asks? ``solved`` (recurrent nets), 100% (the grid)."""
-    if "solved" in results:
-        return bool(results["solved"])
-    if "point_table" in results:
-        return results["test_acc"] == 1.0
-    return None
-
-
-def _spread(values: list[float]) -> dict:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson interval of a success rate k/n (sensible for small n and rates near 0 or 1)."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
 def summarise(sweep: dict) -> dict:
-    """Aggregates over the finished runs: the main metric's mean and spread, time, and for
-    sweeps of runs that can fail (grid, recurrent) the success rate with its 95% interval."""
+    """Aggregates over the finished runs: the study's objective (its mean and spread), time, and
+    for a study with a success rule (grid, recurrent) the success rate with its 95% interval and
+    the updates to first success."""
     done = [r["results"] for r in sweep["rows"] if r["results"]]
-    main = next((m for m in MAIN_METRICS if done and all(m in res for res in done)), None)
+    names = {study_of(res).name for res in done}
+    study = STUDIES[names.pop()] if len(names) == 1 else None  # a sweep over several studies has no common objective
+    main = study.objective if study else None
     out: dict[str, Any] = {"runs": len(sweep["rows"]), "finished": len(done), "failed": len(sweep["rows"]) - len(done), "main_metric": main}
     if main:
-        out[main] = _spread([float(res[main]) for res in done])
+        out[main] = spread([float(res[main]) for res in done])
     if done:
-        out["train_seconds"] = _spread([float(res["train_seconds"]) for res in done])
-    outcomes = [_success(res) for res in done]
-    if done and all(o is not None for o in outcomes):
-        k = sum(outcomes)
-        lo, hi = wilson(k, len(outcomes))
-        out["success"] = {"succeeded": k, "of": len(outcomes), "rate": k / len(outcomes), "interval95": [round(lo, 3), round(hi, 3)]}
-        when = [res.get("first_solved_update", res.get("first_perfect_update")) for res in done]
+        out["train_seconds"] = spread([float(res["train_seconds"]) for res in done])
+    if study and study.success:
+        out["success"] = success_rate([study.success(res) for res in done])
+        when = [res.get(study.first_success) for res in done]
         when = [w for w in when if w is not None]
         if when:
-            out["updates_to_success"] = _spread([float(w) for w in when])
+            out["updates_to_success"] = spread([float(w) for w in when])
     return out
 
 
@@ -143,7 +120,7 @@ def _plot(sweep: dict, summary: dict, path: Path) -> None:
     points = [(r["swept"], r["results"][main]) for r in sweep["rows"] if r["results"] and main]
     if not points:
         return
-    from callbacks.figures import Figure  # matplotlib, headless
+    from matplotlib.figure import Figure  # no pyplot: renders headless
 
     numeric = [k for k in sweep["swept"] if all(isinstance(swept[k], (int, float)) for swept, _ in points)]
     key = next((k for k in numeric if k != "seed"), numeric[0] if numeric else None)

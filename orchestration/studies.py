@@ -1,0 +1,121 @@
+"""The three studies, each in one place: what a sweep maximises, when a run has succeeded, and
+what the end of a run prints.
+
+Every ``results.json`` names its study (``"study"``: ``kmnist``, ``grid`` or ``recurrent``, the
+``study`` attribute of the LightningModule that made it); everything that treats runs by study
+(``train.py``'s return value, the sweep summary, the printout) asks ``study_of`` instead of
+guessing from the keys a file happens to have.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+from analysis.kmnist import reference_test_line
+from analysis.parameters import format_parameter_table
+from analysis.recurrent import format_gate_table, format_probe, format_step_table
+from base.errors import UserError
+from base.kmnist import data_label
+
+
+def kmnist_printout(r: dict) -> str:
+    """The reference's output after the test pass: the confusion matrix (rows = true class), the
+    ``Test set:`` line, and the data the network trained on."""
+    out = [np.array2string(np.array(r["confusion_matrix"]), max_line_width=200), "",
+           reference_test_line(r["test_loss"], r["test_correct"], r["test_total"])]
+    if "data_source" in r:
+        out.append(f"Trained on: {data_label(r['data_source'], r['train_size'])}; tested on {r['test_size']:,} images")
+    return "\n".join(out)
+
+
+def grid_printout(r: dict) -> str:
+    """Weights, the table of every point's activations, the accuracy, the dividing lines and
+    how training went, as the grid study's write-up shows them."""
+    w = r["weights"]
+    H = r["hidden_units"]
+    scale = f", every weight x {r['weight_scale']:g}" if r["weight_scale"] != 1 else ""
+    out = [f"Final weights ({H} {r['activation']} hidden units{scale}):"]
+    for key in ("hidden_weight", "hidden_bias", "output_weight", "output_bias"):
+        prefix = f"  {key:<13} = "
+        out.append(prefix + np.array2string(np.array(w[key]), precision=3, suppress_small=True, separator=", ", prefix=prefix))
+    hidden_head = " ".join(f"{'h' + str(i):>6}" for i in range(H))
+    out += ["", f"  x  y  target | {hidden_head} |  output  pred", "  " + "-" * (22 + 7 * H + 14)]
+    for row in r["point_table"]:
+        hidden = " ".join(f"{v:6.3f}" for v in row["hidden"])
+        mark = "" if row["correct"] else "  <- wrong"
+        out.append(f"  {row['x']:.0f}  {row['y']:.0f}  {row['target']:>6} | {hidden} | {row['output']:7.4f}  {row['pred']:>4}{mark}")
+    out += ["", f"Final accuracy: {r['test_correct']}/{r['test_total']} ({100 * r['test_acc']:.1f}%), loss {r['test_loss']:.4f}", ""]
+    out.append("Dividing lines (where each hidden unit crosses 0.5; 'on' = the side where it is >= 0.5):")
+    for line in r["dividing_lines"]:
+        text = line["equation"] or "no line (both input weights 0)"
+        out.append(f"  {line['unit']}: {text:<24} on {line['on']}")
+    if r["attempts"]:
+        out.append("")
+        for a in r["attempts"]:
+            first = f"100% first at update {a['first_perfect_update']:,}" if a["first_perfect_update"] else "never 100%"
+            out.append(f"Attempt {a['attempt']} (seed {a['seed']}): {a['updates']:,} updates, {first}; {a['outcome']}")
+    return "\n".join(out)
+
+
+def recurrent_printout(r: dict) -> str:
+    """Per-step tables (as in the reference write-up), the gate table, the count probe and the
+    metrics of a SequencePredictor run."""
+    out = []
+    for n, rows in r.get("step_tables", {}).items():
+        out += [format_step_table(rows, f"Block length n = {n}:"), ""]
+    if r.get("gate_table"):
+        out += [format_gate_table(r["gate_table"]), ""]
+    if r.get("probe", {}).get("phases"):
+        out += [format_probe(r["probe"]["phases"], r["probe"]["state"]), ""]
+    gen = ""
+    if "max_n_generalised" in r:
+        gen = f"; every block length up to n = {r['max_n_generalised']} right (tested up to {r['tested_up_to']})"
+    solved = "solved" if r["solved"] else "not solved"
+    out.append(f"Test: error {r['error']:.4f}, det_acc {r['det_acc']:.4f} ({solved}){gen}")
+    for a in r.get("attempts", []):
+        first = f"first solved at update {a['first_solved_update']:,}" if a["first_solved_update"] is not None else "never solved"
+        out.append(f"Attempt {a['attempt']} (seed {a['seed']}): {a['updates']:,} updates from update {a['start_update']:,}, {first}; {a['outcome']}")
+    if r.get("first_solved_update") is not None:
+        out.append(f"First solved after {r['first_solved_update']:,} updates ({r['first_solved_seconds']:.1f} s)")
+    return "\n".join(out)
+
+
+@dataclass(frozen=True)
+class Study:
+    """What the project knows of a study's runs.
+
+    ``objective``: the ``results.json`` key a sweep (and Optuna) maximises; ``success``: whether a
+    run did what the study asks (None: the study has no such rule, e.g. KMNIST); ``first_success``:
+    the key holding the update of first success; ``printout``: the study's part of the printed report.
+    """
+
+    name: str
+    objective: str
+    success: Optional[Callable[[dict], bool]]
+    first_success: Optional[str]
+    printout: Callable[[dict], str]
+
+
+STUDIES = {
+    "kmnist": Study("kmnist", "test_acc", None, None, kmnist_printout),
+    "grid": Study("grid", "test_acc", lambda r: r["test_acc"] == 1.0, "first_perfect_update", grid_printout),
+    "recurrent": Study("recurrent", "det_acc", lambda r: bool(r["solved"]), "first_solved_update", recurrent_printout),
+}
+
+
+def study_of(results: dict) -> Study:
+    """The study a ``results.json`` came from, by its ``study`` key."""
+    name = results.get("study")
+    if name not in STUDIES:
+        where = results.get("run_dir", "a results.json")
+        raise UserError(f"{where}: study={name!r} is not a known study; allowed: {', '.join(STUDIES)} (a results.json from an older version has none: run it again)")
+    return STUDIES[name]
+
+
+def printout(results: dict) -> str:
+    """The end of a run: the study's numbers in the reference's format, then the exact per-layer
+    parameter table."""
+    return "\n".join([study_of(results).printout(results), "", format_parameter_table(results["parameter_table"], results["model"])])
