@@ -3,8 +3,8 @@ what the end of a run prints.
 
 Every ``results.json`` names its study (``"study"``: ``kmnist``, ``grid`` or ``recurrent``, the
 ``study`` attribute of the LightningModule that made it); everything that treats runs by study
-(``train.py``'s return value, the sweep summary, the printout) asks ``study_of`` instead of
-guessing from the keys a file happens to have.
+(``train.py``'s return value, the printout, the sweep summary) looks it up in ``STUDIES`` instead
+of guessing from the keys a file happens to have.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from analysis.population import spread, success_rate
-from orchestration.studies import STUDIES, study_of
+from orchestration.studies import STUDIES
 
 # results.json keys shown per run, when the runs have them
 METRICS = (
@@ -72,8 +72,10 @@ def summarise(sweep: dict) -> dict:
     for a study with a success rule (grid, recurrent) the success rate with its 95% interval and
     the updates to first success."""
     done = [r["results"] for r in sweep["rows"] if r["results"]]
-    names = {study_of(res).name for res in done}
-    study = STUDIES[names.pop()] if len(names) == 1 else None  # a sweep over several studies has no common objective
+    # one study's runs share an objective; runs of several studies (or results.json files written
+    # before they named their study) get the table and times only
+    names = {res.get("study") for res in done}
+    study = STUDIES.get(names.pop()) if len(names) == 1 else None
     main = study.objective if study else None
     out: dict[str, Any] = {"runs": len(sweep["rows"]), "finished": len(done), "failed": len(sweep["rows"]) - len(done), "main_metric": main}
     if main:

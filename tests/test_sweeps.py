@@ -206,3 +206,15 @@ def test_a_feature_without_its_extra_is_one_line_naming_the_install(override, ex
     with pytest.raises(ConfigError) as err:
         check_extras([override, "experiment=kmnist_full"])
     assert str(err.value) == f"{override} needs the optional extra '{extra}', which is not installed; install it with: pip install -e \".[{extra}]\""
+
+
+def test_runs_of_several_studies_or_without_one_get_no_common_objective(tmp_path):
+    sweep = tmp_path / "sweep"
+    fake_job(sweep, 0, ["seed=0"], grid_result(0, 1.0, 100))
+    fake_job(sweep, 1, ["seed=1"], {"study": "kmnist", "params": 7850, "test_acc": 0.6, "test_loss": 1.0, "train_seconds": 2.0})
+    summary = summarise(collect_sweep(sweep))
+    assert summary["main_metric"] is None and "success" not in summary and summary["finished"] == 2
+    old = tmp_path / "old"  # a results.json written before runs named their study
+    fake_job(old, 0, ["seed=0"], {k: v for k, v in grid_result(0, 1.0, 100).items() if k != "study"})
+    summary = write_summary(old)
+    assert summary["main_metric"] is None and "success" not in summary and (old / "summary.md").is_file()
