@@ -28,6 +28,9 @@ warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 # KMNIST makes 32 updates per Lightning step and logs nothing per step: Lightning's advice to lower
 # log_every_n_steps below the number of steps per epoch does not apply.
 warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
+# A population (seeds=N) keeps its networks in NumPy and its own Adam: no torch optimiser, no parameters.
+warnings.filterwarnings("ignore", message=r".*configure_optimizers` returned `None`.*")
+warnings.filterwarnings("ignore", message=r".*contains no parameters.*")
 # pytorch_lightning's own use of a torch API deprecated in torch 2.10+; nothing a user can act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 
@@ -41,7 +44,7 @@ def main(cfg: DictConfig) -> float | None:
 
     def job() -> float | None:
         results = run(cfg)
-        return None if results is None else results[study_of(results).objective]
+        return None if results is None else results[study_of(results).objective_of(results)]
 
     multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     return run_job(job, multirun, lambda: Path(HydraConfig.get().runtime.output_dir))

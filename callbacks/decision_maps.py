@@ -153,7 +153,10 @@ class DecisionMapCallback(Callback):
     shows the regions forming. After ``trainer.test``: ``hid_{H}_{i}.png`` for each hidden unit
     i = 0..H-1 and ``out_{H}.png`` (the reference's names), ``lines_{H}.png`` (all dividing
     lines) and ``surfaces_{H}.png`` (smooth activations) in ``save_dir``, and the same images in
-    TensorBoard under ``decision/`` and ``activation/``. Rank 0 only.
+    TensorBoard under ``decision/`` and ``activation/``: for every net the module lists in
+    ``nets_to_show()`` (a population: its analysed seed under those names, and one failed seed with
+    the prefix ``seed<s>_``). The overview during training is drawn for a single net only
+    (``training_view()`` returns None for a population). Rank 0 only.
     """
 
     def __init__(self, every_updates: int = 2_500, save_dir: str | None = None, resolution: int = 241, extent: tuple[float, float] = (-0.5, 2.5)):
@@ -167,48 +170,55 @@ class DecisionMapCallback(Callback):
         dm = trainer.datamodule
         return dm.points.numpy(), dm.targets.flatten().long().numpy()
 
-    def _overview(self, trainer, pl_module) -> None:
+    def _overview(self, trainer, view) -> None:
         points, targets = self._data(trainer)
-        hidden, output = unit_fields(pl_module.net, self.extent, self.resolution)
-        title = f"after {pl_module.updates:,} updates (attempt {len(pl_module.attempts)})"
+        hidden, output = unit_fields(view["net"], self.extent, self.resolution)
+        title = f"after {view['updates']:,} updates (attempt {view['attempt']})"
         fig = overview_figure(hidden, output, points, targets, self.extent, title)
-        publish(trainer, fig, "decision/all", step=pl_module.updates)
+        publish(trainer, fig, "decision/all", step=view["updates"])
 
     def on_train_start(self, trainer, pl_module):
-        self._next = pl_module.updates
+        view = pl_module.training_view()
+        self._next = view["updates"] if view else 0
         self.on_train_batch_end(trainer, pl_module, None, None, 0)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if not trainer.is_global_zero or pl_module.updates < self._next:
+        view = pl_module.training_view()
+        if not trainer.is_global_zero or view is None or view["updates"] < self._next:
             return
-        self._overview(trainer, pl_module)
-        self._next = (pl_module.updates // self.every_updates + 1) * self.every_updates
+        self._overview(trainer, view)
+        self._next = (view["updates"] // self.every_updates + 1) * self.every_updates
 
     def on_test_end(self, trainer, pl_module):
         if not trainer.is_global_zero:
             return
-        points, targets = self._data(trainer)
-        hidden, output = unit_fields(pl_module.net, self.extent, self.resolution)
-        weights = pl_module.weights_dict()
-        H = len(hidden)
-        act = pl_module.hparams.activation
-        step = pl_module.updates
+        for shown in pl_module.nets_to_show():
+            self._final_maps(trainer, **shown)
 
-        def save(fig, tag, name):
-            publish(trainer, fig, tag, self.save_dir / name if self.save_dir else None, step=step)
+    def _final_maps(self, trainer, net, weights, updates: int, prefix: str = "", label: str = "") -> None:
+        """The reference's maps of one net, into files ``<prefix>hid_{H}_{i}.png`` and the like."""
+        points, targets = self._data(trainer)
+        hidden, output = unit_fields(net, self.extent, self.resolution)
+        H = len(hidden)
+        act = "step" if net.act is not torch.sigmoid else "sigmoid"
+        who = f"{label}: " if label else ""
+        tag = f"{prefix.rstrip('_')}/" if prefix else ""
+
+        def save(fig, name, file):
+            publish(trainer, fig, f"{name.split('/')[0]}/{tag}{name.split('/')[1]}", self.save_dir / f"{prefix}{file}" if self.save_dir else None, step=updates)
 
         for i, field in enumerate(hidden):
             w, b = weights["hidden_weight"][i], weights["hidden_bias"][i]
             d = dividing_line(w, b)
-            title = f"hidden unit {i} ({act}): " + (f"{d['equation']}, on {d['on']}" if d["equation"] else f"no line, on {d['on']}")
+            title = f"{who}hidden unit {i} ({act}): " + (f"{d['equation']}, on {d['on']}" if d["equation"] else f"no line, on {d['on']}")
             save(region_figure(field, points, targets, self.extent, title, line=(w, b)), f"decision/hid_{i}", f"hid_{H}_{i}.png")
-        right = int(((output_at(pl_module, points) >= 0.5) == targets).sum())
-        save(region_figure(output, points, targets, self.extent, f"output ({act}): {right}/{len(points)} points right"), "decision/out", f"out_{H}.png")
-        save(lines_figure(weights, points, targets, self.extent, f"dividing lines of the {H} hidden units"), "decision/lines", f"lines_{H}.png")
-        save(surfaces_figure(hidden, output, points, targets, self.extent, "activations (not thresholded)"), "activation/surfaces", f"surfaces_{H}.png")
+        right = int(((output_at(net, points) >= 0.5) == targets).sum())
+        save(region_figure(output, points, targets, self.extent, f"{who}output ({act}): {right}/{len(points)} points right"), "decision/out", f"out_{H}.png")
+        save(lines_figure(weights, points, targets, self.extent, f"{who}dividing lines of the {H} hidden units"), "decision/lines", f"lines_{H}.png")
+        save(surfaces_figure(hidden, output, points, targets, self.extent, f"{who}activations (not thresholded)"), "activation/surfaces", f"surfaces_{H}.png")
 
 
 @torch.no_grad()
-def output_at(pl_module, points: np.ndarray) -> np.ndarray:
-    device = next(pl_module.net.parameters()).device
-    return pl_module.net(torch.from_numpy(points).to(device)).flatten().cpu().numpy()
+def output_at(net, points: np.ndarray) -> np.ndarray:
+    device = next(net.parameters()).device
+    return net(torch.from_numpy(points).to(device)).flatten().cpu().numpy()

@@ -14,7 +14,7 @@ from torch import nn
 from analysis.grid import dividing_lines, point_table
 from base.errors import ConfigError, check, check_choice, check_int, check_positive, check_range
 from lightning_modules.attempts import Attempts
-from lightning_modules.grid_fast import adam_chunk
+from lightning_modules.grid_fast import ChunkResult, adam_chunk
 from lightning_modules.grid_nets import ACTIVATIONS, WEIGHT_KEYS, GridNet, load_weights
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,8 @@ class GridPerceptron(pl.LightningModule):
     A training item is a list of full batches (``GridDataModule(batches_per_step=...)``, 1,000)
     and the step makes one update per batch (manual optimisation): Lightning's per-step machinery
     costs more than an update of this tiny net. With ``fast`` (default) the updates run in
-    ``grid_fast.adam_chunk`` (exact gradients, torch's Adam rule, ~30 us each); with
+    ``grid_fast.adam_chunk`` (exact gradients, torch's Adam rule, ~40 us each; the same function
+    trains a population of nets in ``GridPopulation``, row for row); with
     ``fast: false`` through autograd and ``torch.optim.Adam`` (~300 us each). Both read and write
     the same ``torch.optim.Adam`` state.
 
@@ -115,6 +116,15 @@ class GridPerceptron(pl.LightningModule):
     def weights_dict(self) -> dict[str, list]:
         return {k: p.detach().cpu().tolist() for k, p in zip(WEIGHT_KEYS, self._params())}
 
+    # -- what the decision-map figures show ---------------------------------------------------------
+    def training_view(self) -> dict:
+        """The net as it trains: ``net``, ``updates`` so far, and the attempt number."""
+        return {"net": self.net, "updates": self.updates, "attempt": len(self.attempts)}
+
+    def nets_to_show(self) -> list[dict]:
+        """The nets whose maps are drawn after the test: this one."""
+        return [{"net": self.net, "weights": self.weights_dict(), "updates": self.updates}]
+
     # -- training --------------------------------------------------------------------------
     def configure_optimizers(self):
         hp = self.hparams
@@ -124,26 +134,26 @@ class GridPerceptron(pl.LightningModule):
         if self.hparams.activation == "step":
             raise ConfigError("activation='step' cannot be trained (its gradient is zero everywhere); use fit=false, or activation=sigmoid")
 
-    def _chunk_fast(self, x: torch.Tensor, y: torch.Tensor, n: int, adam: torch.optim.Adam):
-        result = adam_chunk(self._params(), adam, x, y, n, self.hparams.hidden_units, self.hparams.stop_after_perfect, self._streak)
-        return result.all_correct, result.last_loss, torch.from_numpy(result.last_output)
+    def _chunk_fast(self, x: torch.Tensor, y: torch.Tensor, n: int, adam: torch.optim.Adam) -> ChunkResult:
+        return adam_chunk(self._params(), adam, x, y, n, self.hparams.hidden_units, self.hparams.stop_after_perfect, self._streak)
 
-    def _chunk_torch(self, x: torch.Tensor, y: torch.Tensor, n: int, adam: torch.optim.Adam):
-        correct = np.empty(n, bool)
-        streak = self._streak
-        for k in range(n):
+    def _chunk_torch(self, x: torch.Tensor, y: torch.Tensor, n: int, adam: torch.optim.Adam) -> ChunkResult:
+        """The same updates through autograd and ``torch.optim.Adam`` itself (``fast: false``)."""
+        streak, first, k = self._streak, -1, 0
+        while k < n and streak < self.hparams.stop_after_perfect:
             o = self.net(x)
             loss = F.binary_cross_entropy(o, y)
-            correct[k] = bool(((o >= 0.5) == (y >= 0.5)).all())
+            if bool(((o >= 0.5) == (y >= 0.5)).all()):
+                first = k if first < 0 else first
+                streak += 1
+            else:
+                streak = 0
             adam.zero_grad()
             loss.backward()
             adam.step()
-            streak = streak + 1 if correct[k] else 0
-            if streak >= self.hparams.stop_after_perfect:
-                correct = correct[: k + 1]
-                break
+            k += 1
         adam.zero_grad()  # grads None again: the bookkeeping step below must not move anything
-        return correct, float(loss.detach()), o.detach().cpu()
+        return ChunkResult(np.array([k]), np.array([first]), np.array([streak]), np.array([float(loss.detach())]), o.detach().cpu().numpy()[None])
 
     def training_step(self, batches, batch_idx):
         """One full-batch update per ``(points, targets)`` in ``batches`` (the same 9 points each
@@ -159,18 +169,18 @@ class GridPerceptron(pl.LightningModule):
             limit = min(limit, until_restart)
         n = min(len(batches), limit)
         chunk = self._chunk_fast if hp.fast else self._chunk_torch
-        correct, loss, output = chunk(x, y, n, adam)
+        result = chunk(x, y, n, adam)
         # Lightning counts optimizer steps through its own wrapper; with every .grad None this
         # step moves no weight (torch.optim skips such parameters) and only advances the count
         # that checkpointing relies on. The real updates happened above.
         lightning_opt.step()
 
-        done = len(correct)
-        if correct.any():
-            attempts.succeeded(in_attempt + int(np.argmax(correct)) + 1)  # counted within the attempt
-        wrong = np.flatnonzero(~correct)
-        self._streak = self._streak + done if wrong.size == 0 else done - int(wrong[-1]) - 1
+        done, first = int(result.done[0]), int(result.first_correct[0])
+        if first >= 0:
+            attempts.succeeded(in_attempt + first + 1)  # counted within the attempt
+        self._streak = int(result.streak[0])
         self.updates += done
+        loss, output = float(result.last_loss[0]), torch.from_numpy(result.last_output[0])
         acc = float(((output >= 0.5) == (y.cpu() >= 0.5)).float().mean())
         self.log_dict({"loss/train": loss, "acc/train": acc, "step": float(self.updates)}, on_step=True, on_epoch=False)
 

@@ -1,12 +1,18 @@
-"""Many full-batch Adam updates of the grid perceptron in one call, without autograd.
+"""Many full-batch Adam updates of a population of grid perceptrons in one call, without autograd.
 
 The network is tiny (2 -> H -> 1 on 9 points), so each autograd + ``torch.optim.Adam`` update
 costs ~300 us of per-operation overhead on a CPU and 200,000 of them take over a minute. Here
-the gradients are the exact analytic ones and Adam is ``torch.optim.Adam``'s own rule
-(L2 weight decay, bias corrections, no amsgrad), in float32 NumPy on one flat parameter vector.
-The state is torch's Adam state (``exp_avg``, ``exp_avg_sq``, ``step``), read and written back
-by ``adam_chunk``, so both paths can take turns on the same optimizer; ``tests/test_grid.py``
-checks that they give the same losses.
+the gradients are the exact analytic ones and Adam is ``torch.optim.Adam``'s own rule (L2 weight
+decay, bias corrections, no amsgrad), in float32 NumPy, for A networks at once: row a of each
+array is one network (one seed). Every operation acts on rows separately, so a network's updates
+are the same whether it trains alone (A = 1, what ``GridPerceptron`` does) or among others
+(``GridPopulation``); ``tests/test_population.py`` checks that bit for bit. A row stops at its own
+update limit or once every point has been right for ``stop_after_correct`` updates in a row, and
+then leaves the computation, so the cost falls as a population finishes.
+
+``adam_chunk`` reads and writes the state of a ``torch.optim.Adam`` (``exp_avg``, ``exp_avg_sq``,
+``step``), so the NumPy path and autograd can take turns on the same optimiser;
+``tests/test_grid.py`` checks that they give the same losses.
 """
 
 from __future__ import annotations
@@ -23,96 +29,120 @@ BCE_EPS = 1e-12
 
 @dataclass
 class ChunkResult:
-    """``all_correct[k]``: every point right on the forward pass before update k (what the
-    reference counts); ``last_loss`` and ``last_output`` (N, 1): the last of those forward passes."""
+    """Per row: ``done`` updates made; ``first_correct``, the index (0-based, in this call) of the
+    first update whose forward pass had every point right (what the reference counts), -1 if
+    none; ``streak``, updates in a row with every point right at the end (counting on from the
+    streak given); ``last_loss`` and ``last_output`` (N, 1): the last forward pass."""
 
-    all_correct: np.ndarray  # (n,) bool
-    last_loss: float
-    last_output: np.ndarray
+    done: np.ndarray  # (A,) int
+    first_correct: np.ndarray  # (A,) int
+    streak: np.ndarray  # (A,) int
+    last_loss: np.ndarray  # (A,) float
+    last_output: np.ndarray  # (A, N, 1)
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def bce(o: np.ndarray, y_pos: np.ndarray) -> float:
-    """Mean binary cross-entropy of outputs ``o`` (N, 1) against 0/1 targets, clamped as torch does."""
-    return float(-np.log(np.maximum(np.where(y_pos, o, 1.0 - o), LOG_FLOOR)).mean())
+def bce(o: np.ndarray, y_pos: np.ndarray) -> np.ndarray:
+    """Mean binary cross-entropy per row of outputs ``o`` (A, N, 1) against 0/1 targets, clamped as torch does."""
+    return -np.log(np.maximum(np.where(y_pos, o, 1.0 - o), LOG_FLOOR)).mean(axis=(1, 2))
+
+
+def size(hidden: int) -> int:
+    """Parameters of one network: ``4 H + 1``."""
+    return 4 * hidden + 1
 
 
 def unflatten(flat: np.ndarray, hidden: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Views ``W1 (H, 2), b1 (H,), W2 (1, H), b2 (1,)`` into one flat vector of ``4 H + 1``."""
-    H = hidden
-    return flat[: 2 * H].reshape(H, 2), flat[2 * H : 3 * H], flat[3 * H : 4 * H].reshape(1, H), flat[4 * H :]
+    """Views ``W1 (..., H, 2), b1 (..., H), W2 (..., 1, H), b2 (..., 1)`` into flat parameter
+    vectors ``(..., 4 H + 1)`` (one network, or one row per network)."""
+    H, lead = hidden, flat.shape[:-1]
+    return (flat[..., : 2 * H].reshape(*lead, H, 2), flat[..., 2 * H : 3 * H],
+            flat[..., 3 * H : 4 * H].reshape(*lead, 1, H), flat[..., 4 * H :])
 
 
 def adam_updates(
     flat: np.ndarray,
     exp_avg: np.ndarray,
     exp_avg_sq: np.ndarray,
-    step: int,
+    step: np.ndarray,
     hidden: int,
     x: np.ndarray,
     y: np.ndarray,
-    n: int,
+    limits: np.ndarray,
     lr: float,
     weight_decay: float,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
     stop_after_correct: int | None = None,
-    streak: int = 0,
-) -> tuple[ChunkResult, int]:
-    """Run up to ``n`` updates in place on the flat parameter vector (see ``unflatten``) and
-    its Adam moments (same layout); ``x`` is (N, 2), ``y`` (N, 1), all float32.
-
-    ``step`` is the number of Adam steps taken so far. Stops early once all points have been
-    right on ``stop_after_correct`` consecutive updates (counting on from ``streak``).
-    Returns the record of the updates made and the new step count.
-    """
-    W1, b1, W2, b2 = unflatten(flat, hidden)
+    streak: np.ndarray | None = None,
+) -> ChunkResult:
+    """Up to ``limits[a]`` updates of row a, in place on the parameters ``flat`` (A, 4 H + 1),
+    their Adam moments (same shape) and step counts ``step`` (A,); ``x`` is (N, 2), ``y`` (N, 1),
+    all float32. A row also stops once every point has been right on ``stop_after_correct``
+    consecutive forward passes (counting on from ``streak[a]``)."""
+    A, N = flat.shape[0], x.shape[0]
     beta1, beta2 = betas
-    correct = np.empty(n, bool)
     y_pos = y >= 0.5
-    inv_n = 1.0 / x.shape[0]
-    grad = np.empty_like(flat)
-    gW1, gb1, gW2, gb2 = unflatten(grad, hidden)
-    done, o = n, None
-    for k in range(n):
-        # forward: h (N, H), o (N, 1)
-        h = sigmoid(x @ W1.T + b1)
-        o = sigmoid(h @ W2.T + b2)
-        correct[k] = ok = bool(((o >= 0.5) == y_pos).all())
-        # backward through BCE and the sigmoids, as torch computes it
-        s = o * (1.0 - o)
-        dz2 = (o - y) / np.maximum(s, BCE_EPS) * s * inv_n  # (N, 1)
-        dz1 = (dz2 @ W2) * (h * (1.0 - h))  # (N, H)
-        np.matmul(dz1.T, x, out=gW1)
-        np.sum(dz1, axis=0, out=gb1)
-        np.matmul(dz2.T, h, out=gW2)
-        np.sum(dz2, axis=0, out=gb2)
-        # torch.optim.Adam (single-tensor path) on all parameters at once
-        step += 1
-        g = grad + weight_decay * flat
-        exp_avg += (1 - beta1) * (g - exp_avg)  # lerp_(g, 1 - beta1)
-        exp_avg_sq *= beta2
-        exp_avg_sq += (1 - beta2) * g * g
-        denom = np.sqrt(exp_avg_sq) / ((1 - beta2**step) ** 0.5) + eps
-        flat -= (lr / (1 - beta1**step)) * exp_avg / denom
-        streak = streak + 1 if ok else 0
-        if stop_after_correct is not None and streak >= stop_after_correct:
-            done = k + 1
-            break
-    if o is None:
-        raise ValueError("adam_updates needs n >= 1")
-    return ChunkResult(correct[:done], bce(o, y_pos), o), step
+    inv_n = np.float32(1.0 / N)
+    streak = np.zeros(A, np.int64) if streak is None else streak.astype(np.int64).copy()
+    limits = np.asarray(limits, np.int64)
+    done, first = np.zeros(A, np.int64), np.full(A, -1, np.int64)
+    last_loss, last_output = np.zeros(A, np.float32), np.zeros((A, N, 1), np.float32)
+    rows = np.flatnonzero(limits > 0)  # the rows still updating; the others have left
+    while rows.size:
+        # working copies of the rows still updating (a row that stops is written back and dropped)
+        th, m, v, st = flat[rows], exp_avg[rows], exp_avg_sq[rows], step[rows].copy()
+        W1, b1, W2, b2 = unflatten(th, hidden)
+        grad = np.empty_like(th)
+        gW1, gb1, gW2, gb2 = unflatten(grad, hidden)
+        k, sk, lim, fc = done[rows].copy(), streak[rows].copy(), limits[rows], first[rows].copy()
+        while True:
+            # forward: h (R, N, H), o (R, N, 1)
+            h = sigmoid(np.matmul(x, W1.transpose(0, 2, 1)) + b1[:, None, :])
+            o = sigmoid(np.matmul(h, W2.transpose(0, 2, 1)) + b2[:, None, :])
+            ok = ((o >= 0.5) == y_pos).all(axis=(1, 2))
+            # backward through BCE and the sigmoids, as torch computes it
+            s = o * (1.0 - o)
+            dz2 = (o - y) / np.maximum(s, BCE_EPS) * s * inv_n  # (R, N, 1)
+            dz1 = np.matmul(dz2, W2) * (h * (1.0 - h))  # (R, N, H)
+            np.matmul(dz1.transpose(0, 2, 1), x, out=gW1)
+            np.sum(dz1, axis=1, out=gb1)
+            np.matmul(dz2.transpose(0, 2, 1), h, out=gW2)
+            np.sum(dz2, axis=1, out=gb2)
+            # torch.optim.Adam (single-tensor path), each row with its own step count
+            st += 1
+            g = grad + weight_decay * th
+            m += (1 - beta1) * (g - m)  # lerp_(g, 1 - beta1)
+            v *= beta2
+            v += (1 - beta2) * g * g
+            bias2 = np.sqrt(1.0 - beta2 ** st.astype(np.float64)).astype(np.float32)[:, None]
+            step_size = (lr / (1.0 - beta1 ** st.astype(np.float64))).astype(np.float32)[:, None]
+            th -= step_size * m / (np.sqrt(v) / bias2 + np.float32(eps))
+            fc = np.where((fc < 0) & ok, k, fc)
+            k += 1
+            sk = np.where(ok, sk + 1, 0)
+            stop = k >= lim
+            if stop_after_correct is not None:
+                stop |= sk >= stop_after_correct
+            if stop.any():
+                break
+        # write back every working row; drop the ones that stopped
+        flat[rows], exp_avg[rows], exp_avg_sq[rows], step[rows] = th, m, v, st
+        done[rows], streak[rows], first[rows] = k, sk, fc
+        last_loss[rows], last_output[rows] = bce(o, y_pos), o
+        rows = rows[~stop]
+    return ChunkResult(done, first, streak, last_loss, last_output)
 
 
 def adam_chunk(params: list, adam, x, y, n: int, hidden: int, stop_after_correct: int, streak: int) -> ChunkResult:
-    """Up to ``n`` updates of ``params`` (``hidden.weight, hidden.bias, output.weight,
-    output.bias``) by ``adam_updates``, on the state of ``adam`` (a ``torch.optim.Adam`` over
-    them): the parameters and their Adam moments are flattened into NumPy, updated, and copied
-    back, so checkpoints and the autograd path see exactly what ``torch.optim.Adam`` would hold.
-    ``x`` (N, 2) and ``y`` (N, 1) are tensors."""
+    """Up to ``n`` updates of one network's ``params`` (``hidden.weight, hidden.bias,
+    output.weight, output.bias``) by ``adam_updates`` (one row), on the state of ``adam`` (a
+    ``torch.optim.Adam`` over them): the parameters and their Adam moments are flattened into
+    NumPy, updated, and copied back, so checkpoints and the autograd path see exactly what
+    ``torch.optim.Adam`` would hold. ``x`` (N, 2) and ``y`` (N, 1) are tensors."""
     import torch
 
     group = adam.param_groups[0]
@@ -124,21 +154,21 @@ def adam_chunk(params: list, adam, x, y, n: int, hidden: int, stop_after_correct
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
     def flat(tensors):
-        return np.concatenate([t.detach().cpu().numpy().astype(np.float32).ravel() for t in tensors])
+        return np.concatenate([t.detach().cpu().numpy().astype(np.float32).ravel() for t in tensors])[None, :]
 
     theta = flat(params)
     m = flat([adam.state[p]["exp_avg"] for p in params])
     v = flat([adam.state[p]["exp_avg_sq"] for p in params])
-    step0 = int(adam.state[params[0]]["step"])
-    result, new_step = adam_updates(
-        theta, m, v, step0, hidden,
-        x.detach().cpu().numpy().astype(np.float32), y.detach().cpu().numpy().astype(np.float32), n,
+    step = np.array([int(adam.state[params[0]]["step"])], np.int64)
+    result = adam_updates(
+        theta, m, v, step, hidden,
+        x.detach().cpu().numpy().astype(np.float32), y.detach().cpu().numpy().astype(np.float32), np.array([n]),
         lr=group["lr"], weight_decay=group["weight_decay"], betas=group["betas"], eps=group["eps"],
-        stop_after_correct=stop_after_correct, streak=streak,
+        stop_after_correct=stop_after_correct, streak=np.array([streak]),
     )
     with torch.no_grad():
         for i, p in enumerate(params):
-            for dst, src in ((p, theta), (adam.state[p]["exp_avg"], m), (adam.state[p]["exp_avg_sq"], v)):
+            for dst, src in ((p, theta[0]), (adam.state[p]["exp_avg"], m[0]), (adam.state[p]["exp_avg_sq"], v[0])):
                 dst.copy_(torch.from_numpy(unflatten(src, hidden)[i].copy()).view_as(dst))
-            adam.state[p]["step"].fill_(float(new_step))
+            adam.state[p]["step"].fill_(float(step[0]))
     return result

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from analysis.recurrent import format_step_table
 from base.kmnist import OFFICIAL_SIZES, data_label
+from orchestration.studies import population_printout
 from orchestration.sweep import collect_sweep, summarise
 
 KMNIST = ("kmnist_lin", "kmnist_full", "kmnist_conv")
@@ -43,7 +44,7 @@ def find_seed_sweeps(root: Path) -> dict[str, list[dict]]:
     sweeps: dict[str, list[dict]] = {}
     for summary_file in Path(root).rglob("summary.json"):
         sweep = collect_sweep(summary_file.parent)
-        experiments = {r["results"]["experiment"] for r in sweep["rows"] if r["results"]}
+        experiments = {r["results"].get("experiment") for r in sweep["rows"] if r["results"]}
         if sweep["swept"] == ["seed"] and len(experiments) == 1:
             summary = summarise(sweep)
             summary["dir"] = str(summary_file.parent)
@@ -170,6 +171,9 @@ def grid_section(rep: Report, runs: dict, sweeps: dict) -> None:
         scale = f", weights x {r['weight_scale']:g}" if r.get("weight_scale", 1) != 1 else ""
         rep.add(f"### {r['experiment']}: {r['hidden_units']} {r['activation']} hidden units{scale}", "")
         rep.add(f"Accuracy {r['test_correct']}/{r['test_total']} ({100 * r['test_acc']:.1f}%), loss {r['test_loss']:.4f}; run `{r['run_dir']}`.", "")
+        if r.get("population"):
+            rep.add(*population_printout(r).splitlines(), "")
+            rep.figure(r, "updates_to_success.png", f"{r['experiment']}: updates to first 100% over {r['population']} seeds")
         for a in r.get("attempts", []):
             first = f"100% first at update {a['first_perfect_update']:,}" if a.get("first_perfect_update") else "never 100%"
             rep.add(f"- attempt {a['attempt']} (seed {a['seed']}): {a['updates']:,} updates, {first}; {a['outcome']}.")

@@ -27,7 +27,8 @@ def collect_results(cfg, trainer, model, datamodule, callbacks, ckpt_path, out_d
     from callbacks.timer import TrainTimer
 
     timer = next(c for c in callbacks if isinstance(c, TrainTimer))
-    rows = parameter_table(model)
+    # a population's table is one network's (every seed has the same architecture)
+    rows = parameter_table(model.net if getattr(model, "seed_list", None) else model)
 
     def size(name):
         data = getattr(datamodule, name, None)

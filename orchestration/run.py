@@ -16,12 +16,12 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from base.errors import UserError
+from base.errors import ConfigError, UserError, check_int
 from callbacks.timer import TrainTimer
 from orchestration.config import check_checkpoint, check_trainer, instantiate_group
 from orchestration.launch import check_multirun_devices, share_machine
 from orchestration.results import collect_results, write_json
-from orchestration.studies import printout
+from orchestration.studies import STUDIES, printout
 
 log = logging.getLogger("train")
 
@@ -34,13 +34,29 @@ def build(cfg: DictConfig):
     """
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate_group(cfg.data, "data")
-    model = instantiate_group(cfg.model, "model")
+    model = instantiate_group(cfg.model, "model", **population_arguments(cfg))
     # an entry set to null (e.g. callbacks.solved_stopping=null) is left out
     callbacks = [instantiate_group(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
     callbacks.append(TrainTimer())  # train_seconds in results.json: always there
     loggers = [instantiate_group(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items() if c is not None]
     trainer = instantiate_group(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     return datamodule, model, callbacks, trainer
+
+
+def population_arguments(cfg: DictConfig) -> dict:
+    """With ``seeds=N`` (N > 1), what turns the model config into its study's population module:
+    its ``_target_``, ``seeds`` and ``analyse_seed``; nothing for a single net."""
+    seeds = cfg.get("seeds", 1)
+    check_int("seeds", seeds, 1)
+    if seeds == 1:
+        return {}
+    from hydra.utils import get_class
+
+    study = STUDIES[get_class(cfg.model._target_).study]
+    if study.population is None:
+        raise ConfigError(f"seeds={seeds} is invalid for the {study.name} study; allowed: 1 (populations train the grid and recurrent nets: "
+                          + ", ".join(s.name for s in STUDIES.values() if s.population) + ")")
+    return {"_target_": study.population, "seeds": seeds, "analyse_seed": cfg.get("analyse_seed")}
 
 
 def run(cfg: DictConfig) -> dict | None:

@@ -83,13 +83,33 @@ def recurrent_printout(r: dict) -> str:
     return "\n".join(out)
 
 
+def population_printout(r: dict) -> str:
+    """A population run (``seeds=N``): its success rate with the Wilson interval, the updates to
+    first success, and which seed the tables above show."""
+    s, u = r["success"], r["updates_to_success"]
+    seeds = [e["seed"] for e in r["seeds"]]
+    lo, hi = s["interval95"]
+    out = [f"Population of {r['population']} seeds ({seeds[0]}..{seeds[-1]}): {s['succeeded']}/{s['of']} succeeded "
+           f"({s['rate']:.0%}, 95% interval {lo:.0%}-{hi:.0%})"]
+    if u["succeeded"]:
+        out.append(f"Updates to first success: median {u['median']:,.0f} (quartiles {u['q1']:,.0f}-{u['q3']:,.0f}, range {u['min']:,}-{u['max']:,})"
+                   + (f"; {u['censored']} never succeeded" if u["censored"] else ""))
+    failed = [e["seed"] for e in r["seeds"] if e["outcome"] != "succeeded"]
+    if failed:
+        out.append(f"Seeds that failed: {', '.join(map(str, failed[:20]))}" + (" ..." if len(failed) > 20 else ""))
+    out.append(f"The tables above show seed {r['analysed_seed']} (analyse_seed=<seed> shows another).")
+    return "\n".join(out)
+
+
 @dataclass(frozen=True)
 class Study:
     """What the project knows of a study's runs.
 
-    ``objective``: the ``results.json`` key a sweep (and Optuna) maximises; ``success``: whether a
-    run did what the study asks (None: the study has no such rule, e.g. KMNIST); ``first_success``:
-    the key holding the update of first success; ``printout``: the study's part of the printed report.
+    ``objective``: the ``results.json`` key a sweep (and Optuna) maximises for a single net;
+    a population (``seeds=N``) is judged by its ``success_rate``; ``success``: whether a run did
+    what the study asks (None: the study has no such rule, e.g. KMNIST); ``first_success``: the key
+    holding the update of first success; ``printout``: the study's part of the printed report;
+    ``population``: the LightningModule that trains ``seeds=N`` nets at once (None: none).
     """
 
     name: str
@@ -97,11 +117,20 @@ class Study:
     success: Optional[Callable[[dict], bool]]
     first_success: Optional[str]
     printout: Callable[[dict], str]
+    population: Optional[str] = None
+
+    def objective_of(self, results: dict) -> str:
+        return "success_rate" if results.get("population") else self.objective
+
+    def print_results(self, results: dict) -> str:
+        text = self.printout(results)
+        return text + "\n\n" + population_printout(results) if results.get("population") else text
 
 
 STUDIES = {
     "kmnist": Study("kmnist", "test_acc", None, None, kmnist_printout),
-    "grid": Study("grid", "test_acc", lambda r: r["test_acc"] == 1.0, "first_perfect_update", grid_printout),
+    "grid": Study("grid", "test_acc", lambda r: r["test_acc"] == 1.0, "first_perfect_update", grid_printout,
+                  population="lightning_modules.grid_population.GridPopulation"),
     "recurrent": Study("recurrent", "det_acc", lambda r: bool(r["solved"]), "first_solved_update", recurrent_printout),
 }
 
@@ -118,4 +147,4 @@ def study_of(results: dict) -> Study:
 def printout(results: dict) -> str:
     """The end of a run: the study's numbers in the reference's format, then the exact per-layer
     parameter table."""
-    return "\n".join([study_of(results).printout(results), "", format_parameter_table(results["parameter_table"], results["model"])])
+    return "\n".join([study_of(results).print_results(results), "", format_parameter_table(results["parameter_table"], results["model"])])

@@ -23,6 +23,7 @@ from orchestration.studies import STUDIES
 
 # results.json keys shown per run, when the runs have them
 METRICS = (
+    "population", "success_rate", "success_interval95",
     "test_acc", "test_loss", "det_acc", "error", "solved", "max_n_generalised",
     "first_solved_update", "updates", "first_perfect_update", "attempts",
 )
@@ -76,13 +77,14 @@ def summarise(sweep: dict) -> dict:
     # before they named their study) get the table and times only
     names = {res.get("study") for res in done}
     study = STUDIES.get(names.pop()) if len(names) == 1 else None
-    main = study.objective if study else None
+    populations = bool(done) and all(res.get("population") for res in done)  # seeds=N runs: each row is a success rate
+    main = (study.objective_of(done[0]) if populations else study.objective) if study else None
     out: dict[str, Any] = {"runs": len(sweep["rows"]), "finished": len(done), "failed": len(sweep["rows"]) - len(done), "main_metric": main}
     if main:
         out[main] = spread([float(res[main]) for res in done])
     if done:
         out["train_seconds"] = spread([float(res["train_seconds"]) for res in done])
-    if study and study.success:
+    if study and study.success and not populations:
         out["success"] = success_rate([study.success(res) for res in done])
         when = [res.get(study.first_success) for res in done]
         when = [w for w in when if w is not None]
@@ -106,14 +108,22 @@ def table_rows(sweep: dict) -> tuple[list[str], list[list[str]]]:
 
     The failure column is not called ``error``: the SRN reports a metric of that name."""
     done = [r["results"] for r in sweep["rows"] if r["results"]]
-    metrics = [m for m in METRICS if any(m in res for res in done)]
+    metrics = [m for m in METRICS if any(_metric(res, m) is not None for res in done)]
     header = ["job", *sweep["swept"], "status", "params", *metrics, "train_seconds", "failure"]
     rows = []
     for r in sweep["rows"]:
         res = r["results"] or {}
         rows.append([r["job"], *(_cell(r["swept"][k]) for k in sweep["swept"]), r["status"], _cell(res.get("params")),
-                     *(_cell(res.get(m)) for m in metrics), _cell(res.get("train_seconds")), r["error"] or ""])
+                     *(_cell(_metric(res, m)) for m in metrics), _cell(res.get("train_seconds")), r["error"] or ""])
     return header, rows
+
+
+def _metric(results: dict, key: str):
+    """A run's value for a summary column; a population's success interval reads ``lo-hi``."""
+    if key == "success_interval95":
+        interval = results.get("success", {}).get("interval95") if results.get("population") else None
+        return f"{interval[0]:.3f}-{interval[1]:.3f}" if interval else None
+    return results.get(key)
 
 
 def _plot(sweep: dict, summary: dict, path: Path) -> None:
@@ -122,6 +132,9 @@ def _plot(sweep: dict, summary: dict, path: Path) -> None:
     points = [(r["swept"], r["results"][main]) for r in sweep["rows"] if r["results"] and main]
     if not points:
         return
+    # population runs carry the 95% interval of their success rate: drawn as error bars
+    intervals = {id(r["swept"]): r["results"]["success"]["interval95"] for r in sweep["rows"]
+                 if r["results"] and main == "success_rate" and "success" in r["results"]}
     from matplotlib.figure import Figure  # no pyplot: renders headless
 
     numeric = [k for k in sweep["swept"] if all(isinstance(swept[k], (int, float)) for swept, _ in points)]
@@ -129,10 +142,15 @@ def _plot(sweep: dict, summary: dict, path: Path) -> None:
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.add_subplot()
     if key is not None:
-        pts = sorted((swept[key], y) for swept, y in points)
-        ax.plot([x for x, _ in pts], [y for _, y in pts], "o-" if key != "seed" else "o")
+        pts = sorted(((swept[key], y, intervals.get(id(swept))) for swept, y in points), key=lambda p: p[0])
+        ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], "o-" if key != "seed" else "o")
+        if intervals:
+            lo = [y - iv[0] for _, y, iv in pts]
+            hi = [iv[1] - y for _, y, iv in pts]
+            ax.errorbar([x for x, _, _ in pts], [y for _, y, _ in pts], yerr=[lo, hi], fmt="none", capsize=4, color="tab:blue",
+                        label="95% interval (Wilson)")
         ax.set_xlabel(key)
-        values = [x for x, _ in pts]
+        values = [x for x, _, _ in pts]
         if key != "seed" and min(values) > 0 and max(values) / min(values) >= 10:
             ax.set_xscale("log")
     else:
