@@ -31,6 +31,7 @@ warnings.filterwarnings("ignore", message=r".*is smaller than the logging interv
 # A population (seeds=N) keeps its networks in NumPy and its own Adam: no torch optimiser, no parameters.
 warnings.filterwarnings("ignore", message=r".*configure_optimizers` returned `None`.*")
 warnings.filterwarnings("ignore", message=r".*contains no parameters.*")
+warnings.filterwarnings("ignore", message=r".*`val_dataloader` but have no `validation_step`.*")  # it evaluates each seed itself
 # pytorch_lightning's own use of a torch API deprecated in torch 2.10+; nothing a user can act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 

@@ -177,6 +177,8 @@ def probe_figure(states, count, phase, probe: list[dict], state_name: str) -> Fi
 class StateTrajectoryCallback(Callback):
     """Looks inside a ``SequencePredictor`` through its step-by-step trace.
 
+    The net is ``pl_module.net``, or each of ``pl_module.nets_to_show()`` after the test (a
+    population: its analysed seed, then one failed seed with the file prefix ``seed<s>_``).
     On the datamodule's 100 test sequences: hidden (and cell) state scatter plots, the
     gate table by phase (LSTM), and a linear probe of the count; on one single-block sequence
     per block length n = 1..max_n: state trajectories and per-step tables; on one sequence with
@@ -196,10 +198,9 @@ class StateTrajectoryCallback(Callback):
         self._results: dict = {}
 
     # -- data ---------------------------------------------------------------------------
-    def _traces(self, trainer, pl_module):
+    def _traces(self, trainer, net):
         dm = trainer.datamodule
         max_n = dm.language.max_n
-        net = pl_module.net
         eval_tr = trace_batch(net, dm.batch(dm.test_sequences))
         single_tr = trace_batch(net, dm.batch_of_blocks([[n] for n in range(1, max_n + 1)]))
         mixed_tr = trace_batch(net, dm.batch_of_blocks([list(range(1, max_n + 1))]))
@@ -216,15 +217,19 @@ class StateTrajectoryCallback(Callback):
     def _state_keys(self, tr):
         return [k for k in ("hidden", "cell") if k in tr]
 
-    def _draw(self, trainer, pl_module, final: bool) -> dict:
-        """Every figure, to TensorBoard (and, when ``final``, to PNG files); returns the tables."""
-        eval_tr, single_tr, mixed_tr = self._traces(trainer, pl_module)
+    def _draw(self, trainer, net, final: bool, prefix: str = "", label: str = "") -> dict:
+        """Every figure of ``net``, to TensorBoard (and, when ``final``, to PNG files named
+        ``<prefix><figure>.png``, tags ``<group>/<prefix>...``); returns the tables."""
+        eval_tr, single_tr, mixed_tr = self._traces(trainer, net)
         lang = trainer.datamodule.language
         counting = "cell" if "cell" in eval_tr else "hidden"
         when = "after the final test" if final else f"after {trainer.global_step:,} updates"
+        when = f"{label}, {when}" if label else when
+        tag_prefix = f"{prefix.rstrip('_')}/" if prefix else ""
 
         def show(fig, tag, name):
-            publish(trainer, fig, tag, self.save_dir / name if (final and self.save_dir) else None)
+            group, _, rest = tag.partition("/")
+            publish(trainer, fig, f"{group}/{tag_prefix}{rest}", self.save_dir / f"{prefix}{name}" if (final and self.save_dir) else None)
 
         for key in self._state_keys(eval_tr):
             start = eval_tr["initial"] if key == "hidden" else np.zeros_like(eval_tr["initial"])
@@ -249,13 +254,17 @@ class StateTrajectoryCallback(Callback):
             return
         self._evals += 1
         if self.every_n_evals and self._evals % self.every_n_evals == 0 and tensorboard_writer(trainer) is not None:
-            self._draw(trainer, pl_module, final=False)
+            self._draw(trainer, pl_module.net, final=False)
 
     # -- after the test ---------------------------------------------------------------------
     def on_test_end(self, trainer, pl_module):
         if not trainer.is_global_zero:
             return
-        self._results = self._draw(trainer, pl_module, final=True)
+        # a population shows its analysed seed (whose tables go to results.json) and one failed seed
+        shown = pl_module.nets_to_show() if hasattr(pl_module, "nets_to_show") else [{"net": pl_module.net}]
+        self._results = self._draw(trainer, final=True, **shown[0])
+        for extra in shown[1:]:
+            self._draw(trainer, final=True, **extra)
         writer = tensorboard_writer(trainer)
         if writer is None:
             return

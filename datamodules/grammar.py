@@ -94,12 +94,12 @@ class CountingLanguage:
         return rng.integers(1, self.max_n + 1, size=blocks)
 
 
-def collate(sequences: list[dict[str, np.ndarray]], num_symbols: int) -> dict[str, torch.Tensor]:
-    """Pad sequences to the longest one. Returns (B, T[, S]) tensors: ``inputs`` one-hot float,
-    ``targets`` (-100 at padding, ignored by the loss), ``probs``, ``determined`` and ``valid``
-    (False at padding), ``phase``/``count``/``step``/``n`` (-1 at padding)."""
+def collate(sequences: list[dict[str, np.ndarray]], num_symbols: int, length: int | None = None) -> dict[str, torch.Tensor]:
+    """Pad sequences to the longest one (or to ``length``). Returns (B, T[, S]) tensors:
+    ``inputs`` one-hot float, ``targets`` (-100 at padding, ignored by the loss), ``probs``,
+    ``determined`` and ``valid`` (False at padding), ``phase``/``count``/``step``/``n`` (-1 at padding)."""
     Bn = len(sequences)
-    T = max(len(s["targets"]) for s in sequences)
+    T = length or max(len(s["targets"]) for s in sequences)
     out = {
         "inputs": np.zeros((Bn, T, num_symbols), np.float32),
         "targets": np.full((Bn, T), -100, np.int64),
@@ -131,6 +131,60 @@ class SequenceStream(IterableDataset):
             yield collate([lang.sequence(lang.random_lengths(rng, self.blocks)) for _ in range(self.batch_size)], lang.num_symbols)
 
 
+class SequenceTable:
+    """Every sequence of ``blocks`` blocks with lengths in 1..max_n, as one array of symbols padded
+    to the longest (``max_n ** blocks`` rows: 1,024 for the reference's 4 and 5), so that a batch
+    of sequences for many seeds is one gather instead of thousands of ``sequence`` calls.
+
+    ``length``: T, the positions of the longest sequence; every batch is padded to it, whatever
+    its sequences, so that a network's computation does not depend on the other seeds' batches."""
+
+    def __init__(self, language: CountingLanguage, blocks: int):
+        self.language, self.blocks = language, blocks
+        N = language.max_n
+        self.length = blocks * N * (1 + language.b + language.c)
+        grids = np.stack(np.meshgrid(*[np.arange(1, N + 1)] * blocks, indexing="ij"), axis=-1).reshape(-1, blocks)
+        self.symbols = np.full((len(grids), self.length + 1), -1, np.int64)
+        for row, lengths in enumerate(grids):  # row = sum_j (lengths[j] - 1) N^(blocks-1-j)
+            s = language.sequence(lengths)["symbols"]
+            self.symbols[row, : len(s)] = s
+        self.weights = N ** np.arange(blocks - 1, -1, -1)
+
+    def batch(self, lengths: np.ndarray) -> dict[str, torch.Tensor]:
+        """Block lengths ``(..., blocks)`` -> ``inputs`` (..., T, S) one-hot, ``targets`` (..., T)
+        (-100 at padding) and ``valid`` (..., T), the fields training needs, as ``collate`` makes them."""
+        sym = self.symbols[((np.asarray(lengths) - 1) * self.weights).sum(-1)]
+        inputs, targets = sym[..., :-1], sym[..., 1:]
+        valid = targets >= 0
+        onehot = np.zeros((*inputs.shape, self.language.num_symbols), np.float32)
+        np.put_along_axis(onehot, np.maximum(inputs, 0)[..., None], 1.0, axis=-1)
+        onehot *= valid[..., None]
+        return {"inputs": torch.from_numpy(onehot), "targets": torch.from_numpy(np.where(valid, targets, -100)), "valid": torch.from_numpy(valid)}
+
+
+class PopulationStream(IterableDataset):
+    """For each of ``seeds``, the batches ``SequenceStream`` would draw for it alone (the same
+    generator, the same draws), stacked: one item is ``{inputs (R, B, T, Sym), targets (R, B, T),
+    valid (R, B, T), rows (R,)}`` for the R seeds still training (``rows``: their indices in
+    ``seeds``), every batch padded to the table's T.
+
+    The population marks the seeds that have ended in ``ended``; their generators stop drawing,
+    which changes nothing for the others (each seed has its own generator)."""
+
+    def __init__(self, table: SequenceTable, batch_size: int, seeds: list[int]):
+        self.table, self.batch_size, self.seeds = table, batch_size, seeds
+        self.ended = [False] * len(seeds)
+
+    def __iter__(self):
+        rngs = [np.random.default_rng(seed) for seed in self.seeds]
+        N, blocks = self.table.language.max_n, self.table.blocks
+        while True:
+            rows = [i for i, ended in enumerate(self.ended) if not ended]
+            # one draw of (batch, blocks) gives what batch_size draws of `blocks` give (tested)
+            lengths = np.stack([rngs[i].integers(1, N + 1, size=(self.batch_size, blocks)) for i in rows])
+            yield {**self.table.batch(lengths), "rows": torch.tensor(rows)}
+
+
 class GrammarDataModule(pl.LightningDataModule):
     """Next-symbol prediction on a counting language, generated on the fly.
 
@@ -142,14 +196,19 @@ class GrammarDataModule(pl.LightningDataModule):
       per block length n = 1..``eval_max_n`` (40), each two blocks of length n, to measure how
       far the counting generalises.
 
+    With ``population`` (for ``SequencePopulation``), training items stack the batches of seeds
+    ``seed .. seed + seeds - 1`` (``PopulationStream``), and ``population_sets`` gives every
+    seed's own validation and test sequences, as each would have alone.
+
     Args:
         language: anbn, anb2n, anbncn or anb2nc3n.
         max_n: block lengths are uniform in 1..max_n (reference 4).
         blocks: blocks per sequence (reference 5).
+        seeds, population: how many seeds train together, as a population.
     """
 
     def __init__(self, language: str = "anb2n", max_n: int = 4, blocks: int = 5, batch_size: int = 1,
-                 eval_sequences: int = 100, eval_max_n: int = 40, seed: int = 0):
+                 eval_sequences: int = 100, eval_max_n: int = 40, seed: int = 0, seeds: int = 1, population: bool = False):
         super().__init__()
         check_choice("language", language, tuple(LANGUAGES))
         check_int("max_n", max_n, 1)
@@ -157,6 +216,7 @@ class GrammarDataModule(pl.LightningDataModule):
         check_int("batch_size", batch_size, 1)
         check_int("eval_sequences", eval_sequences, 1)
         check_int("eval_max_n", eval_max_n, 1)
+        check_int("seeds", seeds, 1)
         self.save_hyperparameters()
         b, c = LANGUAGES[language]
         self.language = CountingLanguage(b, c, max_n)
@@ -167,6 +227,29 @@ class GrammarDataModule(pl.LightningDataModule):
             for rng in (np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2]))
         )
         self.generalisation_sequences = [self.language.sequence([n, n]) for n in range(1, eval_max_n + 1)]
+        self.seed_list = [seed + i for i in range(seeds)]
+        self._table: SequenceTable | None = None
+
+    @property
+    def table(self) -> SequenceTable:
+        if self._table is None:
+            self._table = SequenceTable(self.language, self.hparams.blocks)
+        return self._table
+
+    def population_sets(self, seeds: list[int]) -> dict[str, dict[str, torch.Tensor]]:
+        """Every seed's own ``val`` and ``test`` sequences (drawn as ``GrammarDataModule(seed=s)``
+        draws them), stacked: (S, eval_sequences, T) tensors padded to the table's T; and the
+        ``generalisation`` sequences (one per block length, the same for every seed)."""
+        hp, lang, T = self.hparams, self.language, self.table.length
+        out: dict[str, dict[str, torch.Tensor]] = {}
+        for split, stream in (("val", 1), ("test", 2)):
+            per_seed = []
+            for seed in seeds:
+                rng = np.random.default_rng([seed, stream])
+                per_seed.append(collate([lang.sequence(lang.random_lengths(rng, hp.blocks)) for _ in range(hp.eval_sequences)], lang.num_symbols, T))
+            out[split] = {k: torch.stack([b[k] for b in per_seed]) for k in per_seed[0]}
+        out["generalisation"] = self.batch(self.generalisation_sequences)
+        return out
 
     def batch(self, sequences: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
         """``sequences`` of this language collated into one padded batch (see ``collate``)."""
@@ -184,6 +267,9 @@ class GrammarDataModule(pl.LightningDataModule):
     def train_dataloader(self):
         hp = self.hparams
         world, rank = self._world()
+        if hp.population:
+            self.population_stream = PopulationStream(self.table, hp.batch_size, self.seed_list)
+            return DataLoader(self.population_stream, batch_size=None)
         # under DDP every process draws sequences of its own (process 0 keeps the single-process stream)
         seed = hp.seed if rank == 0 else [hp.seed, rank]
         return DataLoader(SequenceStream(self.language, hp.blocks, hp.batch_size, seed), batch_size=None)

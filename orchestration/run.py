@@ -33,30 +33,33 @@ def build(cfg: DictConfig):
     The benchmark (``benchmarks/speed.py``) times exactly what this builds.
     """
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate_group(cfg.data, "data")
-    model = instantiate_group(cfg.model, "model", **population_arguments(cfg))
-    # an entry set to null (e.g. callbacks.solved_stopping=null) is left out
-    callbacks = [instantiate_group(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
+    model_args, data_args, replaced = population_arguments(cfg)
+    datamodule = instantiate_group(cfg.data, "data", **data_args)
+    model = instantiate_group(cfg.model, "model", **model_args)
+    # an entry set to null (e.g. callbacks.solved_stopping=null) is left out, and one a population replaces
+    callbacks = [instantiate_group(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None and k not in replaced]
     callbacks.append(TrainTimer())  # train_seconds in results.json: always there
     loggers = [instantiate_group(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items() if c is not None]
     trainer = instantiate_group(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     return datamodule, model, callbacks, trainer
 
 
-def population_arguments(cfg: DictConfig) -> dict:
-    """With ``seeds=N`` (N > 1), what turns the model config into its study's population module:
-    its ``_target_``, ``seeds`` and ``analyse_seed``; nothing for a single net."""
+def population_arguments(cfg: DictConfig) -> tuple[dict, dict, list[str]]:
+    """With ``seeds=N`` (N > 1), what turns the config into its study's population: the model's
+    ``_target_``, ``seeds``, ``analyse_seed`` and the study's own settings, the data's, and the
+    callbacks the population replaces; nothing for a single net."""
     seeds = cfg.get("seeds", 1)
     check_int("seeds", seeds, 1)
     if seeds == 1:
-        return {}
+        return {}, {}, []
     from hydra.utils import get_class
 
     study = STUDIES[get_class(cfg.model._target_).study]
     if study.population is None:
         raise ConfigError(f"seeds={seeds} is invalid for the {study.name} study; allowed: 1 (populations train the grid and recurrent nets: "
                           + ", ".join(s.name for s in STUDIES.values() if s.population) + ")")
-    return {"_target_": study.population, "seeds": seeds, "analyse_seed": cfg.get("analyse_seed")}
+    model, data, replaced = study.population_settings(cfg) if study.population_settings else ({}, {}, [])
+    return {"_target_": study.population, "seeds": seeds, "analyse_seed": cfg.get("analyse_seed"), **model}, data, replaced
 
 
 def run(cfg: DictConfig) -> dict | None:

@@ -94,6 +94,9 @@ def population_printout(r: dict) -> str:
     if u["succeeded"]:
         out.append(f"Updates to first success: median {u['median']:,.0f} (quartiles {u['q1']:,.0f}-{u['q3']:,.0f}, range {u['min']:,}-{u['max']:,})"
                    + (f"; {u['censored']} never succeeded" if u["censored"] else ""))
+    if "max_n_generalised_counts" in r:
+        spread = ", ".join(f"{n}: {k}" for n, k in r["max_n_generalised_counts"].items())
+        out.append(f"max_n_generalised over the seeds (value: seeds): {spread}")
     failed = [e["seed"] for e in r["seeds"] if e["outcome"] != "succeeded"]
     if failed:
         out.append(f"Seeds that failed: {', '.join(map(str, failed[:20]))}" + (" ..." if len(failed) > 20 else ""))
@@ -118,6 +121,7 @@ class Study:
     first_success: Optional[str]
     printout: Callable[[dict], str]
     population: Optional[str] = None
+    population_settings: Optional[Callable] = None  # cfg -> (model kwargs, data kwargs, callbacks it replaces)
 
     def objective_of(self, results: dict) -> str:
         return "success_rate" if results.get("population") else self.objective
@@ -127,12 +131,14 @@ class Study:
         return text + "\n\n" + population_printout(results) if results.get("population") else text
 
 
-STUDIES = {
-    "kmnist": Study("kmnist", "test_acc", None, None, kmnist_printout),
-    "grid": Study("grid", "test_acc", lambda r: r["test_acc"] == 1.0, "first_perfect_update", grid_printout,
-                  population="lightning_modules.grid_population.GridPopulation"),
-    "recurrent": Study("recurrent", "det_acc", lambda r: bool(r["solved"]), "first_solved_update", recurrent_printout),
-}
+def recurrent_population_settings(cfg) -> tuple[dict, dict, list[str]]:
+    """A recurrent population takes the single run's schedule as its own, per seed: the update
+    budget (``trainer.max_steps``), the evaluation interval (``trainer.val_check_interval``) and the
+    early stop (``callbacks.solved_stopping``, which it replaces); the data draws every seed's batches."""
+    stopping = (cfg.get("callbacks") or {}).get("solved_stopping")
+    model = {"max_updates": cfg.trainer.max_steps, "eval_every": cfg.trainer.val_check_interval,
+             "solved_evaluations": stopping.evaluations if stopping else None}
+    return model, {"seeds": cfg.seeds, "population": True}, ["solved_stopping"]
 
 
 def study_of(results: dict) -> Study:
@@ -148,3 +154,13 @@ def printout(results: dict) -> str:
     """The end of a run: the study's numbers in the reference's format, then the exact per-layer
     parameter table."""
     return "\n".join([study_of(results).print_results(results), "", format_parameter_table(results["parameter_table"], results["model"])])
+
+
+STUDIES = {
+    "kmnist": Study("kmnist", "test_acc", None, None, kmnist_printout),
+    "grid": Study("grid", "test_acc", lambda r: r["test_acc"] == 1.0, "first_perfect_update", grid_printout,
+                  population="lightning_modules.grid_population.GridPopulation"),
+    "recurrent": Study("recurrent", "det_acc", lambda r: bool(r["solved"]), "first_solved_update", recurrent_printout,
+                       population="lightning_modules.recurrent_population.SequencePopulation",
+                       population_settings=recurrent_population_settings),
+}

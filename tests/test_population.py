@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import pytorch_lightning as pl
+import torch
 
 from analysis.population import success_rate, updates_distribution
 from conftest import error_line, load_results, quiet, run_train
@@ -129,3 +130,91 @@ def test_bad_population_settings_are_one_line(overrides, expected, tmp_path):
         else run_train(*overrides, *quiet(tmp_path / "run"))
     assert proc.returncode == 1
     assert expected in error_line(proc)
+
+
+# ---- recurrent nets ----------------------------------------------------------------------------
+
+
+def _fit_sequences(model, data, max_steps=None):
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=max_steps or -1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1000, num_sanity_val_steps=0)
+    trainer.fit(model, datamodule=data)
+    trainer.test(model, datamodule=data, verbose=False)
+    return model
+
+
+@pytest.mark.parametrize("cell, language, hidden, restart_after, max_updates", [("srn", "anb2n", 2, 500, 1500), ("lstm", "anb2nc3n", 3, 200, 400)])
+def test_each_recurrent_seed_of_a_population_ends_as_a_population_of_one(cell, language, hidden, restart_after, max_updates):
+    """Five seeds with Adam, restarts and the early stop, against each seed alone through the same
+    module: the same outcome, first solve, updates, attempts and weights, bit for bit."""
+    from datamodules.grammar import GrammarDataModule
+    from lightning_modules.recurrent_population import SequencePopulation
+
+    settings = dict(cell=cell, hidden_units=hidden, num_symbols=3 if "c" in language else 2, init=0.3 if cell == "srn" else "uniform",
+                    optimizer="adam", lr=0.01, restarts=2, restart_after=restart_after, max_updates=max_updates, eval_every=100, solved_evaluations=3)
+    data = dict(language=language, batch_size=8, eval_sequences=20, eval_max_n=8)
+    population = _fit_sequences(SequencePopulation(seeds=5, init_seed=10, **settings), GrammarDataModule(seed=10, seeds=5, population=True, **data))
+    together = {r["seed"]: r for r in population.seed_outcomes()}
+    kinds = set()
+    for seed in range(10, 15):
+        one = _fit_sequences(SequencePopulation(seeds=1, init_seed=seed, **settings), GrammarDataModule(seed=seed, seeds=1, population=True, **data))
+        alone, mine = one.seed_outcomes()[0], together[seed]
+        for key in ("outcome", "updates", "first_solved_update", "stopped_early_at_update", "attempts", "det_acc", "error", "max_n_generalised"):
+            assert alone[key] == mine[key], (seed, key)
+        i = population.seed_list.index(seed)
+        assert torch.equal(one.theta[0], population.theta[i]), seed  # every weight, bit for bit
+        kinds.add((alone["outcome"], alone["attempts"] > 1))
+    assert len(kinds) >= 2, kinds  # not every seed the same story
+
+
+def test_a_population_of_one_follows_the_single_network():
+    """The population's arithmetic (a loop of batched products) against the fused nn.RNN of
+    SequencePredictor: the same initial weights, the same sequences, and the same losses to float
+    rounding over the first updates."""
+    from datamodules.grammar import GrammarDataModule, SequenceStream
+    from lightning_modules.recurrent import SequencePredictor
+    from lightning_modules.recurrent_population import SequencePopulation, forward
+
+    single = SequencePredictor(cell="srn", hidden_units=2, num_symbols=2, init=0.3, optimizer="adam", lr=0.01, init_seed=7)
+    pop = SequencePopulation(seeds=1, cell="srn", hidden_units=2, num_symbols=2, init=0.3, optimizer="adam", lr=0.01, init_seed=7)
+    assert all(torch.equal(a, b) for a, b in zip(single.net.state_dict().values(), pop.net_of(7).state_dict().values()))
+    dm = GrammarDataModule(language="anb2n", batch_size=16, seed=7)
+    population_batches = iter(GrammarDataModule(language="anb2n", batch_size=16, seed=7, seeds=1, population=True).train_dataloader())
+    stream = iter(SequenceStream(dm.language, 5, 16, 7))
+    opt = single.configure_optimizers()
+    losses = []
+    for _ in range(30):
+        b, pb = next(stream), next(population_batches)
+        loss = torch.nn.functional.cross_entropy(single(b["inputs"]).flatten(0, 1), b["targets"].flatten(), ignore_index=-100)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        flat = pop.theta.clone().requires_grad_()
+        logits = forward(pop.unflatten(flat), pb["inputs"], pb["inputs"].shape[2], lstm=False)
+        pop_loss = torch.nn.functional.cross_entropy(logits.flatten(0, 2), pb["targets"].flatten(), ignore_index=-100)
+        pop_loss.backward()
+        pop._step(torch.tensor([0]), flat)
+        losses.append((float(loss), float(pop_loss)))
+    np.testing.assert_allclose([a for a, _ in losses], [b for _, b in losses], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_recurrent_seeds_end_to_end(tmp_path):
+    run = tmp_path / "run"
+    proc = run_train("experiment=srn_anb2n", "seeds=3", "trainer.max_steps=1500", "model.restart_after=1000", *quiet(run))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = load_results(run)
+    assert r["population"] == 3 and [s["seed"] for s in r["seeds"]] == [42, 43, 44]
+    failed = [s["seed"] for s in r["seeds"] if s["outcome"] == "failed"]
+    assert failed and r["success"]["succeeded"] == 3 - len(failed)
+    assert sum(r["max_n_generalised_counts"].values()) == 3 and r["analysed_seed"] not in failed and r["solved"]
+    assert all(s["updates"] <= 1500 for s in r["seeds"]) and r["probe"]["phases"]  # the analysed seed's tables
+    figures = {p.name for p in (run / "figures").iterdir()}
+    assert {"hidden_states.png", "count_probe.png", "updates_to_success.png", f"seed{failed[0]}_hidden_states.png"} <= figures
+    assert "Population of 3 seeds (42..44)" in proc.stdout and "max_n_generalised over the seeds" in proc.stdout
+    # the reference schedule (SGD, one sequence per update, no early stop) as a population
+    ref = tmp_path / "ref"
+    proc = run_train("experiment=lstm_anb2nc3n_reference", "seeds=2", "trainer.max_steps=400", "trainer.val_check_interval=200", *quiet(ref))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = load_results(ref)
+    assert [s["updates"] for s in r["seeds"]] == [400, 400] and all(s["stopped_early_at_update"] is None for s in r["seeds"])
