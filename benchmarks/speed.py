@@ -23,7 +23,10 @@ clock changes) only ever slows a path down. The grid runs ``--grid-updates`` (20
 in the hand loop (autograd + ``torch.optim.Adam``; per-update time). SRN/LSTM run ``--updates``
 updates of each path, ``--repeats`` times in turn, fastest run kept. The KMNIST data is ``--data-root`` when it holds the four files, else the
 bundled sample (6,284 training images).
-Results are printed as a table and written to ``--out`` as JSON.
+The population workloads time an update of ``seeds=--population-seeds`` (100) nets
+trained together against that many times one net's update alone (``check_sig``, ``srn_anb2n``,
+``lstm_anb2nc3n``, every stopping rule off): "project" is the population, "hand" what as many
+separate runs pay for the same updates. Results are printed as a table and written to ``--out`` as JSON.
 """
 
 from __future__ import annotations
@@ -239,6 +242,31 @@ def bench_recurrent(experiment: str, updates: int, repeats: int, device: str, sc
     return [row(experiment, "update", updates, cfg.data.batch_size, min(project), min(hand), None)]
 
 
+# ---- populations (seeds=N) -----------------------------------------------------------------
+
+POPULATION_UPDATES = {"check_sig": 20_000, "srn_anb2n": 300, "lstm_anb2nc3n": 100}
+
+
+def bench_population(experiment: str, seeds: int, updates: int, device: str, scratch: Path) -> list[dict]:
+    """``seeds`` nets trained together against one trained alone, ``updates`` updates each with
+    every stopping rule switched off: the cost of an update of the whole population against
+    ``seeds`` times the cost of one net's update (what ``seeds`` separate runs pay)."""
+    if experiment == "check_sig":
+        fixed = [f"model.max_updates={updates}", f"model.stop_after_perfect={updates + 1}"]
+    else:
+        fixed = [f"trainer.max_steps={updates}", f"trainer.val_check_interval={updates}", "callbacks.solved_stopping=null", f"model.restart_after={updates + 1}"]
+    times = {}
+    for n in (seeds, 1):
+        overrides = [f"experiment={experiment}", f"seeds={n}", *fixed] + (["trainer.limit_val_batches=0"] if n == 1 and experiment != "check_sig" else [])
+        cfg, (dm, model, callbacks, trainer) = build(overrides, device, scratch / f"{experiment}_pop{n}")
+        trainer.fit(model, datamodule=dm)
+        times[n] = callbacks[-1].seconds / updates
+    r = row(f"{experiment} seeds={seeds}", "update", 1, cfg.data.get("batch_size", 9), times[seeds], seeds * times[1], None)
+    r["population_seeds"] = seeds
+    r["single_update_ms"] = 1000 * times[1]
+    return [r]
+
+
 # ---- report --------------------------------------------------------------------------------
 
 
@@ -297,7 +325,8 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="kmnist,grid,recurrent", help="comma-separated: kmnist, grid, recurrent")
+    parser.add_argument("--only", default="kmnist,grid,recurrent,population", help="comma-separated: kmnist, grid, recurrent, population")
+    parser.add_argument("--population-seeds", type=int, default=100, help="seeds of the population workloads (seeds=N against one net alone)")
     parser.add_argument("--nets", default="lin,full,conv", help="comma-separated KMNIST nets")
     parser.add_argument("--epochs", type=int, default=4, help="KMNIST epochs per path (the first is warm-up)")
     parser.add_argument("--updates", type=int, default=1000, help="SRN/LSTM updates per path")
@@ -314,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
 
     only = [s for s in args.only.split(",") if s]
     variants = [s for s in args.variants.split(",") if s]
-    for name, values, allowed in (("--only", only, ("kmnist", "grid", "recurrent")), ("--nets", args.nets.split(","), ("lin", "full", "conv")), ("--variants", variants, tuple(VARIANTS))):
+    for name, values, allowed in (("--only", only, ("kmnist", "grid", "recurrent", "population")), ("--nets", args.nets.split(","), ("lin", "full", "conv")), ("--variants", variants, tuple(VARIANTS))):
         bad = [v for v in values if v not in allowed]
         if bad:
             print(f"error: {name} {','.join(bad)} is invalid; allowed: {', '.join(allowed)}", file=sys.stderr)
@@ -342,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
             if "recurrent" in only:
                 for experiment in ("srn_anb2n", "lstm_anb2nc3n", "srn_anb2n_reference"):
                     rows += bench_recurrent(experiment, args.updates, args.repeats, device, scratch)
+            if "population" in only:
+                for experiment, updates in POPULATION_UPDATES.items():
+                    rows += bench_population(experiment, args.population_seeds, updates, device, scratch)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,6 +1,6 @@
 """Regenerate the README's pictures in ``docs/figures/`` from runs of the project itself.
 
-    python docs/make_figures.py                      # about 3 minutes on a 2-core CPU, offline
+    python docs/make_figures.py                      # about 6 minutes on a 2-core CPU, offline
 
 Runs each experiment the README shows with its defaults (KMNIST on the bundled sample, so that it
 runs anywhere and the same everywhere) into ``--work`` (default ``outputs/docs_figures``), then
@@ -31,8 +31,13 @@ RUNS = [
     ("lstm_anb2nc3n", ["experiment=lstm_anb2nc3n"],
      [("figures/cell_trajectories.png", "lstm_cell_trajectories.png", 1280), ("figures/gates_by_phase.png", "lstm_gates_by_phase.png")]),
 ]
-SWEEP = ("kmnist_full_sweep", ["-m", "experiment=kmnist_full", "model.hidden_units=10,20,40,80,160", "data.source=bundled"],
-         [("summary.png", "sweep_summary.png")])
+SWEEPS = [
+    ("kmnist_full_sweep", ["-m", "experiment=kmnist_full", "model.hidden_units=10,20,40,80,160", "data.source=bundled"],
+     [("summary.png", "sweep_summary.png")]),
+    # 100 seeds per hidden-unit count, each a population: the success rate against H, with intervals
+    ("check_sig_population_sweep", ["-m", "experiment=check_sig", "model.hidden_units=2,3,4,5,8", "seeds=100", "seed=0"],
+     [("summary.png", "grid_success_rate_by_hidden_units.png"), ("3/figures/updates_to_success.png", "grid_updates_to_success.png")]),
+]
 
 
 def run(args: list[str], folder: Path) -> None:
@@ -63,7 +68,7 @@ def main() -> int:
         shutil.rmtree(args.work)  # a run folder that holds results.json is never reused
     args.out.mkdir(parents=True, exist_ok=True)
     total = 0
-    for name, train_args, figures in [*RUNS, SWEEP]:
+    for name, train_args, figures in [*RUNS, *SWEEPS]:
         folder = args.work / name
         run(train_args, folder)
         for pattern, target, *width in figures:

@@ -30,11 +30,12 @@ from base.errors import ConfigError, check, check_int, check_positive, check_ran
 from lightning_modules.attempts import Attempts
 from lightning_modules.grid_fast import adam_updates, size, unflatten
 from lightning_modules.grid_nets import WEIGHT_KEYS, GridNet
+from lightning_modules.seed_share import SeedShare
 
 log = logging.getLogger(__name__)
 
 
-class GridPopulation(pl.LightningModule):
+class GridPopulation(SeedShare, pl.LightningModule):
     """``seeds`` sigmoid grid perceptrons, trained with the reference's settings (see
     ``GridPerceptron`` for the arguments they share); ``analyse_seed`` is the seed whose net the
     figures and the printout show (default: the first that reached 100%)."""
@@ -153,6 +154,23 @@ class GridPopulation(pl.LightningModule):
     # -- training --------------------------------------------------------------------------------
     def configure_optimizers(self):
         return None  # the updates are grid_fast's Adam, with a step count per seed
+
+    def on_train_start(self):
+        self.take_share()  # under several processes: only this process's seeds
+
+    def on_train_end(self):
+        self.gather_seeds()
+
+    def _leave(self, i: int) -> None:
+        self.ended[i] = True
+
+    def _seed_state(self, i: int) -> dict:
+        return {**{k: getattr(self, k)[i].copy() for k in self.STATE}, "attempts": self.attempts[i].state_dict()}
+
+    def _load_seed_state(self, i: int, state: dict) -> None:
+        for k in self.STATE:
+            getattr(self, k)[i] = state[k]
+        self.attempts[i].load_state_dict(state["attempts"])
 
     def training_step(self, batches, batch_idx):
         """Up to ``len(batches)`` updates of every seed still training, each stopping at its own

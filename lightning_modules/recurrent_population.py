@@ -39,6 +39,7 @@ from analysis.recurrent import generalisation
 from base.errors import check, check_choice, check_int, check_positive, check_range
 from lightning_modules.attempts import Attempts
 from lightning_modules.recurrent_nets import CELLS, initialise
+from lightning_modules.seed_share import SeedShare
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def forward(p: dict[str, torch.Tensor], x: torch.Tensor, steps: int, lstm: bool,
     return (out, hidden.transpose(1, 2)) if trace else out
 
 
-class SequencePopulation(pl.LightningModule):
+class SequencePopulation(SeedShare, pl.LightningModule):
     """``seeds`` SRNs or LSTMs on a counting language (arguments as ``SequencePredictor``), with
     the run's schedule: ``max_updates`` (the single run's ``trainer.max_steps``), ``eval_every``
     (its ``val_check_interval``) and ``solved_evaluations`` (its ``SolvedStopping``; None: no
@@ -150,6 +151,7 @@ class SequencePopulation(pl.LightningModule):
         self.updates = 0  # every seed still training has made this many updates
         self.ended = [False] * seeds
         self.stopped_at: list[Optional[int]] = [None] * seeds
+        self.made: list[Optional[int]] = [None] * seeds  # updates a seed made, once gathered from another process
         self.solved_streak = [0] * seeds
         self.first_solved: list[Optional[int]] = [None] * seeds
         self.first_solved_seconds: list[Optional[float]] = [None] * seeds
@@ -211,6 +213,34 @@ class SequencePopulation(pl.LightningModule):
 
     def on_fit_start(self):
         self._t0 = time.perf_counter()
+
+    def on_train_start(self):
+        self.take_share()  # under several processes: only this process's seeds
+
+    def on_train_end(self):
+        self.gather_seeds()
+
+    def _leave(self, i: int) -> None:
+        self._end(i)
+
+    def _made(self, i: int) -> int:
+        """The updates seed ``i`` made."""
+        if self.made[i] is not None:
+            return self.made[i]
+        return self.stopped_at[i] or min(self.updates, self.hparams.max_updates)
+
+    def _seed_state(self, i: int) -> dict:
+        return {"theta": self.theta[i].cpu(), "opt_step": int(self.opt_step[i]), "attempts": self.attempts[i].state_dict(),
+                "stopped_at": self.stopped_at[i], "first_solved": self.first_solved[i],
+                "first_solved_seconds": self.first_solved_seconds[i], "made": self._made(i)}
+
+    def _load_seed_state(self, i: int, state: dict) -> None:
+        self.theta[i] = state["theta"].to(self.theta.device)
+        self.opt_step[i] = state["opt_step"]
+        self.attempts[i].load_state_dict(state["attempts"])
+        self.stopped_at[i], self.first_solved[i] = state["stopped_at"], state["first_solved"]
+        self.first_solved_seconds[i], self.made[i] = state["first_solved_seconds"], state["made"]
+        self.ended[i] = True
 
     def _sets(self) -> dict:
         if self.sets is None:
@@ -307,7 +337,7 @@ class SequencePopulation(pl.LightningModule):
                 self.stopped_at[i] = self.updates
                 self._end(i)
 
-    STATE = ("updates", "ended", "stopped_at", "solved_streak", "first_solved", "first_solved_seconds")
+    STATE = ("updates", "ended", "stopped_at", "made", "solved_streak", "first_solved", "first_solved_seconds")
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint[Attempts.CHECKPOINT_KEY] = [a.state_dict() for a in self.attempts]
@@ -370,7 +400,7 @@ class SequencePopulation(pl.LightningModule):
         t = self.last_test
         out = []
         for i, seed in enumerate(self.seed_list):
-            made = self.stopped_at[i] or min(self.updates, self.hparams.max_updates)
+            made = self._made(i)
             attempts = self.attempts[i].summary(made, "solved", "not solved when training ended") if self.updates else []
             out.append({
                 "seed": seed, "outcome": "succeeded" if t["solved"][i] else "failed", "updates": made,

@@ -8,6 +8,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig
+from pytorch_lightning.strategies import DDPStrategy
 
 from base.errors import ConfigError
 
@@ -92,3 +93,13 @@ class SweepGuard(Callback):
         except ConfigError as exc:
             # Hydra turns an exception from a callback into a warning; SystemExit ends the process
             fail(str(exc))
+
+
+class PopulationStrategy(DDPStrategy):
+    """Lightning's DDP processes for a population (``seeds=N`` with ``trainer=ddp``): every process
+    trains its share of the seeds on its own (``lightning_modules.seed_share``), so the module is
+    not wrapped in DistributedDataParallel: a population has no gradients to average (each seed's
+    are its own) and keeps its weights as buffers, which DistributedDataParallel refuses."""
+
+    def configure_ddp(self) -> None:
+        pass  # Lightning's hook for wrapping the module: nothing to wrap

@@ -203,11 +203,14 @@ def recurrent_section(rep: Report, runs: dict, sweeps: dict) -> None:
     for r in present:
         first = r.get("first_solved_update")
         rows.append([r["experiment"], r["model"], r["params"], f"{r['error']:.4f}", f"{r['det_acc']:.4f}", "yes" if r["solved"] else "no",
-                     r.get("max_n_generalised", "?"), f"{first:,}" if first is not None else "-", r.get("global_step"), f"{r['train_seconds']:.1f}"])
+                     r.get("max_n_generalised", "?"), f"{first:,}" if first is not None else "-", r.get("updates", r.get("global_step")), f"{r['train_seconds']:.1f}"])
     if rows:
         rep.table(["experiment", "model", "parameters", "error", "det_acc", "solved", "max_n_generalised", "first solved at update", "updates", "training s"], rows)
     for r in present:
         rep.add(f"### {r['experiment']} ({r['model']}, {r['hparams'].get('hidden_units')} hidden units)", "")
+        if r.get("population"):
+            rep.add(*population_printout(r).splitlines(), "")
+            rep.figure(r, "updates_to_success.png", f"{r['experiment']}: updates to first solved over {r['population']} seeds")
         gen = r.get("max_n_generalised")
         if gen is not None:
             beyond = [n for n in r.get("lengths_right", []) if n > gen]

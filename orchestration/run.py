@@ -19,7 +19,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from base.errors import ConfigError, UserError, check_int
 from callbacks.timer import TrainTimer
 from orchestration.config import check_checkpoint, check_trainer, instantiate_group
-from orchestration.launch import check_multirun_devices, share_machine
+from orchestration.launch import PopulationStrategy, check_multirun_devices, processes_per_job, share_machine
 from orchestration.results import collect_results, write_json
 from orchestration.studies import STUDIES, printout
 
@@ -40,7 +40,9 @@ def build(cfg: DictConfig):
     callbacks = [instantiate_group(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None and k not in replaced]
     callbacks.append(TrainTimer())  # train_seconds in results.json: always there
     loggers = [instantiate_group(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items() if c is not None]
-    trainer = instantiate_group(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    # a population under several processes: each trains its share of the seeds, nothing to wrap in DDP
+    strategy = {"strategy": PopulationStrategy()} if model_args and processes_per_job(cfg.trainer) > 1 else {}
+    trainer = instantiate_group(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, **strategy)
     return datamodule, model, callbacks, trainer
 
 

@@ -157,7 +157,8 @@ def _plot(sweep: dict, summary: dict, path: Path) -> None:
         labels = [", ".join(f"{k}={v}" for k, v in swept.items()) for swept, _ in points]
         ax.plot(range(len(points)), [y for _, y in points], "o")
         ax.set_xticks(range(len(points)), labels, rotation=45, ha="right", fontsize=7)
-    ax.axhline(summary[main]["mean"], color="grey", ls=":", label=f"mean {summary[main]['mean']:.4g}")
+    if not intervals:  # a mean of success rates at different settings means nothing
+        ax.axhline(summary[main]["mean"], color="grey", ls=":", label=f"mean {summary[main]['mean']:.4g}")
     ax.set_ylabel(main)
     title = f"{summary['finished']} of {summary['runs']} runs finished"
     if "success" in summary:

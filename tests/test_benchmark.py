@@ -18,11 +18,12 @@ def run_speed(*args: str, timeout: float = 600, env: dict | None = None) -> subp
 def test_benchmark_covers_every_workload(kmnist_root, tmp_path):
     out = tmp_path / "speed.json"
     proc = run_speed("--nets", "lin,conv", "--epochs", "2", "--repeats", "1", "--updates", "20", "--grid-updates", "3000",
-                     "--grid-hand-updates", "100", "--data-root", str(kmnist_root), "--out", str(out))
+                     "--grid-hand-updates", "100", "--population-seeds", "3", "--data-root", str(kmnist_root), "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     names = [r["workload"] for r in result["rows"]]
-    assert names == ["kmnist_lin", "kmnist_conv", "check_sig (H=5)", "srn_anb2n", "lstm_anb2nc3n", "srn_anb2n_reference"]
+    assert names == ["kmnist_lin", "kmnist_conv", "check_sig (H=5)", "srn_anb2n", "lstm_anb2nc3n", "srn_anb2n_reference",
+                     "check_sig seeds=3", "srn_anb2n seeds=3", "lstm_anb2nc3n seeds=3"]
     for r in result["rows"]:
         assert r["project_s"] > 0 and r["hand_s"] > 0 and r["project_over_hand"] == r["project_s"] / r["hand_s"]
     kmnist = result["rows"][0]
@@ -33,7 +34,7 @@ def test_benchmark_covers_every_workload(kmnist_root, tmp_path):
 
 def test_benchmark_rejects_bad_arguments():
     proc = run_speed("--only", "kmnist,speech")
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == "error: --only speech is invalid; allowed: kmnist, grid, recurrent"
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == "error: --only speech is invalid; allowed: kmnist, grid, recurrent, population"
     proc = run_speed("--epochs", "1")
     assert proc.returncode == 2 and "--epochs 1 is invalid; allowed: 2 or more" in proc.stderr
 

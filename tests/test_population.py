@@ -126,8 +126,8 @@ def _weights_from_checkpoint(run, seed):
     (["experiment=check_step_manual", "seeds=3"], "model.activation='step' is invalid"),
 ])
 def test_bad_population_settings_are_one_line(overrides, expected, tmp_path):
-    proc = run_train(*overrides, "data.source=files", f"data.root={tmp_path / 'none'}", *quiet(tmp_path / "run")) if "kmnist" in overrides[0] \
-        else run_train(*overrides, *quiet(tmp_path / "run"))
+    never_download = ["data.source=files", f"data.root={tmp_path / 'none'}"] if "kmnist" in overrides[0] else []
+    proc = run_train(*overrides, *never_download, *quiet(tmp_path / "run"))
     assert proc.returncode == 1
     assert expected in error_line(proc)
 
@@ -218,3 +218,35 @@ def test_recurrent_seeds_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = load_results(ref)
     assert [s["updates"] for s in r["seeds"]] == [400, 400] and all(s["stopped_early_at_update"] is None for s in r["seeds"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment, extra", [("srn_anb2n", ["trainer.max_steps=1000"])])
+def test_seeds_split_over_processes_end_as_in_one(experiment, extra, tmp_path):
+    """trainer=ddp_sim: two processes train seeds 42, 44 and 43, 45 each, exchange them at the end,
+    and rank 0 writes one results.json with the same seeds as one process gives."""
+    runs = {}
+    for name, trainer in (("one", []), ("two", ["trainer=ddp_sim"])):
+        run = tmp_path / name
+        proc = run_train(f"experiment={experiment}", "seeds=4", *extra, *trainer, *quiet(run))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[name] = load_results(run)
+    one, two = runs["one"], runs["two"]
+    assert two["world_size"] == 2 and one["world_size"] == 1
+    keys = ("seed", "outcome", "updates", "attempts", "first_solved_update" if experiment != "check_sig" else "first_perfect_update")
+    assert [{k: s[k] for k in keys} for s in two["seeds"]] == [{k: s[k] for k in keys} for s in one["seeds"]]
+    assert two["success"] == one["success"] and two["analysed_seed"] == one["analysed_seed"]
+    same = ("weights",) if experiment == "check_sig" else ("error", "det_acc", "max_n_generalised")
+    assert all(two[k] == one[k] for k in same)
+
+
+def test_a_grid_seed_moves_between_processes_whole():
+    """What a process sends of a grid seed at the end of training under DDP (``_seed_state``) puts
+    that seed, trained elsewhere, into another process's population exactly."""
+    trained = _fit(GridPopulation(seeds=3, init_seed=0, max_updates=6000, restarts=1, restart_after=3000))
+    other = GridPopulation(seeds=3, init_seed=0, max_updates=6000, restarts=1, restart_after=3000)
+    for i in range(3):
+        other._load_seed_state(i, trained._seed_state(i))
+    for seed in (0, 1, 2):
+        assert other.weights_of(seed) == trained.weights_of(seed)
+    assert other.attempts[1].state_dict() == trained.attempts[1].state_dict() and (other.updates == trained.updates).all()
