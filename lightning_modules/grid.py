@@ -20,6 +20,19 @@ from lightning_modules.grid_nets import ACTIVATIONS, WEIGHT_KEYS, GridNet, load_
 log = logging.getLogger(__name__)
 
 
+def check_grid_settings(hidden_units, init_std, lr, weight_decay, max_updates, stop_after_perfect, restarts, restart_after, weight_scale) -> None:
+    """The checks of the arguments a single net (``GridPerceptron``) and a population
+    (``GridPopulation``) share: one ``ConfigError`` line naming the first bad one."""
+    check_int("hidden_units", hidden_units, 1)
+    check_positive("init_std", init_std)
+    check_positive("lr", lr)
+    check_range("weight_decay", weight_decay, 0)
+    for key, value, minimum in (("max_updates", max_updates, 1), ("stop_after_perfect", stop_after_perfect, 1),
+                                ("restarts", restarts, 0), ("restart_after", restart_after, 1)):
+        check_int(key, value, minimum)
+    check_positive("weight_scale", weight_scale)
+
+
 class GridPerceptron(pl.LightningModule):
     """The 2-H-1 perceptron of the grid study: model, BCE loss, Adam, accuracy.
 
@@ -69,19 +82,8 @@ class GridPerceptron(pl.LightningModule):
         fast: bool = True,
     ):
         super().__init__()
-        check_int("hidden_units", hidden_units, 1)
+        check_grid_settings(hidden_units, init_std, lr, weight_decay, max_updates, stop_after_perfect, restarts, restart_after, weight_scale)
         check_choice("activation", activation, ACTIVATIONS)
-        check_positive("init_std", init_std)
-        check_positive("lr", lr)
-        check_range("weight_decay", weight_decay, 0)
-        for key, value, minimum in (
-            ("max_updates", max_updates, 1),
-            ("stop_after_perfect", stop_after_perfect, 1),
-            ("restarts", restarts, 0),
-            ("restart_after", restart_after, 1),
-        ):
-            check_int(key, value, minimum)
-        check_positive("weight_scale", weight_scale)
         check(isinstance(fast, bool), "fast", fast, "true or false")
         given = load_weights(weights, weights_file, hidden_units)
         self.save_hyperparameters()

@@ -26,8 +26,9 @@ import torch
 
 from analysis.grid import dividing_lines, point_table
 from analysis.population import success_rate, updates_distribution
-from base.errors import ConfigError, check, check_int, check_positive, check_range
+from base.errors import check, check_int
 from lightning_modules.attempts import Attempts
+from lightning_modules.grid import check_grid_settings
 from lightning_modules.grid_fast import adam_updates, size, unflatten
 from lightning_modules.grid_nets import WEIGHT_KEYS, GridNet
 from lightning_modules.seed_share import SeedShare
@@ -64,18 +65,11 @@ class GridPopulation(SeedShare, pl.LightningModule):
     ):
         super().__init__()
         check_int("seeds", seeds, 1)
-        check_int("hidden_units", hidden_units, 1)
+        check_grid_settings(hidden_units, init_std, lr, weight_decay, max_updates, stop_after_perfect, restarts, restart_after, weight_scale)
         check(activation == "sigmoid", "activation", activation, "sigmoid (a population is trained; a step net has nothing to train)")
         check(weights is None and weights_file is None, "weights", weights if weights is not None else weights_file,
               "null: a population trains from N(0, init_std) initialisations, one per seed")
         check(fast is True, "fast", fast, "true (a population trains with the NumPy updates only)")
-        check_positive("init_std", init_std)
-        check_positive("lr", lr)
-        check_range("weight_decay", weight_decay, 0)
-        for key, value, minimum in (("max_updates", max_updates, 1), ("stop_after_perfect", stop_after_perfect, 1),
-                                    ("restarts", restarts, 0), ("restart_after", restart_after, 1)):
-            check_int(key, value, minimum)
-        check_positive("weight_scale", weight_scale)
         seed_list = [int(init_seed) + i for i in range(seeds)]
         check(analyse_seed is None or analyse_seed in seed_list, "analyse_seed", analyse_seed,
               f"null (the first seed that succeeds) or one of the trained seeds, {seed_list[0]}..{seed_list[-1]}")

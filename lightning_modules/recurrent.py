@@ -22,6 +22,21 @@ log = logging.getLogger(__name__)
 OPTIMIZERS = ("sgd", "adam")
 
 
+def check_sequence_settings(cell, hidden_units, num_symbols, init, optimizer, lr, momentum, weight_decay, restarts, restart_after) -> None:
+    """The checks of the arguments a single net (``SequencePredictor``) and a population
+    (``SequencePopulation``) share: one ``ConfigError`` line naming the first bad one."""
+    check_choice("cell", cell, tuple(CELLS))
+    check_int("hidden_units", hidden_units, 1)
+    check(num_symbols in (2, 3), "num_symbols", num_symbols, "2 or 3")
+    check(init == "uniform" or (isinstance(init, (int, float)) and not isinstance(init, bool) and init > 0), "init", init, "a number > 0 (std of a normal) or 'uniform'")
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_positive("lr", lr)
+    check_range("momentum", momentum, 0, 1)
+    check_range("weight_decay", weight_decay, 0)
+    check_int("restarts", restarts, 0)
+    check_int("restart_after", restart_after, 1)
+
+
 class SequencePredictor(pl.LightningModule):
     """Model, loss (NLL of the actual next symbol, as the reference), optimiser and metrics of
     the recurrent study.
@@ -67,16 +82,7 @@ class SequencePredictor(pl.LightningModule):
         restart_after: int = 20_000,
     ):
         super().__init__()
-        check_choice("cell", cell, tuple(CELLS))
-        check_int("hidden_units", hidden_units, 1)
-        check(num_symbols in (2, 3), "num_symbols", num_symbols, "2 or 3")
-        check(init == "uniform" or (isinstance(init, (int, float)) and not isinstance(init, bool) and init > 0), "init", init, "a number > 0 (std of a normal) or 'uniform'")
-        check_choice("optimizer", optimizer, OPTIMIZERS)
-        check_positive("lr", lr)
-        check_range("momentum", momentum, 0, 1)
-        check_range("weight_decay", weight_decay, 0)
-        check_int("restarts", restarts, 0)
-        check_int("restart_after", restart_after, 1)
+        check_sequence_settings(cell, hidden_units, num_symbols, init, optimizer, lr, momentum, weight_decay, restarts, restart_after)
         self.save_hyperparameters()
         self.net: nn.Module = CELLS[cell](num_symbols, hidden_units)
         self.attempts = Attempts(init_seed, restarts, restart_after, first_key="first_solved_update")

@@ -36,14 +36,14 @@ import torch.nn.functional as F
 
 from analysis.population import success_rate, updates_distribution
 from analysis.recurrent import generalisation
-from base.errors import check, check_choice, check_int, check_positive, check_range
+from base.errors import check, check_int
 from lightning_modules.attempts import Attempts
+from lightning_modules.recurrent import check_sequence_settings
 from lightning_modules.recurrent_nets import CELLS, initialise
 from lightning_modules.seed_share import SeedShare
 
 log = logging.getLogger(__name__)
 
-OPTIMIZERS = ("sgd", "adam")
 NAMES = ("W", "U", "b", "H0", "V", "c")  # input, recurrent, bias, initial state (SRN), output weight and bias
 
 
@@ -121,16 +121,9 @@ class SequencePopulation(SeedShare, pl.LightningModule):
     ):
         super().__init__()
         check_int("seeds", seeds, 1)
-        check_choice("cell", cell, tuple(CELLS))
-        check_int("hidden_units", hidden_units, 1)
-        check(num_symbols in (2, 3), "num_symbols", num_symbols, "2 or 3")
-        check(init == "uniform" or (isinstance(init, (int, float)) and not isinstance(init, bool) and init > 0), "init", init, "a number > 0 (std of a normal) or 'uniform'")
-        check_choice("optimizer", optimizer, OPTIMIZERS)
-        check_positive("lr", lr)
-        check_range("momentum", momentum, 0, 1)
-        check_range("weight_decay", weight_decay, 0)
-        for key, value, minimum in (("restarts", restarts, 0), ("restart_after", restart_after, 1), ("max_updates", max_updates, 1), ("eval_every", eval_every, 1)):
-            check_int(key, value, minimum)
+        check_sequence_settings(cell, hidden_units, num_symbols, init, optimizer, lr, momentum, weight_decay, restarts, restart_after)
+        for key, value in (("max_updates", max_updates), ("eval_every", eval_every)):
+            check_int(key, value, 1)
         check(solved_evaluations is None or (isinstance(solved_evaluations, int) and solved_evaluations >= 1), "solved_evaluations", solved_evaluations, "null or an integer >= 1")
         seed_list = [int(init_seed) + i for i in range(seeds)]
         check(analyse_seed is None or analyse_seed in seed_list, "analyse_seed", analyse_seed,
