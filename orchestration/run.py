@@ -106,6 +106,7 @@ def log_hparams(trainer, cfg: DictConfig, results: dict) -> None:
     params |= {
         "experiment": cfg.name,
         "seed": cfg.seed,
+        "seeds": results.get("population"),  # a population's size (absent for one net)
         "data.source": results.get("data_source"),
         "data.batch_size": cfg.data.get("batch_size"),
         "data.shuffle": cfg.data.get("shuffle"),
