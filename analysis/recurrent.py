@@ -89,12 +89,14 @@ def linear_probe(states: np.ndarray, count: np.ndarray, phase: np.ndarray) -> li
 
 
 def step_table(tr: dict[str, np.ndarray], sequence: int, symbols: str = SYMBOLS) -> list[dict]:
-    """One row per step of one sequence: input and next symbol, hidden (and cell) state, the
-    predicted next-symbol probabilities, and whether the step is determined."""
+    """One row per step of one sequence: input and next symbol, whether the input is the A that
+    starts a new block (``reset``), hidden (and cell) state, the predicted next-symbol
+    probabilities, and whether the step is determined."""
     sel = tr["sequence"] == sequence
     rows = []
     for i in np.flatnonzero(sel):
-        row = {"input": symbols[tr["symbol"][i]], "next": symbols[tr["targets"][i]], "hidden": tr["hidden"][i].round(2).tolist()}
+        row = {"input": symbols[tr["symbol"][i]], "next": symbols[tr["targets"][i]], "reset": bool(tr["phase"][i] == PHASES.index("reset")),
+               "hidden": tr["hidden"][i].round(2).tolist()}
         if "cell" in tr:
             row["cell"] = tr["cell"][i].round(2).tolist()
         row["probs"] = tr["probs"][i].round(2).tolist()
@@ -104,7 +106,8 @@ def step_table(tr: dict[str, np.ndarray], sequence: int, symbols: str = SYMBOLS)
 
 
 def format_step_table(rows: list[dict], title: str) -> str:
-    """``A -> A  hidden [ 0.62 -0.80]  probs [0.83 0.17]``, the reference's layout, per step."""
+    """``A -> A  hidden [ 0.62 -0.80]  probs [0.83 0.17]``, the reference's layout, per step; the A
+    that starts a new block (the reset step) reads ``A'``."""
 
     def vec(v):
         return "[" + " ".join(f"{x:5.2f}" for x in v) + "]"
@@ -113,7 +116,8 @@ def format_step_table(rows: list[dict], title: str) -> str:
     for r in rows:
         cell = f"  cell {vec(r['cell'])}" if "cell" in r else ""
         mark = "" if not r["determined"] else ("" if np.argmax(r["probs"]) == "ABC".index(r["next"]) else "  <- wrong")
-        lines.append(f"  {r['input']} -> {r['next']}  hidden {vec(r['hidden'])}{cell}  probs {vec(r['probs'])}{mark}")
+        symbol = r["input"] + ("'" if r.get("reset") else " ")
+        lines.append(f"  {symbol} -> {r['next']}  hidden {vec(r['hidden'])}{cell}  probs {vec(r['probs'])}{mark}")
     return "\n".join(lines)
 
 

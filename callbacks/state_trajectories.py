@@ -246,6 +246,8 @@ class StateTrajectoryCallback(Callback):
         if probe:
             show(probe_figure(eval_tr[counting], eval_tr["count"], eval_tr["phase"], probe, counting), "probe/count", "count_probe.png")
         tables["step_tables"] = {str(i + 1): step_table(single_tr, i) for i in range(lang.max_n)}
+        # a whole test sequence from the initial state: its reset steps (A') show how the count restarts
+        tables["sequence_table"] = step_table(eval_tr, 0)
         return tables
 
     # -- during training ---------------------------------------------------------------------
@@ -272,6 +274,7 @@ class StateTrajectoryCallback(Callback):
         def text(tag, body):  # indented: TensorBoard renders it as a fixed-width block
             writer.add_text(tag, "    " + body.replace("\n", "\n    "), trainer.global_step)
 
+        text("tables/whole_sequence", format_step_table(self._results["sequence_table"], "a whole test sequence from the initial state (A' = reset)"))
         for n, rows in self._results["step_tables"].items():
             text(f"tables/steps_n{n}", format_step_table(rows, f"block length n = {n}"))
         if "gate_table" in self._results:

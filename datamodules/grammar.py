@@ -20,7 +20,10 @@ from base.errors import check_choice, check_int
 from base.languages import A, B, C, LANGUAGES, PHASE_A, PHASE_B, PHASE_C, PHASE_RESET, SYMBOLS
 from datamodules.tensor_batches import EvalShardSampler
 
-FIELDS = ("inputs", "targets", "probs", "determined", "valid", "phase", "count", "n", "step")
+FIELDS = ("inputs", "targets", "probs", "ref_probs", "determined", "valid", "phase", "count", "n", "step")
+# The reference's generator gives every position whose input is an A the fixed target distribution
+# P(A) = 0.8, P(B) = 0.2 (not the exact probability); its printed error is measured against it.
+REFERENCE_A_TARGET = (0.8, 0.2)
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class CountingLanguage:
 
         - ``symbols`` (T+1,): the whole sequence, 0 = A, 1 = B, 2 = C;
         - ``targets`` (T,): the next symbol;
+        - ``ref_probs`` (T, S): the reference's target: ``probs`` but at every position whose
+          input is an A, the fixed [0.8, 0.2] (A, B; 0 for C) its generator assumes;
         - ``probs`` (T, S): its exact distribution under the generator. After k A's of a block,
           the next is A with probability (N - k) / (N - k + 1) and B otherwise (N = max_n; B for
           sure once k >= N); after the first B everything is fixed;
@@ -79,10 +84,14 @@ class CountingLanguage:
         p_b = np.where(k >= N, 1.0, 1.0 / np.maximum(N - k + 1, 1))
         probs[in_a, A] = 1.0 - p_b
         probs[in_a, B] = p_b
+        ref_probs = probs.copy()
+        ref_probs[in_a] = 0.0
+        ref_probs[in_a, A], ref_probs[in_a, B] = REFERENCE_A_TARGET
         return {
             "symbols": symbols,
             "targets": targets,
             "probs": probs,
+            "ref_probs": ref_probs,
             "determined": ~in_a,
             "phase": phase,
             "count": count,
@@ -96,7 +105,7 @@ class CountingLanguage:
 
 def collate(sequences: list[dict[str, np.ndarray]], num_symbols: int, length: int | None = None) -> dict[str, torch.Tensor]:
     """Pad sequences to the longest one (or to ``length``). Returns (B, T[, S]) tensors:
-    ``inputs`` one-hot float, ``targets`` (-100 at padding, ignored by the loss), ``probs``,
+    ``inputs`` one-hot float, ``targets`` (-100 at padding, ignored by the loss), ``probs``, ``ref_probs``,
     ``determined`` and ``valid`` (False at padding), ``phase``/``count``/``step``/``n`` (-1 at padding)."""
     Bn = len(sequences)
     T = length or max(len(s["targets"]) for s in sequences)
@@ -104,6 +113,7 @@ def collate(sequences: list[dict[str, np.ndarray]], num_symbols: int, length: in
         "inputs": np.zeros((Bn, T, num_symbols), np.float32),
         "targets": np.full((Bn, T), -100, np.int64),
         "probs": np.zeros((Bn, T, num_symbols), np.float32),
+        "ref_probs": np.zeros((Bn, T, num_symbols), np.float32),
         "determined": np.zeros((Bn, T), bool),
         "valid": np.zeros((Bn, T), bool),
         **{k: np.full((Bn, T), -1, np.int64) for k in ("phase", "count", "step", "n")},
@@ -112,7 +122,7 @@ def collate(sequences: list[dict[str, np.ndarray]], num_symbols: int, length: in
         L = len(s["targets"])
         out["inputs"][i, np.arange(L), s["symbols"][:-1]] = 1.0
         out["valid"][i, :L] = True
-        for key in ("targets", "probs", "determined", "phase", "count", "step", "n"):
+        for key in ("targets", "probs", "ref_probs", "determined", "phase", "count", "step", "n"):
             out[key][i, :L] = s[key]
     return {k: torch.from_numpy(v) for k, v in out.items()}
 

@@ -355,7 +355,9 @@ class SequencePopulation(SeedShare, pl.LightningModule):
         valid, det, targets = test["valid"], test["determined"], test["targets"]
         nll = F.cross_entropy(logits.flatten(0, 2), targets.flatten(), ignore_index=-100, reduction="none").view(S, -1)
         count = valid.flatten(1).sum(dim=1)
-        sq = ((logits.softmax(-1) - test["probs"]) ** 2).sum(-1) * valid  # (S, B, T)
+        probs = logits.softmax(-1)
+        sq = ((probs - test["ref_probs"]) ** 2).sum(-1) * valid  # (S, B, T): the reference's measure
+        sq_exact = ((probs - test["probs"]) ** 2).sum(-1) * valid
         right = ((logits.argmax(-1) == targets) & det).flatten(1).sum(dim=1)
         gen = sets["generalisation"]
         g_in = gen["inputs"].expand(S, *gen["inputs"].shape)
@@ -364,6 +366,7 @@ class SequencePopulation(SeedShare, pl.LightningModule):
         self.last_test = {
             "loss": (nll.sum(dim=1) / count).tolist(),
             "error": (sq.flatten(1).sum(dim=1) / (count * logits.shape[-1])).tolist(),
+            "error_exact": (sq_exact.flatten(1).sum(dim=1) / (count * logits.shape[-1])).tolist(),
             "det_acc": (right / det.flatten(1).sum(dim=1)).tolist(),
             "solved": (right == det.flatten(1).sum(dim=1)).tolist(),
             "sequences": test["inputs"].shape[1],
@@ -398,7 +401,7 @@ class SequencePopulation(SeedShare, pl.LightningModule):
             out.append({
                 "seed": seed, "outcome": "succeeded" if t["solved"][i] else "failed", "updates": made,
                 "first_solved_update": self.first_solved[i], "stopped_early_at_update": self.stopped_at[i], "attempts": len(attempts),
-                "test_loss": t["loss"][i], "error": t["error"][i], "det_acc": t["det_acc"][i], "solved": bool(t["solved"][i]),
+                "test_loss": t["loss"][i], "error": t["error"][i], "error_exact": t["error_exact"][i], "det_acc": t["det_acc"][i], "solved": bool(t["solved"][i]),
                 "max_n_generalised": t["generalisation"][i]["max_n_generalised"], "attempt_records": attempts,
             })
         return out
@@ -415,7 +418,7 @@ class SequencePopulation(SeedShare, pl.LightningModule):
         generalised = Counter(r["max_n_generalised"] for r in per_seed)
         return {
             "analysed_seed": s,
-            "test_loss": mine["test_loss"], "error": mine["error"], "det_acc": mine["det_acc"], "solved": mine["solved"],
+            "test_loss": mine["test_loss"], "error": mine["error"], "error_exact": mine["error_exact"], "det_acc": mine["det_acc"], "solved": mine["solved"],
             "test_sequences": t["sequences"], **t["generalisation"][i], "attempts": mine["attempt_records"],
             "first_solved_update": mine["first_solved_update"], "first_solved_seconds": self.first_solved_seconds[i],
             "stopped_early_at_update": mine["stopped_early_at_update"], "updates": mine["updates"],

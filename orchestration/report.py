@@ -202,10 +202,12 @@ def recurrent_section(rep: Report, runs: dict, sweeps: dict) -> None:
     rows = []
     for r in present:
         first = r.get("first_solved_update")
-        rows.append([r["experiment"], r["model"], r["params"], f"{r['error']:.4f}", f"{r['det_acc']:.4f}", "yes" if r["solved"] else "no",
+        exact = f"{r['error_exact']:.4f}" if "error_exact" in r else "-"
+        rows.append([r["experiment"], r["model"], r["params"], f"{r['error']:.4f}", exact, f"{r['det_acc']:.4f}", "yes" if r["solved"] else "no",
                      r.get("max_n_generalised", "?"), f"{first:,}" if first is not None else "-", r.get("updates", r.get("global_step")), f"{r['train_seconds']:.1f}"])
     if rows:
-        rep.table(["experiment", "model", "parameters", "error", "det_acc", "solved", "max_n_generalised", "first solved at update", "updates", "training s"], rows)
+        rep.table(["experiment", "model", "parameters", "error (reference's measure)", "error_exact", "det_acc", "solved", "max_n_generalised",
+                   "first solved at update", "updates", "training s"], rows)
     for r in present:
         rep.add(f"### {r['experiment']} ({r['model']}, {r['hparams'].get('hidden_units')} hidden units)", "")
         if r.get("population"):
@@ -230,6 +232,8 @@ def recurrent_section(rep: Report, runs: dict, sweeps: dict) -> None:
                       [[p["phase"], f"{p['r2']:.3f}", f"{state[0]}{p['counter']}", *(f"{u['per_symbol']:+.3f}/symbol (R^2 {u['r2']:.2f})" for u in p["units"])] for p in probe["phases"]])
         for n, table in r.get("step_tables", {}).items():
             rep.add("```", format_step_table(table, f"Block length n = {n}: input -> next symbol, states, predicted probabilities"), "```", "")
+        if r.get("sequence_table"):
+            rep.add("```", format_step_table(r["sequence_table"], "A whole test sequence from the initial state (A' = the A that starts a new block)"), "```", "")
         for name in ("hidden_states.png", "cell_states.png", "hidden_trajectories.png", "cell_trajectories.png", "hidden_vs_time.png",
                      "cell_vs_time.png", "gates_by_phase.png", "count_probe.png"):
             if (Path(r["run_dir"]) / "figures" / name).is_file():

@@ -66,6 +66,8 @@ def recurrent_printout(r: dict) -> str:
     out = []
     for n, rows in r.get("step_tables", {}).items():
         out += [format_step_table(rows, f"Block length n = {n}:"), ""]
+    if r.get("sequence_table"):
+        out += [format_step_table(r["sequence_table"], "A whole test sequence from the initial state (A' = the A that starts a new block):"), ""]
     if r.get("gate_table"):
         out += [format_gate_table(r["gate_table"]), ""]
     if r.get("probe", {}).get("phases"):
@@ -74,7 +76,8 @@ def recurrent_printout(r: dict) -> str:
     if "max_n_generalised" in r:
         gen = f"; every block length up to n = {r['max_n_generalised']} right (tested up to {r['tested_up_to']})"
     solved = "solved" if r["solved"] else "not solved"
-    out.append(f"Test: error {r['error']:.4f}, det_acc {r['det_acc']:.4f} ({solved}){gen}")
+    exact = f", error_exact {r['error_exact']:.4f}" if "error_exact" in r else ""
+    out.append(f"Test: error {r['error']:.4f} (the reference's measure){exact}, det_acc {r['det_acc']:.4f} ({solved}){gen}")
     for a in r.get("attempts", []):
         first = f"first solved at update {a['first_solved_update']:,}" if a["first_solved_update"] is not None else "never solved"
         out.append(f"Attempt {a['attempt']} (seed {a['seed']}): {a['updates']:,} updates from update {a['start_update']:,}, {first}; {a['outcome']}")
