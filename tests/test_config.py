@@ -129,3 +129,35 @@ def test_invalid_values_stop_before_training(overrides, must_contain, tmp_path):
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "results.json").exists()
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_grid_experiments_reproduce_reference_settings(tmp_path):
+    """reference.md, part 2: N(0, 0.15), Adam lr 0.001, weight decay 1e-5, BCE, stop after 2,000
+    perfect updates or 200,000; H = 5; the hand-designed step net and its x10 sigmoid version."""
+    sig = _compose(["experiment=check_sig"], tmp_path)
+    m = sig.model
+    assert (m.hidden_units, m.activation, m.init_std, m.lr, m.weight_decay) == (5, "sigmoid", 0.15, 0.001, 1e-5)
+    assert (m.stop_after_perfect, m.max_updates, m.restarts, m.weights, sig.fit) == (2000, 200_000, 0, None, True)
+    step = _compose(["experiment=check_step_manual"], tmp_path)
+    w = step.model.weights
+    assert (step.model.hidden_units, step.model.activation, step.fit, step.model.weight_scale) == (4, "step", False, 1.0)
+    assert w.hidden_weight == [[1, 1]] * 4 and w.hidden_bias == [-0.5, -1.5, -2.5, -3.5]
+    assert w.output_weight == [[1, -1, 1, -1]] and w.output_bias == [-0.5]
+    scaled = _compose(["experiment=check_sig_manual"], tmp_path)
+    assert (scaled.model.activation, scaled.model.weight_scale, scaled.fit) == ("sigmoid", 10.0, False)
+    assert scaled.model.weights == step.model.weights
+
+
+@pytest.mark.parametrize("experiment, cell, hidden, language, init", [
+    ("srn_anb2n_reference", "srn", 2, "anb2n", 0.001), ("lstm_anb2nc3n_reference", "lstm", 3, "anb2nc3n", "uniform"),
+])
+def test_recurrent_reference_experiments_reproduce_reference_settings(experiment, cell, hidden, language, init, tmp_path):
+    """reference.md, part 3: one sequence per update, SGD lr 0.005, weight decay 1e-4, no momentum,
+    100,000 updates, no early stop; SRN-2 on a^n b^2n from N(0, 0.001), LSTM-3 on a^n b^2n c^3n
+    uniform in +-1/sqrt(H); blocks of n in 1..4, 5 blocks a sequence."""
+    cfg = _compose([f"experiment={experiment}"], tmp_path)
+    m, d, t = cfg.model, cfg.data, cfg.trainer
+    assert (m.cell, m.hidden_units, m.init, m.optimizer, m.lr, m.weight_decay, m.momentum, m.restarts) == (cell, hidden, init, "sgd", 0.005, 1e-4, 0.0, 0)
+    assert (d.language, d.batch_size, d.max_n, d.blocks) == (language, 1, 4, 5)
+    assert (t.max_steps, t.max_epochs) == (100_000, 1) and cfg.callbacks.get("solved_stopping") is None
+    assert m.num_symbols == (3 if language == "anb2nc3n" else 2)

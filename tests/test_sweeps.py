@@ -151,7 +151,8 @@ def test_grid_seed_sweep_in_parallel_reports_the_success_rate(tmp_path):
         log = (sweep / job / "train.log").read_text()
         assert "'torch_threads'" in log
     summary = json.loads((sweep / "summary.json").read_text())
-    assert summary["success"] == {"succeeded": 1, "of": 2, "rate": 0.5, "interval95": summary["success"]["interval95"]}
+    # Wilson at 1 of 2: centre 0.5, half-width 1.96 sqrt(0.125 + 0.2401) / 2.9208 = 0.4055
+    assert summary["success"] == {"succeeded": 1, "of": 2, "rate": 0.5, "interval95": [0.095, 0.905]}
 
 
 @pytest.mark.slow
