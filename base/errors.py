@@ -21,6 +21,11 @@ class DataError(UserError):
     """Data files missing, unreadable or corrupt."""
 
 
+class TrainingDiverged(UserError):
+    """The training loss became NaN or infinite, or ended far above its start: the settings
+    (most often the learning rate) are to blame, not the code."""
+
+
 def check(ok: bool, key: str, value: Any, allowed: str) -> None:
     """Raise ``ConfigError("key=value is invalid; allowed: ...")`` unless ``ok``."""
     if not ok:

@@ -141,10 +141,11 @@ class GridPerceptron(pl.LightningModule):
 
     def _chunk_torch(self, x: torch.Tensor, y: torch.Tensor, n: int, adam: torch.optim.Adam) -> ChunkResult:
         """The same updates through autograd and ``torch.optim.Adam`` itself (``fast: false``)."""
-        streak, first, k = self._streak, -1, 0
+        streak, first, k, first_loss = self._streak, -1, 0, None
         while k < n and streak < self.hparams.stop_after_perfect:
             o = self.net(x)
             loss = F.binary_cross_entropy(o, y)
+            first_loss = float(loss.detach()) if first_loss is None else first_loss
             if bool(((o >= 0.5) == (y >= 0.5)).all()):
                 first = k if first < 0 else first
                 streak += 1
@@ -155,7 +156,8 @@ class GridPerceptron(pl.LightningModule):
             adam.step()
             k += 1
         adam.zero_grad()  # grads None again: the bookkeeping step below must not move anything
-        return ChunkResult(np.array([k]), np.array([first]), np.array([streak]), np.array([float(loss.detach())]), o.detach().cpu().numpy()[None])
+        return ChunkResult(np.array([k]), np.array([first]), np.array([streak]), np.array([float(loss.detach())]), o.detach().cpu().numpy()[None],
+                           np.array([first_loss]))
 
     def training_step(self, batches, batch_idx):
         """One full-batch update per ``(points, targets)`` in ``batches`` (the same 9 points each
@@ -197,7 +199,8 @@ class GridPerceptron(pl.LightningModule):
             log.info("attempt %d reached no 100%% in %d updates; re-initialising with seed %d", len(attempts) - 1, hp.restart_after, seed)
             self._reset_weights(seed)
             adam.state.clear()
-        return {"samples": done * len(x)}
+        # the chunk's first and last losses, for the divergence check (callbacks.divergence)
+        return {"loss": torch.tensor([float(result.first_loss[0]), loss]), "update": self.updates, "samples": done * len(x)}
 
     # -- checkpoints keep the training record --------------------------------------------------
     def on_save_checkpoint(self, checkpoint):

@@ -32,13 +32,15 @@ class ChunkResult:
     """Per row: ``done`` updates made; ``first_correct``, the index (0-based, in this call) of the
     first update whose forward pass had every point right (what the reference counts), -1 if
     none; ``streak``, updates in a row with every point right at the end (counting on from the
-    streak given); ``last_loss`` and ``last_output`` (N, 1): the last forward pass."""
+    streak given); ``first_loss``, the loss of the call's first forward pass (a row's loss before
+    these updates); ``last_loss`` and ``last_output`` (N, 1): the last forward pass."""
 
     done: np.ndarray  # (A,) int
     first_correct: np.ndarray  # (A,) int
     streak: np.ndarray  # (A,) int
     last_loss: np.ndarray  # (A,) float
     last_output: np.ndarray  # (A, N, 1)
+    first_loss: np.ndarray  # (A,) float
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -92,6 +94,7 @@ def adam_updates(
     done, first = np.zeros(A, np.int64), np.full(A, -1, np.int64)
     last_loss, last_output = np.zeros(A, np.float32), np.zeros((A, N, 1), np.float32)
     rows = np.flatnonzero(limits > 0)  # the rows still updating; the others have left
+    first_loss, first_pass = np.zeros(A, np.float32), True
     while rows.size:
         # working copies of the rows still updating (a row that stops is written back and dropped)
         th, m, v, st = flat[rows], exp_avg[rows], exp_avg_sq[rows], step[rows].copy()
@@ -104,6 +107,8 @@ def adam_updates(
             h = sigmoid(np.matmul(x, W1.transpose(0, 2, 1)) + b1[:, None, :])
             o = sigmoid(np.matmul(h, W2.transpose(0, 2, 1)) + b2[:, None, :])
             ok = ((o >= 0.5) == y_pos).all(axis=(1, 2))
+            if first_pass:
+                first_loss[rows], first_pass = bce(o, y_pos), False
             # backward through BCE and the sigmoids, as torch computes it
             s = o * (1.0 - o)
             dz2 = (o - y) / np.maximum(s, BCE_EPS) * s * inv_n  # (R, N, 1)
@@ -134,7 +139,7 @@ def adam_updates(
         done[rows], streak[rows], first[rows] = k, sk, fc
         last_loss[rows], last_output[rows] = bce(o, y_pos), o
         rows = rows[~stop]
-    return ChunkResult(done, first, streak, last_loss, last_output)
+    return ChunkResult(done, first, streak, last_loss, last_output, first_loss)
 
 
 def adam_chunk(params: list, adam, x, y, n: int, hidden: int, stop_after_correct: int, streak: int) -> ChunkResult:

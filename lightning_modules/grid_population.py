@@ -191,7 +191,9 @@ class GridPopulation(SeedShare, pl.LightningModule):
                        "step": float(self.updates.max())}, on_step=True, on_epoch=False)
         if not active.any():  # every seed has ended
             self.trainer.should_stop = True
-        return {"samples": int(result.done.sum()) * len(x)}
+        trained = limits > 0  # the chunk's first and last losses of the seeds that trained, for callbacks.divergence
+        return {"loss": torch.from_numpy(np.stack([result.first_loss[trained], result.last_loss[trained]])),
+                "update": int(self.updates.max()), "samples": int(result.done.sum()) * len(x)}
 
     def _after_chunk(self, i: int, result) -> None:
         """Seed ``i``'s bookkeeping after its updates, in ``GridPerceptron``'s order of decisions."""

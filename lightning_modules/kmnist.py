@@ -107,7 +107,7 @@ class KMNISTClassifier(pl.LightningModule):
     def training_step(self, batches, batch_idx):
         """One SGD update per ``(x, y)`` in ``batches``; stops inside the group at ``max_steps``.
 
-        Returns ``losses`` (one per update, detached) and ``samples``, for callbacks.
+        Returns ``loss`` (one per update, detached) and ``samples``, for callbacks.
         """
         opt = self.optimizers()
         max_steps = self.trainer.max_steps
@@ -124,7 +124,7 @@ class KMNISTClassifier(pl.LightningModule):
         losses = torch.stack(losses)
         # one metric update per step, not per batch: the epoch mean weights each batch by its size
         self.train_loss.update(losses, weight=torch.tensor(sizes, dtype=losses.dtype, device=losses.device))
-        return {"losses": losses, "samples": sum(sizes)}
+        return {"loss": losses, "samples": sum(sizes)}
 
     def on_train_epoch_end(self):
         self.log("loss/train", self.train_loss.compute(), sync_dist=True)  # reduced by compute(), see below

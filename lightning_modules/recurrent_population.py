@@ -294,7 +294,7 @@ class SequencePopulation(SeedShare, pl.LightningModule):
                           on_step=True, on_epoch=False)
         if all(self.ended):
             self.trainer.should_stop = True
-        return {"samples": len(active) * x.shape[1]}
+        return {"loss": per_seed.detach()[None], "update": self.updates, "samples": len(active) * x.shape[1]}  # loss: (1 update, seeds)
 
     def _end(self, i: int) -> None:
         """Seed ``i`` has ended: frozen from now on, and its sequences are no longer drawn."""

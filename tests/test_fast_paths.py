@@ -33,7 +33,7 @@ class LossRecorder(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         # a KMNIST step makes one update per batch of its group and returns all their losses
-        self.losses.extend(outputs["losses"].tolist() if "losses" in outputs else [float(outputs["loss"])])
+        self.losses.extend(outputs["loss"].flatten().tolist())
 
 
 def lightning_losses(model, datamodule, steps: int) -> list[float]:

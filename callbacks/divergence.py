@@ -1,0 +1,100 @@
+"""Stop a run whose training loss diverges, with one line that says so."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from pytorch_lightning import Callback
+
+from base.errors import TrainingDiverged
+
+
+class DivergenceCheck(Callback):
+    """Fail the run (``TrainingDiverged``: one ``error:`` line, exit status 1, no results.json)
+    when the training loss becomes NaN or infinite, or rises more than ``rise`` times above the
+    loss of the initial weights.
+
+    Every study's ``training_step`` returns ``{"loss": ...}``: losses of the updates it made, in
+    order, shaped ``()`` (one update), ``(updates,)`` or ``(updates, seeds)`` (a population); and,
+    where Lightning's ``global_step`` does not count updates, ``"update"``, the number of the last
+    one. The start is the mean of the first row of the first step (the initial nets' loss, kept
+    across a resume); "now" is the mean of the last row over the last ``window`` steps (or as many
+    as there were), so a single noisy batch does not count.
+
+    The check costs no host synchronisation per step: the losses stay on the device and are looked
+    at every ``check_every`` steps, at the end of each epoch and when training ends. Whatever the run wrote before (logs,
+    checkpoints) stays where it is, for inspection.
+    """
+
+    def __init__(self, rise: float | None = 10.0, window: int = 10, check_every: int = 10):
+        self.rise, self.window, self.check_every = rise, window, check_every
+        self.start: float | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._steps, self._update = 0, 0
+        self._recent: list[torch.Tensor] = []  # mean loss of the last update of each of the last `window` steps
+        self._bad: torch.Tensor | None = None  # the first non-finite loss (NaN until there is one)
+        self._bad_update: torch.Tensor | None = None  # ... and its update (-1 until there is one)
+
+    def on_train_start(self, trainer, pl_module):
+        self._reset()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if not isinstance(loss, torch.Tensor) or loss.numel() == 0:
+            return
+        rows = loss.detach().float().reshape(loss.shape[0] if loss.dim() else 1, -1)  # (updates, seeds)
+        last = int(outputs.get("update", trainer.global_step)) if isinstance(outputs, dict) else trainer.global_step
+        device = rows.device
+        if self._bad is None:
+            self._bad = torch.full((), float("nan"), device=device)
+            self._bad_update = torch.full((), -1, dtype=torch.long, device=device)
+        if self.start is None:  # the one host synchronisation outside the checks
+            self.start = float(rows[0].mean())
+        # the first non-finite loss and its update, found on the device
+        finite = torch.isfinite(rows).all(dim=1)  # (updates,)
+        first_row = torch.argmin(finite.to(torch.uint8))  # the first False (0 if all are True)
+        new = (~finite.all()) & (self._bad_update < 0)
+        value = rows[first_row][~torch.isfinite(rows[first_row])].sum()  # NaN + ... = NaN, inf stays inf
+        self._bad = torch.where(new, value, self._bad)
+        self._bad_update = torch.where(new, last - len(rows) + 1 + first_row, self._bad_update)
+        self._recent = (self._recent + [rows[-1].mean()])[-self.window:]
+        self._steps, self._update = self._steps + 1, last
+        if self._steps % self.check_every == 0:
+            self._check(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self._check(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        self._check(trainer, pl_module)
+
+    def _check(self, trainer, pl_module) -> None:
+        if self._bad_update is None:
+            return  # no training step ran
+        bad = int(self._bad_update) >= 0
+        if trainer.strategy.reduce_boolean_decision(bad, all=False):
+            where = f"at update {int(self._bad_update):,} the training loss became {float(self._bad)}" if bad else "a training loss on another process became NaN or infinite"
+            raise TrainingDiverged(f"training diverged: {where}; {self._advice(pl_module)}")
+        if self.rise is None:
+            return
+        now = float(torch.stack(self._recent).mean())
+        rose = now > self.rise * max(self.start, 1e-3)  # a start near 0 (a perfect net) is no scale
+        if trainer.strategy.reduce_boolean_decision(rose, all=False):
+            what = (f"the training loss rose to {now:.4g} by update {self._update:,} (mean of the last {self.window} steps), "
+                    f"more than {self.rise:g} times its start, {self.start:.4g}") if rose else "the training loss of another process rose far above its start"
+            raise TrainingDiverged(f"training diverged: {what}; {self._advice(pl_module)}")
+
+    @staticmethod
+    def _advice(pl_module) -> str:
+        lr = pl_module.hparams.get("lr")
+        now = f" (now {lr:g})" if isinstance(lr, (int, float)) and math.isfinite(lr) else ""
+        return f"try a smaller model.lr{now}; the logs and any checkpoints written so far stay in the run folder"
+
+    def state_dict(self):
+        return {"start": self.start}
+
+    def load_state_dict(self, state_dict):
+        self.start = state_dict.get("start")
