@@ -144,9 +144,11 @@ def format_probe(rows: list[dict], state: str) -> str:
 def generalisation(ns: list[int], all_right: list[bool]) -> dict:
     """From one test sequence per block length n and whether every determined position of it was
     right: ``max_n_generalised``, the largest N with every length 1..N right (0 if n = 1 fails);
-    ``lengths_right``, every length that was right; ``tested_up_to``."""
+    ``lengths_right``, every length that was right; ``fraction_lengths_right``, their share of the
+    lengths tested; ``tested_up_to``."""
     right = dict(sorted(zip(ns, all_right)))
     max_n = 0
     while right.get(max_n + 1, False):
         max_n += 1
-    return {"max_n_generalised": max_n, "lengths_right": [n for n, ok in right.items() if ok], "tested_up_to": max(right)}
+    lengths_right = [n for n, ok in right.items() if ok]
+    return {"max_n_generalised": max_n, "lengths_right": lengths_right, "fraction_lengths_right": len(lengths_right) / len(right), "tested_up_to": max(right)}

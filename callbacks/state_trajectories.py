@@ -174,6 +174,25 @@ def probe_figure(states, count, phase, probe: list[dict], state_name: str) -> Fi
     return fig
 
 
+def generalisation_figure(nets: list[dict], title: str) -> Figure:
+    """Which block lengths each net predicts without an error: one row per net (``label``,
+    ``lengths_right``, ``tested_up_to``, ``max_n_generalised``), block length n on x; right in
+    dark, wrong in light, and a tick at each net's ``max_n_generalised``."""
+    tested = max(g["tested_up_to"] for g in nets)
+    grid = np.zeros((len(nets), tested), dtype=float)
+    for row, g in enumerate(nets):
+        grid[row, [n - 1 for n in g["lengths_right"]]] = 1.0
+    fig = Figure(figsize=(7.5, 1.6 + 0.16 * len(nets)), layout="constrained")
+    ax = fig.add_subplot()
+    ax.imshow(grid, aspect="auto", cmap="Greens", vmin=-0.25, vmax=1.0, interpolation="nearest",
+              extent=(0.5, tested + 0.5, len(nets) - 0.5, -0.5))
+    ax.plot([g["max_n_generalised"] + 0.5 for g in nets], range(len(nets)), "|", color="tab:red", ms=8)
+    ax.set_yticks(range(len(nets)), [g["label"] for g in nets], fontsize=7 if len(nets) > 20 else 9)
+    ax.set_xlabel("block length n of the test sequence (two blocks of n)")
+    ax.set_title(f"{title}\nred tick: max_n_generalised (every length up to it right)", fontsize=10)
+    return fig
+
+
 class StateTrajectoryCallback(Callback):
     """Looks inside a ``SequencePredictor`` through its step-by-step trace.
 
@@ -267,6 +286,10 @@ class StateTrajectoryCallback(Callback):
         self._results = self._draw(trainer, final=True, **shown[0])
         for extra in shown[1:]:
             self._draw(trainer, final=True, **extra)
+        nets = pl_module.generalisation_by_net()
+        if nets:
+            fig = generalisation_figure(nets, f"block lengths predicted without an error (dark) after training on n <= {trainer.datamodule.language.max_n}")
+            publish(trainer, fig, "generalisation/lengths_right", self.save_dir / "generalisation.png" if self.save_dir else None)
         writer = tensorboard_writer(trainer)
         if writer is None:
             return

@@ -223,6 +223,11 @@ class SequencePredictor(pl.LightningModule):
             return torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
         return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
 
+    def generalisation_by_net(self) -> list[dict]:
+        """The last test's generalisation (``analysis.recurrent.generalisation``) of this net, labelled."""
+        gen = self.last_eval.get("generalisation")
+        return [{"label": "this net", **gen}] if gen else []
+
     def test_summary(self) -> dict:
         ev = self.last_eval["test"]
         gen = self.last_eval.get("generalisation", {})

@@ -9,7 +9,8 @@ count per seed. Each seed keeps its own life, as ``SequencePredictor`` + ``Solve
 it alone: its initial weights (the same generator calls), its own sequences (the batches, the
 validation and the test sequences it would draw alone; ``GrammarDataModule(seeds=N)``), its
 evaluations every ``eval_every`` updates, its restarts (``Attempts``), its early stop (solved on
-``solved_evaluations`` evaluations in a row) and its budget (``max_updates``). A seed that has
+``solved_evaluations`` evaluations in a row, then ``solved_patience`` updates more) and its budget
+(``max_updates``). A seed that has
 ended is frozen and leaves the computation, so the cost falls as the population finishes.
 
 Every batch is padded to the language's longest sequence, so a seed's arithmetic does not
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import time
 from collections import Counter
 from typing import Optional, Union
@@ -93,8 +95,8 @@ def forward(p: dict[str, torch.Tensor], x: torch.Tensor, steps: int, lstm: bool,
 class SequencePopulation(SeedShare, pl.LightningModule):
     """``seeds`` SRNs or LSTMs on a counting language (arguments as ``SequencePredictor``), with
     the run's schedule: ``max_updates`` (the single run's ``trainer.max_steps``), ``eval_every``
-    (its ``val_check_interval``) and ``solved_evaluations`` (its ``SolvedStopping``; None: no
-    early stop). ``analyse_seed``: the seed whose net the figures and printout show (default: the
+    (its ``val_check_interval``), ``solved_evaluations`` and ``solved_patience`` (its
+    ``SolvedStopping``'s ``evaluations`` and ``patience``; None: no early stop). ``analyse_seed``: the seed whose net the figures and printout show (default: the
     first one solved on the test)."""
 
     study = "recurrent"  # results.json's family (orchestration.studies)
@@ -117,6 +119,7 @@ class SequencePopulation(SeedShare, pl.LightningModule):
         max_updates: int = 100_000,
         eval_every: int = 1000,
         solved_evaluations: Optional[int] = None,
+        solved_patience: Optional[int] = 0,
         analyse_seed: Optional[int] = None,
     ):
         super().__init__()
@@ -125,6 +128,7 @@ class SequencePopulation(SeedShare, pl.LightningModule):
         for key, value in (("max_updates", max_updates), ("eval_every", eval_every)):
             check_int(key, value, 1)
         check(solved_evaluations is None or (isinstance(solved_evaluations, int) and solved_evaluations >= 1), "solved_evaluations", solved_evaluations, "null or an integer >= 1")
+        check(solved_patience is None or (isinstance(solved_patience, int) and solved_patience >= 0), "solved_patience", solved_patience, "null or an integer >= 0")
         seed_list = [int(init_seed) + i for i in range(seeds)]
         check(analyse_seed is None or analyse_seed in seed_list, "analyse_seed", analyse_seed,
               f"null (the first seed solved on the test) or one of the trained seeds, {seed_list[0]}..{seed_list[-1]}")
@@ -146,6 +150,7 @@ class SequencePopulation(SeedShare, pl.LightningModule):
         self.stopped_at: list[Optional[int]] = [None] * seeds
         self.made: list[Optional[int]] = [None] * seeds  # updates a seed made, once gathered from another process
         self.solved_streak = [0] * seeds
+        self.held_at: list[Optional[int]] = [None] * seeds  # the update at which a seed's streak reached solved_evaluations
         self.first_solved: list[Optional[int]] = [None] * seeds
         self.first_solved_seconds: list[Optional[float]] = [None] * seeds
         self.attempts = [Attempts(s, restarts, restart_after, first_key="first_solved_update") for s in seed_list]
@@ -286,6 +291,8 @@ class SequencePopulation(SeedShare, pl.LightningModule):
         self.updates += 1
         if self.updates % self.hparams.eval_every == 0:
             self._evaluate(active)
+        else:
+            self._stop_the_held()
         for i in active:
             if not self.ended[i] and self.updates >= self.hparams.max_updates:
                 self._end(i)
@@ -326,11 +333,21 @@ class SequencePopulation(SeedShare, pl.LightningModule):
                 self.first_solved[i] = self.updates
                 self.first_solved_seconds[i] = round(time.perf_counter() - self._t0, 2)
             self.solved_streak[i] = self.solved_streak[i] + 1 if ok else 0
-            if hp.solved_evaluations is not None and self.solved_streak[i] >= hp.solved_evaluations:
+            if hp.solved_evaluations is not None and self.solved_streak[i] >= hp.solved_evaluations and self.held_at[i] is None:
+                self.held_at[i] = self.updates
+        self._stop_the_held()
+
+    def _stop_the_held(self) -> None:
+        """End the seeds held solved ``solved_patience`` updates ago (``SolvedStopping``'s rule)."""
+        patience = self.hparams.solved_patience
+        if patience is None:
+            return
+        for i, held in enumerate(self.held_at):
+            if held is not None and not self.ended[i] and self.updates >= held + patience:
                 self.stopped_at[i] = self.updates
                 self._end(i)
 
-    STATE = ("updates", "ended", "stopped_at", "made", "solved_streak", "first_solved", "first_solved_seconds")
+    STATE = ("updates", "ended", "stopped_at", "made", "solved_streak", "held_at", "first_solved", "first_solved_seconds")
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint[Attempts.CHECKPOINT_KEY] = [a.state_dict() for a in self.attempts]
@@ -402,9 +419,15 @@ class SequencePopulation(SeedShare, pl.LightningModule):
                 "seed": seed, "outcome": "succeeded" if t["solved"][i] else "failed", "updates": made,
                 "first_solved_update": self.first_solved[i], "stopped_early_at_update": self.stopped_at[i], "attempts": len(attempts),
                 "test_loss": t["loss"][i], "error": t["error"][i], "error_exact": t["error_exact"][i], "det_acc": t["det_acc"][i], "solved": bool(t["solved"][i]),
-                "max_n_generalised": t["generalisation"][i]["max_n_generalised"], "attempt_records": attempts,
+                "max_n_generalised": t["generalisation"][i]["max_n_generalised"],
+                "fraction_lengths_right": t["generalisation"][i]["fraction_lengths_right"], "lengths_right": t["generalisation"][i]["lengths_right"],
+                "attempt_records": attempts,
             })
         return out
+
+    def generalisation_by_net(self) -> list[dict]:
+        """The last test's generalisation of every seed, labelled by seed."""
+        return [{"label": f"seed {s}", **g} for s, g in zip(self.seed_list, self.last_test.get("generalisation", []))]
 
     def test_summary(self) -> dict:
         """results.json of a population: the analysed seed as a single run reports it, every
@@ -429,6 +452,8 @@ class SequencePopulation(SeedShare, pl.LightningModule):
             "updates_to_success": updates_distribution([r["first_solved_update"] if r["outcome"] == "succeeded" else None for r in per_seed],
                                                        [r["updates"] for r in per_seed]),
             "max_n_generalised_counts": {str(n): generalised[n] for n in sorted(generalised)},
+            "fraction_lengths_right_median": statistics.median(r["fraction_lengths_right"] for r in per_seed),
+            "fraction_lengths_right_best": max(r["fraction_lengths_right"] for r in per_seed),
         }
 
 

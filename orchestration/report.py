@@ -204,15 +204,17 @@ def recurrent_section(rep: Report, runs: dict, sweeps: dict) -> None:
         first = r.get("first_solved_update")
         exact = f"{r['error_exact']:.4f}" if "error_exact" in r else "-"
         rows.append([r["experiment"], r["model"], r["params"], f"{r['error']:.4f}", exact, f"{r['det_acc']:.4f}", "yes" if r["solved"] else "no",
-                     r.get("max_n_generalised", "?"), f"{first:,}" if first is not None else "-", r.get("updates", r.get("global_step")), f"{r['train_seconds']:.1f}"])
+                     r.get("max_n_generalised", "?"), f"{r['fraction_lengths_right']:.0%}" if "fraction_lengths_right" in r else "-",
+                     f"{first:,}" if first is not None else "-", r.get("updates", r.get("global_step")), f"{r['train_seconds']:.1f}"])
     if rows:
         rep.table(["experiment", "model", "parameters", "error (reference's measure)", "error_exact", "det_acc", "solved", "max_n_generalised",
-                   "first solved at update", "updates", "training s"], rows)
+                   "lengths right", "first solved at update", "updates", "training s"], rows)
     for r in present:
         rep.add(f"### {r['experiment']} ({r['model']}, {r['hparams'].get('hidden_units')} hidden units)", "")
         if r.get("population"):
             rep.add(*population_printout(r).splitlines(), "")
             rep.figure(r, "updates_to_success.png", f"{r['experiment']}: updates to first solved over {r['population']} seeds")
+        rep.figure(r, "generalisation.png", f"{r['experiment']}: the block lengths each net predicts without an error")
         gen = r.get("max_n_generalised")
         if gen is not None:
             beyond = [n for n in r.get("lengths_right", []) if n > gen]

@@ -74,7 +74,8 @@ def recurrent_printout(r: dict) -> str:
         out += [format_probe(r["probe"]["phases"], r["probe"]["state"]), ""]
     gen = ""
     if "max_n_generalised" in r:
-        gen = f"; every block length up to n = {r['max_n_generalised']} right (tested up to {r['tested_up_to']})"
+        right = f", {len(r['lengths_right'])} of {r['tested_up_to']} lengths right" if "lengths_right" in r else ""
+        gen = f"; every block length up to n = {r['max_n_generalised']} right (tested up to {r['tested_up_to']}{right})"
     solved = "solved" if r["solved"] else "not solved"
     exact = f", error_exact {r['error_exact']:.4f}" if "error_exact" in r else ""
     out.append(f"Test: error {r['error']:.4f} (the reference's measure){exact}, det_acc {r['det_acc']:.4f} ({solved}){gen}")
@@ -100,6 +101,9 @@ def population_printout(r: dict) -> str:
     if "max_n_generalised_counts" in r:
         spread = ", ".join(f"{n}: {k}" for n, k in r["max_n_generalised_counts"].items())
         out.append(f"max_n_generalised over the seeds (value: seeds): {spread}")
+    if "fraction_lengths_right_median" in r:
+        out.append(f"Block lengths right of n = 1..{r['tested_up_to']}: median {r['fraction_lengths_right_median']:.0%} over the seeds, "
+                   f"best seed {r['fraction_lengths_right_best']:.0%}")
     failed = [e["seed"] for e in r["seeds"] if e["outcome"] != "succeeded"]
     if failed:
         out.append(f"Seeds that failed: {', '.join(map(str, failed[:20]))}" + (" ..." if len(failed) > 20 else ""))
@@ -137,10 +141,10 @@ class Study:
 def recurrent_population_settings(cfg) -> tuple[dict, dict, list[str]]:
     """A recurrent population takes the single run's schedule as its own, per seed: the update
     budget (``trainer.max_steps``), the evaluation interval (``trainer.val_check_interval``) and the
-    early stop (``callbacks.solved_stopping``, which it replaces); the data draws every seed's batches."""
+    early stop and patience (``callbacks.solved_stopping``, which it replaces); the data draws every seed's batches."""
     stopping = (cfg.get("callbacks") or {}).get("solved_stopping")
     model = {"max_updates": cfg.trainer.max_steps, "eval_every": cfg.trainer.val_check_interval,
-             "solved_evaluations": stopping.evaluations if stopping else None}
+             "solved_evaluations": stopping.evaluations if stopping else None, "solved_patience": stopping.get("patience", 0) if stopping else None}
     return model, {"seeds": cfg.seeds, "population": True}, ["solved_stopping"]
 
 

@@ -167,6 +167,29 @@ def test_each_recurrent_seed_of_a_population_ends_as_a_population_of_one(cell, l
     assert len(kinds) >= 2, kinds  # not every seed the same story
 
 
+def test_a_population_trains_on_for_its_patience_after_solving():
+    """The same seeds with patience 0, 400 and None (the full schedule): identical until a seed is
+    held solved, then it stops at once, 400 updates later, or never."""
+    from datamodules.grammar import GrammarDataModule
+    from lightning_modules.recurrent_population import SequencePopulation
+
+    settings = dict(cell="srn", hidden_units=2, num_symbols=2, init=0.3, optimizer="adam", lr=0.01, restarts=2, restart_after=1000,
+                    max_updates=3000, eval_every=100, solved_evaluations=3)
+    data = dict(language="anb2n", batch_size=8, eval_sequences=20, eval_max_n=8)
+
+    def outcomes(patience):
+        pop = _fit_sequences(SequencePopulation(seeds=4, init_seed=10, solved_patience=patience, **settings), GrammarDataModule(seed=10, seeds=4, population=True, **data))
+        return {r["seed"]: r for r in pop.seed_outcomes()}
+
+    at_once, later, never = outcomes(0), outcomes(400), outcomes(None)
+    held = [s for s, r in at_once.items() if r["stopped_early_at_update"] is not None]
+    assert held, at_once
+    for s in held:
+        assert later[s]["first_solved_update"] == at_once[s]["first_solved_update"]
+        assert later[s]["stopped_early_at_update"] == at_once[s]["stopped_early_at_update"] + 400 == later[s]["updates"]
+    assert all(r["stopped_early_at_update"] is None and r["updates"] == 3000 for r in never.values())
+
+
 def test_a_population_of_one_follows_the_single_network():
     """The population's arithmetic (a loop of batched products) against the fused nn.RNN of
     SequencePredictor: the same initial weights, the same sequences, and the same losses to float

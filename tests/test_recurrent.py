@@ -10,6 +10,7 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from base.errors import ConfigError
 from callbacks.solved_stopping import SolvedStopping
 from analysis.recurrent import gate_table, linear_probe
 from conftest import load_results, quiet, run_train
@@ -232,7 +233,10 @@ def test_always_b_network_has_the_det_acc_worked_out_by_hand():
 
 
 def test_generalisation_is_the_longest_run_of_right_lengths_from_one():
-    assert generalisation([1, 2, 3, 4, 5], [True, True, True, False, True]) == {"max_n_generalised": 3, "lengths_right": [1, 2, 3, 5], "tested_up_to": 5}
+    assert generalisation([1, 2, 3, 4, 5], [True, True, True, False, True]) == {
+        "max_n_generalised": 3, "lengths_right": [1, 2, 3, 5], "fraction_lengths_right": 0.8, "tested_up_to": 5}
+    assert generalisation(list(range(1, 201)), [True] * 200)["max_n_generalised"] == 200  # an oracle: every tested length
+    assert generalisation(list(range(1, 201)), [True] * 200)["fraction_lengths_right"] == 1.0
     assert generalisation([3, 1, 2], [True, False, True])["max_n_generalised"] == 0
     assert generalisation([2, 1], [True, True])["max_n_generalised"] == 2
 
@@ -277,6 +281,31 @@ def test_solved_stopping_waits_for_consecutive_solved_evaluations():
     trainer.global_step, trainer.callback_metrics = 500, {"det_acc/val": torch.tensor(1.0)}
     cb.on_validation_end(trainer, None)
     assert trainer.should_stop and cb.stopped_at_update == 500 and cb.results() == {"stopped_early_at_update": 500}
+
+
+def test_solved_stopping_trains_on_for_its_patience_or_the_full_schedule():
+    def run(patience):
+        cb = SolvedStopping(evaluations=2, patience=patience)
+        trainer = SimpleNamespace(sanity_checking=False, callback_metrics={"det_acc/val": torch.tensor(1.0)}, strategy=_Strategy(), should_stop=False, global_step=0)
+        for step in range(1, 2001):
+            trainer.global_step = step
+            cb.on_train_batch_end(trainer, None, None, None, step)
+            if step % 100 == 0:
+                cb.on_validation_end(trainer, None)
+            if trainer.should_stop:
+                break
+        return cb.held_at, cb.stopped_at_update
+
+    assert run(0) == (200, 200)  # solved at 100 and 200: held, and stopped at once
+    assert run(700) == (200, 900)
+    assert run(None) == (200, None)  # the full schedule
+
+
+def test_solved_stopping_settings_are_checked():
+    with pytest.raises(ConfigError, match="patience=-1 is invalid; allowed: an integer >= 0"):
+        SolvedStopping(patience=-1)
+    with pytest.raises(ConfigError, match="evaluations=0 is invalid"):
+        SolvedStopping(evaluations=0)
 
 
 # ---- end to end ---------------------------------------------------------------------------------
