@@ -148,7 +148,9 @@ def generalisation(ns: list[int], all_right: list[bool]) -> dict:
     lengths tested; ``tested_up_to``."""
     right = dict(sorted(zip(ns, all_right)))
     max_n = 0
-    while right.get(max_n + 1, False):
-        max_n += 1
+    for n in range(1, max(right) + 1):
+        if not right.get(n, False):  # untested counts as wrong
+            break
+        max_n = n
     lengths_right = [n for n, ok in right.items() if ok]
     return {"max_n_generalised": max_n, "lengths_right": lengths_right, "fraction_lengths_right": len(lengths_right) / len(right), "tested_up_to": max(right)}

@@ -237,6 +237,7 @@ def test_generalisation_is_the_longest_run_of_right_lengths_from_one():
         "max_n_generalised": 3, "lengths_right": [1, 2, 3, 5], "fraction_lengths_right": 0.8, "tested_up_to": 5}
     assert generalisation(list(range(1, 201)), [True] * 200)["max_n_generalised"] == 200  # an oracle: every tested length
     assert generalisation(list(range(1, 201)), [True] * 200)["fraction_lengths_right"] == 1.0
+    assert generalisation([1, 2, 4], [True, True, True])["max_n_generalised"] == 2  # an untested length counts as wrong
     assert generalisation([3, 1, 2], [True, False, True])["max_n_generalised"] == 0
     assert generalisation([2, 1], [True, True])["max_n_generalised"] == 2
 
