@@ -73,6 +73,7 @@ def test_updates_distribution_quartiles_by_hand():
     ((0.5, 0.0), -1.0, {"equation": "x = 2.00", "on": "right"}),  # w_x = 0.5 < 1 still points right
     ((-2.0, 0.0), 1.0, {"equation": "x = 0.50", "on": "left"}),
     ((0.0, 1e-9), 0.0, {"equation": None, "on": "everywhere"}),  # |w_y| at the tolerance: no line; b = 0 is on
+    ((1e-9, 0.0), 0.0, {"equation": None, "on": "everywhere"}),  # |w_x| at the tolerance: no line either
     ((1.0, 1.0), 4e9, {"equation": None, "on": "everywhere"}),  # weights negligible against the bias
     ((0.0, 0.0), -1.0, {"equation": None, "on": "nowhere"}),
 ])
@@ -162,6 +163,7 @@ def test_grid_net_default_is_sigmoid_and_weights_are_checked_with_one_line():
     good = {"hidden_weight": [[1, 1]], "hidden_bias": [0], "output_weight": [2], "output_bias": 3}
     out = load_weights(good, None, 1)
     assert {k: v.tolist() for k, v in out.items()} == {"hidden_weight": [[1.0, 1.0]], "hidden_bias": [0.0], "output_weight": [[2.0]], "output_bias": [3.0]}
+    assert all(v.dtype == torch.float32 for v in out.values())  # integers in the config become floats
     assert load_weights(None, None, 1) is None
     shapes = "Expected shapes: hidden_weight [1, 2], hidden_bias [1], output_weight [1, 1], output_bias [1] (hidden_units=1)"
     cases = [
@@ -170,6 +172,8 @@ def test_grid_net_default_is_sigmoid_and_weights_are_checked_with_one_line():
         (([1, 2], None), f"weights must have exactly the keys hidden_weight, hidden_bias, output_weight, output_bias; got list. {shapes}"),
         (({**good, "hidden_bias": ["a"]}, None), f"weights.hidden_bias=['a'] is not a numeric array. {shapes}"),
         (({**good, "hidden_weight": [[1, 1, 1]]}, None), f"weights.hidden_weight has shape [1, 3]; expected shapes: {shapes[len('Expected shapes: '):]}"),
+        # only the output bias may be a bare number
+        (({**good, "hidden_bias": 0}, None), f"weights.hidden_bias has shape []; expected shapes: {shapes[len('Expected shapes: '):]}"),
     ]
     for (weights, file), message in cases:
         with pytest.raises(ConfigError) as err:
@@ -185,8 +189,15 @@ def test_grid_weights_from_a_file(tmp_path):
         load_weights(None, str(tmp_path / "nope.yaml"), 1)
     bad = tmp_path / "bad.yaml"
     bad.write_text("a: [1\n")
-    with pytest.raises(ConfigError, match=r"^weights_file='.*bad.yaml' is not YAML or JSON: "):
+    from omegaconf import OmegaConf
+
+    try:
+        OmegaConf.load(bad)
+    except Exception as exc:  # noqa: BLE001 - the parser's own first line is what the message quotes
+        first_line = str(exc).splitlines()[0]
+    with pytest.raises(ConfigError) as err:
         load_weights(None, str(bad), 1)
+    assert str(err.value) == f"weights_file={str(bad)!r} is not YAML or JSON: {first_line}"
 
 
 # ---- the recurrent nets and their analysis ------------------------------------------------------
@@ -206,6 +217,15 @@ def test_srn_and_lstm_traces_match_their_forward_passes():
     lstm_tr = LSTM(3, 2).trace(x)
     assert torch.equal(lstm_tr["initial"], torch.zeros(2, 2))
     assert set(lstm_tr) == {"hidden", "cell", "input", "forget", "cell_input", "output", "logits", "initial"}
+
+
+def test_uniform_initialisation_uses_the_nets_hidden_units():
+    from lightning_modules.recurrent_nets import initialise
+
+    for net in (SRN(2, 4), LSTM(2, 4)):
+        initialise(net, "uniform", torch.Generator().manual_seed(0))
+        values = torch.cat([p.flatten() for p in net.parameters() if p.requires_grad])
+        assert values.abs().max() <= 0.5 and values.abs().max() > 0.45  # +-1/sqrt(4)
 
 
 def test_num_symbols_of_every_language():
@@ -240,6 +260,8 @@ def test_step_table_and_its_printout_by_hand():
     assert rows[2]["determined"] and rows[2]["probs"] == [0.0, 1.0]
     with_cell = step_table({**tr, "cell": -tr["hidden"]}, 1)
     assert with_cell[0]["cell"] == [-0.25, -0.3] and len(with_cell) == 3
+    fine = {**tr, "hidden": tr["hidden"] + 0.0012, "cell": tr["hidden"] - 0.0012}
+    assert step_table(fine, 0)[0]["hidden"] == [0.25, 0.3] and step_table(fine, 0)[0]["cell"] == [0.25, 0.3]  # 2 decimals
     rows[3]["determined"] = True  # a determined step predicted wrong is marked
     assert format_step_table(rows, "title") == "\n".join([
         "title",
@@ -279,6 +301,18 @@ def test_linear_probe_and_its_printout_by_hand():
     three_b = {"hidden": np.array([[0.0], [-0.5], [-1.0]]), "count": np.array([2, 1, 0]), "phase": np.array([1, 1, 1])}
     b_rows = linear_probe(three_b["hidden"], three_b["count"], three_b["phase"])
     assert b_rows[0]["units"] == [{"unit": 0, "slope": 0.5, "per_symbol": -0.5, "r2": 1.0}]  # B counts down: -slope per symbol
+    # a reset phase counts up (+slope per symbol); 4 and 5 decimals differ: slope 1/3, R^2 0.75
+    # (unit 0 = count / 3 exactly; unit 1 = 0, 1, 0, 1 against counts 0..3: slope 0.2, R^2 0.2)
+    reset = linear_probe(np.array([[0.0, 0.0], [1 / 3, 1.0], [2 / 3, 0.0], [1.0, 1.0]]), np.array([0, 1, 2, 3]), np.array([3, 3, 3, 3]))
+    assert reset == [{"phase": "reset", "positions": 4, "r2": 1.0, "counter": 0, "units": [
+        {"unit": 0, "slope": 0.3333, "per_symbol": 0.3333, "r2": 1.0}, {"unit": 1, "slope": 0.2, "per_symbol": 0.2, "r2": 0.2}]}]
+    noisy = linear_probe(np.array([[0.0], [1.0], [0.0], [1.0]]), np.array([0, 1, 2, 3]), np.array([1, 1, 1, 1]))
+    # one unit that does not hold the count well: R^2 0.2 from it alone, and for the phase
+    assert noisy[0]["r2"] == 0.2 and noisy[0]["units"][0] == {"unit": 0, "slope": 0.2, "per_symbol": -0.2, "r2": 0.2}
+    third = linear_probe(np.array([[0.0], [0.5], [0.0], [2.0]]), np.array([0, 1, 2, 3]), np.array([0, 0, 0, 0]))
+    # by hand: Sxx 5, Sxy 2.75 -> slope 0.55; total 2.6875, explained 0.55 x 2.75 = 1.5125 -> R^2
+    # 0.56279 (5 decimals), 0.5628 (the 4 kept)
+    assert third[0]["units"][0] == {"unit": 0, "slope": 0.55, "per_symbol": 0.55, "r2": 0.5628} and third[0]["r2"] == 0.5628
     flat = linear_probe(np.zeros((3, 1)), np.array([1, 1, 1]), np.array([0, 0, 0]))
     assert flat == []  # the count does not vary
     assert format_probe(rows, "hidden") == (
@@ -293,6 +327,8 @@ def test_least_squares_fit_by_hand():
     # best line y = 0.4 x + 0.4; residuals -0.4 1.2 -1.2 0.4: SSE 3.2 of total 4 -> R^2 0.2
     assert w.tolist() == pytest.approx([0.4]) and r2 == pytest.approx(0.2)
     assert _fit(np.array([[0.0], [1.0]]), np.array([5.0, 5.0]))[1] == 0.0
+    w, r2 = _fit(np.array([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0], [2.0, 3.0]]), np.array([2.0, 1.0, 3.0, 8.0]))  # y = x0 + 2 x1
+    assert w.tolist() == pytest.approx([1.0, 2.0]) and r2 == pytest.approx(1.0)
     assert _fit(np.array([[0.0], [1.0], [2.0]]), np.array([0.0, 0.5, 1.0]))[1] == pytest.approx(1.0)  # total 0.5 < 1
 
 
@@ -314,6 +350,8 @@ def test_read_idx_reads_what_the_header_promises(tmp_path):
 
 @pytest.mark.parametrize("content, magic, message", [
     (b"\x00\x00", LABELS_MAGIC, "{p} is corrupt: 2 bytes, too short for an IDX header"),
+    (struct.pack(">I", LABELS_MAGIC), LABELS_MAGIC, "{p} is truncated: 4 bytes, the header alone needs 8"),  # the magic alone
+    (b"\x80\x00\x08\x03" + bytes(12), IMAGES_MAGIC, "{p} is corrupt or not an IDX images file: magic number 0x80000803, expected 0x00000803"),
     (_idx(IMAGES_MAGIC, (1,), b""), LABELS_MAGIC, "{p} is corrupt or not an IDX labels file: magic number 0x00000803, expected 0x00000801"),
     (_idx(LABELS_MAGIC, (1,), b""), IMAGES_MAGIC, "{p} is corrupt or not an IDX images file: magic number 0x00000801, expected 0x00000803"),
     (struct.pack(">I", IMAGES_MAGIC) + b"\x00" * 8, IMAGES_MAGIC, "{p} is truncated: 12 bytes, the header alone needs 16"),
@@ -350,8 +388,13 @@ def test_images_and_labels_are_checked_against_each_other(tmp_path):
     labels = write("l", LABELS_MAGIC, (2,), bytes([1, 2]))
     images, got = read_images_and_labels(imgs, labels, image_size=2, num_classes=3)
     assert images.shape == (2, 2, 2) and got.tolist() == [1, 2]
+    wide = write("w", IMAGES_MAGIC, (2, 2, 3), bytes(12))
+    ten = write("l10", LABELS_MAGIC, (2,), bytes([10, 0]))
+    with pytest.raises(DataError, match=r"label 10 found; labels must be 0\.\.9$"):  # 10 classes by default
+        read_images_and_labels(write("i28", IMAGES_MAGIC, (2, 28, 28), bytes(2 * 784)), ten)
     cases = [
         ((imgs, labels, 3, 3), f"{imgs} holds 2x2 images; expected 3x3"),
+        ((wide, labels, 2, 3), f"{wide} holds 2x3 images; expected 2x2"),
         ((write("e", IMAGES_MAGIC, (0, 2, 2), b""), labels, 2, 3), f"{tmp_path / 'e'} holds no images"),
         ((imgs, write("l3", LABELS_MAGIC, (3,), bytes(3)), 2, 3), f"{imgs} holds 2 images but {tmp_path / 'l3'} holds 3 labels"),
         ((imgs, labels, 2, 2), f"{labels} is corrupt: label 2 found; labels must be 0..1"),
@@ -372,3 +415,5 @@ def test_gunzip_writes_the_whole_file_or_nothing(tmp_path):
     with pytest.raises(DataError, match=r"a\.gz is corrupt: cannot decompress it \("):
         gunzip(src, dst)
     assert not dst.exists() and not (tmp_path / "a.part").exists()
+    with pytest.raises(DataError, match=r"missing\.gz is corrupt: cannot decompress it \("):  # nothing written yet
+        gunzip(tmp_path / "missing.gz", dst)
