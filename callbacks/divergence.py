@@ -54,10 +54,13 @@ class DivergenceCheck(Callback):
         if self.start is None:  # the one host synchronisation outside the checks
             self.start = float(rows[0].mean())
         # the first non-finite loss and its update, found on the device
-        finite = torch.isfinite(rows).all(dim=1)  # (updates,)
-        first_row = torch.argmin(finite.to(torch.uint8))  # the first False (0 if all are True)
-        new = (~finite.all()) & (self._bad_update < 0)
-        value = rows[first_row][~torch.isfinite(rows[first_row])].sum()  # NaN + ... = NaN, inf stays inf
+        # (no boolean-mask indexing or indexing by a tensor: either would synchronise on a GPU)
+        finite = torch.isfinite(rows)
+        row_finite = finite.all(dim=1)  # (updates,)
+        first_row = torch.argmin(row_finite.to(torch.uint8))  # the first False (0 if all are True)
+        new = (~row_finite.all()) & (self._bad_update < 0)
+        bad_sums = torch.where(finite, torch.zeros_like(rows), rows).sum(dim=1)  # per update: NaN + ... = NaN, inf stays inf
+        value = bad_sums.gather(0, first_row.view(1)).squeeze(0)
         self._bad = torch.where(new, value, self._bad)
         self._bad_update = torch.where(new, last - len(rows) + 1 + first_row, self._bad_update)
         self._recent = (self._recent + [rows[-1].mean()])[-self.window:]
