@@ -9,5 +9,6 @@ sweep summary format it.
 - ``recurrent``: step-by-step traces, gate table by phase, linear count probe, per-step tables,
   generalisation over block lengths;
 - ``population``: spread of a metric over runs, success rates with their Wilson interval;
+- ``stopping``: when a recurrent net counts as held solved and when it stops (one net or a seed);
 - ``parameters``: the exact per-layer parameter table.
 """

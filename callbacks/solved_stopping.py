@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from pytorch_lightning import Callback
 
+from analysis.stopping import after_evaluation, stop_due
 from base.errors import check_int
 
 
@@ -36,16 +37,14 @@ class SolvedStopping(Callback):
         solved = value is not None and float(value) >= self.threshold
         # every rank sees the same reduced metric; agree anyway, as Lightning's EarlyStopping does
         solved = trainer.strategy.reduce_boolean_decision(torch.tensor(solved), all=True)
-        self.streak = self.streak + 1 if solved else 0
-        if self.streak >= self.evaluations and self.held_at is None:
-            self.held_at = trainer.global_step
+        self.streak, self.held_at = after_evaluation(self.streak, self.held_at, bool(solved), trainer.global_step, self.evaluations)
         self._stop_if_due(trainer)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self._stop_if_due(trainer)
 
     def _stop_if_due(self, trainer) -> None:
-        if self.held_at is not None and self.patience is not None and trainer.global_step >= self.held_at + self.patience and not trainer.should_stop:
+        if stop_due(self.held_at, self.patience, trainer.global_step) and not trainer.should_stop:
             trainer.should_stop = True
             self.stopped_at_update = trainer.global_step
 

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from analysis.population import success_rate, updates_distribution
 from analysis.recurrent import generalisation
+from analysis.stopping import after_evaluation, stop_due
 from base.errors import check, check_int
 from lightning_modules.attempts import Attempts
 from lightning_modules.recurrent import check_sequence_settings
@@ -332,18 +333,13 @@ class SequencePopulation(SeedShare, pl.LightningModule):
             if ok and self.first_solved[i] is None:
                 self.first_solved[i] = self.updates
                 self.first_solved_seconds[i] = round(time.perf_counter() - self._t0, 2)
-            self.solved_streak[i] = self.solved_streak[i] + 1 if ok else 0
-            if hp.solved_evaluations is not None and self.solved_streak[i] >= hp.solved_evaluations and self.held_at[i] is None:
-                self.held_at[i] = self.updates
+            self.solved_streak[i], self.held_at[i] = after_evaluation(self.solved_streak[i], self.held_at[i], ok, self.updates, hp.solved_evaluations)
         self._stop_the_held()
 
     def _stop_the_held(self) -> None:
         """End the seeds held solved ``solved_patience`` updates ago (``SolvedStopping``'s rule)."""
-        patience = self.hparams.solved_patience
-        if patience is None:
-            return
         for i, held in enumerate(self.held_at):
-            if held is not None and not self.ended[i] and self.updates >= held + patience:
+            if not self.ended[i] and stop_due(held, self.hparams.solved_patience, self.updates):
                 self.stopped_at[i] = self.updates
                 self._end(i)
 

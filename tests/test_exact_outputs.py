@@ -228,6 +228,19 @@ def test_uniform_initialisation_uses_the_nets_hidden_units():
         assert values.abs().max() <= 0.5 and values.abs().max() > 0.45  # +-1/sqrt(4)
 
 
+def test_the_stopping_rule_by_hand():
+    from analysis.stopping import after_evaluation, stop_due
+
+    state, history = (0, None), []
+    for update, solved in [(100, True), (200, False), (300, True), (400, True), (500, True), (600, False)]:
+        state = after_evaluation(*state, solved, update, 2)
+        history.append(state)
+    assert history == [(1, None), (0, None), (1, None), (2, 400), (3, 400), (0, 400)]  # held once, for good
+    assert after_evaluation(5, None, True, 100, None) == (6, None)  # no early stop: never held
+    assert [stop_due(400, 300, u) for u in (699, 700)] == [False, True]
+    assert not stop_due(400, None, 10**9) and not stop_due(None, 0, 10**9) and stop_due(400, 0, 400)
+
+
 def test_num_symbols_of_every_language():
     assert {lang: num_symbols(lang) for lang in ("anbn", "anb2n", "anbncn", "anb2nc3n")} == {"anbn": 2, "anb2n": 2, "anbncn": 3, "anb2nc3n": 3}
     with pytest.raises(KeyError):
