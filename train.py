@@ -23,15 +23,9 @@ from orchestration.failures import run_entry, run_job
 
 register_resolvers()
 
-# Batches are slices of in-memory tensors: worker processes would only add overhead.
+# Batches are slices of in-memory tensors (or generated in the loader): worker processes would only
+# add overhead, which Lightning's advice to use them does not know.
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
-# KMNIST makes 32 updates per Lightning step and logs nothing per step: Lightning's advice to lower
-# log_every_n_steps below the number of steps per epoch does not apply.
-warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
-# A population (seeds=N) keeps its networks in NumPy and its own Adam: no torch optimiser, no parameters.
-warnings.filterwarnings("ignore", message=r".*configure_optimizers` returned `None`.*")
-warnings.filterwarnings("ignore", message=r".*contains no parameters.*")
-warnings.filterwarnings("ignore", message=r".*`val_dataloader` but have no `validation_step`.*")  # it evaluates each seed itself
 # pytorch_lightning's own use of a torch API deprecated in torch 2.10+; nothing a user can act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 

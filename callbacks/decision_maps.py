@@ -10,6 +10,7 @@ from matplotlib.colors import ListedColormap
 from pytorch_lightning import Callback
 
 from analysis.grid import dividing_line
+from base.contracts import ShownNet
 from callbacks.figures import Figure, publish
 
 REGION = ListedColormap(["#ffffff", "#ffd8a8"])  # off, on (activation >= 0.5)
@@ -146,7 +147,7 @@ def overview_figure(hidden, output, points, targets, extent, title, per_row: int
 
 
 class DecisionMapCallback(Callback):
-    """Maps of what every unit of a ``GridPerceptron`` computes over x, y in ``extent``.
+    """Maps of what every unit of a ``GridPerceptron``'s nets computes over x, y in ``extent``.
 
     During training, every ``every_updates`` updates (and at the start), one overview figure of
     all units' >= 0.5 regions goes to TensorBoard (``decision/all``, step = update), so the slider
@@ -193,10 +194,11 @@ class DecisionMapCallback(Callback):
         if not trainer.is_global_zero:
             return
         for shown in pl_module.nets_to_show():
-            self._final_maps(trainer, **shown)
+            self._final_maps(trainer, shown)
 
-    def _final_maps(self, trainer, net, weights, updates: int, prefix: str = "", label: str = "") -> None:
+    def _final_maps(self, trainer, shown: ShownNet) -> None:
         """The reference's maps of one net, into files ``<prefix>hid_{H}_{i}.png`` and the like."""
+        net, weights, updates, prefix, label = shown.net, shown.weights, shown.updates, shown.prefix, shown.label
         points, targets = self._data(trainer)
         hidden, output = unit_fields(net, self.extent, self.resolution)
         H = len(hidden)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from pytorch_lightning import Callback
@@ -42,8 +43,14 @@ class DivergenceCheck(Callback):
         self._reset()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._steps += 1  # every step counts, so that every process checks at the same steps
+        self._record(trainer, outputs)
+        if self._steps % self.check_every == 0:
+            self._check(trainer, pl_module)
+
+    def _record(self, trainer, outputs) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if not isinstance(loss, torch.Tensor) or loss.numel() == 0:
+        if not isinstance(loss, torch.Tensor) or loss.numel() == 0:  # this process trained nothing (a population's seeds elsewhere)
             return
         rows = loss.detach().float().reshape(loss.shape[0] if loss.dim() else 1, -1)  # (updates, seeds)
         last = int(outputs.get("update", trainer.global_step)) if isinstance(outputs, dict) else trainer.global_step
@@ -64,9 +71,7 @@ class DivergenceCheck(Callback):
         self._bad = torch.where(new, value, self._bad)
         self._bad_update = torch.where(new, last - len(rows) + 1 + first_row, self._bad_update)
         self._recent = (self._recent + [rows[-1].mean()])[-self.window:]
-        self._steps, self._update = self._steps + 1, last
-        if self._steps % self.check_every == 0:
-            self._check(trainer, pl_module)
+        self._update = last
 
     def on_train_epoch_end(self, trainer, pl_module):
         self._check(trainer, pl_module)
@@ -75,16 +80,16 @@ class DivergenceCheck(Callback):
         self._check(trainer, pl_module)
 
     def _check(self, trainer, pl_module) -> None:
-        if self._bad_update is None:
-            return  # no training step ran
-        bad = int(self._bad_update) >= 0
+        """Every process takes part in both decisions, whether or not it trained anything."""
+        seen = self._bad_update is not None
+        bad = seen and int(self._bad_update) >= 0
         if trainer.strategy.reduce_boolean_decision(bad, all=False):
             where = f"at update {int(self._bad_update):,} the training loss became {float(self._bad)}" if bad else "a training loss on another process became NaN or infinite"
             raise TrainingDiverged(f"training diverged: {where}; {self._advice(pl_module)}")
         if self.rise is None:
             return
-        now = float(torch.stack(self._recent).mean())
-        rose = now > self.rise * max(self.start, 1e-3)  # a start near 0 (a perfect net) is no scale
+        now = float(torch.stack(self._recent).mean()) if self._recent else 0.0
+        rose = seen and self.start is not None and now > self.rise * max(self.start, 1e-3)  # a start near 0 (a perfect net) is no scale
         if trainer.strategy.reduce_boolean_decision(rose, all=False):
             what = (f"the training loss rose to {now:.4g} by update {self._update:,} (mean of the last {self.window} steps), "
                     f"more than {self.rise:g} times its start, {self.start:.4g}") if rose else "the training loss of another process rose far above its start"
@@ -92,9 +97,12 @@ class DivergenceCheck(Callback):
 
     @staticmethod
     def _advice(pl_module) -> str:
-        lr = pl_module.hparams.get("lr")
+        key, lr = "model.lr", pl_module.hparams.get("lr")
+        optimizer = pl_module.hparams.get("optimizer")
+        if lr is None and isinstance(optimizer, Mapping):  # a module configured with a _partial_ optimiser
+            key, lr = "model.optimizer.lr", optimizer.get("lr")
         now = f" (now {lr:g})" if isinstance(lr, (int, float)) and math.isfinite(lr) else ""
-        return f"try a smaller model.lr{now}; the logs and any checkpoints written so far stay in the run folder"
+        return f"try a smaller {key}{now}; the logs and any checkpoints written so far stay in the run folder"
 
     def state_dict(self):
         return {"start": self.start}

@@ -8,6 +8,7 @@ import numpy as np
 from pytorch_lightning import Callback
 
 from analysis.population import success_rate
+from base.contracts import Population
 from callbacks.figures import Figure, publish
 
 
@@ -38,15 +39,15 @@ def updates_to_success_figure(first_success: list, updates: list[int], title: st
 
 
 class PopulationCallback(Callback):
-    """After ``trainer.test`` of a population (a module with ``seed_outcomes()``): the
-    distribution of updates to success as ``updates_to_success.png`` and in TensorBoard
-    (``population/updates_to_success``). Does nothing for a single net. Rank 0 only."""
+    """After ``trainer.test`` of a population (``seeds`` > 1): the distribution of updates to
+    success as ``updates_to_success.png`` and in TensorBoard (``population/updates_to_success``).
+    Does nothing for a single net. Rank 0 only."""
 
     def __init__(self, save_dir: str | None = None):
         self.save_dir = Path(save_dir) if save_dir else None
 
     def on_test_end(self, trainer, pl_module):
-        if not trainer.is_global_zero or not hasattr(pl_module, "seed_outcomes"):
+        if not trainer.is_global_zero or not isinstance(pl_module, Population) or len(pl_module.seed_list) == 1:
             return
         outcomes = pl_module.seed_outcomes()
         key = pl_module.first_success_key

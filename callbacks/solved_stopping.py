@@ -1,58 +1,73 @@
-"""Stop training once a task is solved and has stayed solved."""
+"""Stop training each seed once its task is solved and has stayed solved."""
 
 from __future__ import annotations
 
-import torch
+from typing import Optional
+
 from pytorch_lightning import Callback
 
 from analysis.stopping import after_evaluation, stop_due
-from base.errors import check_int
+from base.contracts import StoppableSeeds
+from base.errors import ConfigError, check_int
 
 
 class SolvedStopping(Callback):
-    """Stop ``patience`` updates after ``monitor`` (default ``det_acc/val``) has been >=
-    ``threshold`` on ``evaluations`` consecutive evaluations (``patience`` 0: at once; None: never,
-    the run trains its full schedule: training on after solving is what can carry the counting
-    to longer blocks).
+    """End a seed ``patience`` updates after its ``monitor`` (default ``det_acc/val``) has been >=
+    ``threshold`` on ``evaluations`` consecutive evaluations (``patience`` 0: at once; None:
+    never, it trains its full schedule: training on after solving is what can carry the counting
+    to longer blocks). A single run is one seed; in a population every seed follows the rule on
+    its own, and the run ends when every seed has ended.
 
-    Lightning's ``EarlyStopping(stopping_threshold=...)`` stops at the first evaluation that
-    reaches the threshold; a recurrent net can pass a check once by luck and lose it again, so
-    this one asks for the result to hold. ``results()`` puts the update at which it stopped in
-    results.json (when the task was first solved, the module measures in every run).
+    Lightning's ``EarlyStopping(stopping_threshold=...)`` stops the whole run at the first
+    evaluation that reaches the threshold; a recurrent net can pass a check once by luck and
+    lose it again, so this one asks for the result to hold, and acts per seed. The rule is
+    checked after every update, so a patience that is not a multiple of the evaluation interval
+    stops at exactly that update. ``results()`` puts the update at which the analysed seed
+    stopped in results.json (when it was first solved, the module measures in every run).
     """
 
-    def __init__(self, monitor: str = "det_acc/val", threshold: float = 1.0, evaluations: int = 3, patience: int | None = 0):
+    def __init__(self, monitor: str = "det_acc/val", threshold: float = 1.0, evaluations: int = 3, patience: Optional[int] = 0):
         check_int("evaluations", evaluations, 1)
         if patience is not None:
             check_int("patience", patience, 0)
         self.monitor, self.threshold, self.evaluations, self.patience = monitor, threshold, evaluations, patience
-        self.streak = 0
-        self.held_at: int | None = None  # the update at which the streak first reached `evaluations`
-        self.stopped_at_update: int | None = None
+        self.streak: list[int] = []
+        self.held_at: list[Optional[int]] = []  # per seed: the update at which its streak first reached `evaluations`
+        self._analysed_stop: Optional[int] = None
+
+    @staticmethod
+    def _module(pl_module) -> StoppableSeeds:
+        if not isinstance(pl_module, StoppableSeeds):
+            raise ConfigError(f"callbacks.solved_stopping acts on the recurrent study's seeds; {type(pl_module).__name__} has none (set callbacks.solved_stopping=null)")
+        return pl_module
 
     def on_validation_end(self, trainer, pl_module):
         if trainer.sanity_checking:
             return
-        value = trainer.callback_metrics.get(self.monitor)
-        solved = value is not None and float(value) >= self.threshold
-        # every rank sees the same reduced metric; agree anyway, as Lightning's EarlyStopping does
-        solved = trainer.strategy.reduce_boolean_decision(torch.tensor(solved), all=True)
-        self.streak, self.held_at = after_evaluation(self.streak, self.held_at, bool(solved), trainer.global_step, self.evaluations)
-        self._stop_if_due(trainer)
+        values = self._module(pl_module).val_metric(self.monitor)
+        if len(self.streak) != len(values):
+            self.streak, self.held_at = [0] * len(values), [None] * len(values)
+        for i, value in enumerate(values):
+            if value is not None:  # evaluated here: a seed of this process still training
+                self.streak[i], self.held_at[i] = after_evaluation(self.streak[i], self.held_at[i], value >= self.threshold, trainer.global_step, self.evaluations)
+        self._stop_the_due(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self._stop_if_due(trainer)
+        self._stop_the_due(trainer, pl_module)
 
-    def _stop_if_due(self, trainer) -> None:
-        if stop_due(self.held_at, self.patience, trainer.global_step) and not trainer.should_stop:
-            trainer.should_stop = True
-            self.stopped_at_update = trainer.global_step
+    def _stop_the_due(self, trainer, pl_module) -> None:
+        for i, held in enumerate(self.held_at):
+            if stop_due(held, self.patience, trainer.global_step):
+                pl_module.end_seed(i, early=True)  # nothing for a seed that has ended already
+
+    def on_test_end(self, trainer, pl_module):
+        self._analysed_stop = pl_module.stopped_early[pl_module.seed_list.index(pl_module.analysed_seed())]
 
     def state_dict(self):
-        return {"streak": self.streak, "held_at": self.held_at}
+        return {"streak": list(self.streak), "held_at": list(self.held_at)}
 
     def load_state_dict(self, state_dict):
-        self.streak, self.held_at = state_dict["streak"], state_dict.get("held_at")
+        self.streak, self.held_at = list(state_dict["streak"]), list(state_dict["held_at"])
 
     def results(self) -> dict:
-        return {"stopped_early_at_update": self.stopped_at_update}
+        return {"stopped_early_at_update": self._analysed_stop}

@@ -194,7 +194,7 @@ def generalisation_figure(nets: list[dict], title: str) -> Figure:
 
 
 class StateTrajectoryCallback(Callback):
-    """Looks inside a ``SequencePredictor`` through its step-by-step trace.
+    """Looks inside a ``SequencePredictor``'s nets through their traces.
 
     The net is ``pl_module.net``, or each of ``pl_module.nets_to_show()`` after the test (a
     population: its analysed seed, then one failed seed with the file prefix ``seed<s>_``).
@@ -217,10 +217,10 @@ class StateTrajectoryCallback(Callback):
         self._results: dict = {}
 
     # -- data ---------------------------------------------------------------------------
-    def _traces(self, trainer, net):
+    def _traces(self, trainer, net, seed=None):
         dm = trainer.datamodule
         max_n = dm.language.max_n
-        eval_tr = trace_batch(net, dm.batch(dm.test_sequences))
+        eval_tr = trace_batch(net, dm.batch(dm.test_sequences_of(seed) if seed is not None else dm.test_sequences))
         single_tr = trace_batch(net, dm.batch_of_blocks([[n] for n in range(1, max_n + 1)]))
         mixed_tr = trace_batch(net, dm.batch_of_blocks([list(range(1, max_n + 1))]))
         return eval_tr, single_tr, mixed_tr
@@ -236,10 +236,10 @@ class StateTrajectoryCallback(Callback):
     def _state_keys(self, tr):
         return [k for k in ("hidden", "cell") if k in tr]
 
-    def _draw(self, trainer, net, final: bool, prefix: str = "", label: str = "") -> dict:
+    def _draw(self, trainer, net, final: bool, prefix: str = "", label: str = "", seed: int | None = None) -> dict:
         """Every figure of ``net``, to TensorBoard (and, when ``final``, to PNG files named
         ``<prefix><figure>.png``, tags ``<group>/<prefix>...``); returns the tables."""
-        eval_tr, single_tr, mixed_tr = self._traces(trainer, net)
+        eval_tr, single_tr, mixed_tr = self._traces(trainer, net, seed)
         lang = trainer.datamodule.language
         counting = "cell" if "cell" in eval_tr else "hidden"
         when = "after the final test" if final else f"after {trainer.global_step:,} updates"
@@ -282,10 +282,10 @@ class StateTrajectoryCallback(Callback):
         if not trainer.is_global_zero:
             return
         # a population shows its analysed seed (whose tables go to results.json) and one failed seed
-        shown = pl_module.nets_to_show() if hasattr(pl_module, "nets_to_show") else [{"net": pl_module.net}]
-        self._results = self._draw(trainer, final=True, **shown[0])
-        for extra in shown[1:]:
-            self._draw(trainer, final=True, **extra)
+        shown = pl_module.nets_to_show()
+        for k, one in enumerate(shown):
+            tables = self._draw(trainer, one.net, final=True, prefix=one.prefix, label=one.label, seed=one.seed)
+            self._results = tables if k == 0 else self._results
         nets = pl_module.generalisation_by_net()
         if nets:
             fig = generalisation_figure(nets, f"block lengths predicted without an error (dark) after training on n <= {trainer.datamodule.language.max_n}")

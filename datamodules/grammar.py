@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from base.errors import check_choice, check_int
 from base.languages import A, B, C, LANGUAGES, PHASE_A, PHASE_B, PHASE_C, PHASE_RESET, SYMBOLS
-from datamodules.tensor_batches import EvalShardSampler
+from base.seeds import seeds_of_rank
 
 FIELDS = ("inputs", "targets", "probs", "ref_probs", "determined", "valid", "phase", "count", "n", "step")
 # The reference's generator gives every position whose input is an A the fixed target distribution
@@ -99,6 +99,10 @@ class CountingLanguage:
             "n": np.array(n_of, dtype=np.int64),
         }
 
+    def longest(self, blocks: int) -> int:
+        """The positions of the longest sequence of ``blocks`` blocks (every n = max_n)."""
+        return blocks * self.max_n * (1 + self.b + self.c)
+
     def random_lengths(self, rng: np.random.Generator, blocks: int) -> np.ndarray:
         return rng.integers(1, self.max_n + 1, size=blocks)
 
@@ -128,8 +132,8 @@ def collate(sequences: list[dict[str, np.ndarray]], num_symbols: int, length: in
 
 
 class SequenceStream(IterableDataset):
-    """Batches of fresh random sequences, forever, from a seeded generator (one item = one
-    update; the run ends at ``trainer.max_steps`` or when the task is solved)."""
+    """Batches of fresh random sequences, forever, from a seeded generator, one ``sequence`` at
+    a time: the plain reading of the generator, against which the tests check ``SeedStreams``."""
 
     def __init__(self, language: CountingLanguage, blocks: int, batch_size: int, seed: int | list[int]):
         self.language, self.blocks, self.batch_size, self.seed = language, blocks, batch_size, seed
@@ -141,84 +145,127 @@ class SequenceStream(IterableDataset):
             yield collate([lang.sequence(lang.random_lengths(rng, self.blocks)) for _ in range(self.batch_size)], lang.num_symbols)
 
 
-class SequenceTable:
-    """Every sequence of ``blocks`` blocks with lengths in 1..max_n, as one array of symbols padded
-    to the longest (``max_n ** blocks`` rows: 1,024 for the reference's 4 and 5), so that a batch
-    of sequences for many seeds is one gather instead of thousands of ``sequence`` calls.
-
-    ``length``: T, the positions of the longest sequence; every batch is padded to it, whatever
-    its sequences, so that a network's computation does not depend on the other seeds' batches."""
-
-    def __init__(self, language: CountingLanguage, blocks: int):
-        self.language, self.blocks = language, blocks
-        N = language.max_n
-        self.length = blocks * N * (1 + language.b + language.c)
-        grids = np.stack(np.meshgrid(*[np.arange(1, N + 1)] * blocks, indexing="ij"), axis=-1).reshape(-1, blocks)
-        self.symbols = np.full((len(grids), self.length + 1), -1, np.int64)
-        for row, lengths in enumerate(grids):  # row = sum_j (lengths[j] - 1) N^(blocks-1-j)
-            s = language.sequence(lengths)["symbols"]
-            self.symbols[row, : len(s)] = s
-        self.weights = N ** np.arange(blocks - 1, -1, -1)
-
-    def batch(self, lengths: np.ndarray) -> dict[str, torch.Tensor]:
-        """Block lengths ``(..., blocks)`` -> ``inputs`` (..., T, S) one-hot, ``targets`` (..., T)
-        (-100 at padding) and ``valid`` (..., T), the fields training needs, as ``collate`` makes them."""
-        sym = self.symbols[((np.asarray(lengths) - 1) * self.weights).sum(-1)]
-        inputs, targets = sym[..., :-1], sym[..., 1:]
-        valid = targets >= 0
-        onehot = np.zeros((*inputs.shape, self.language.num_symbols), np.float32)
-        np.put_along_axis(onehot, np.maximum(inputs, 0)[..., None], 1.0, axis=-1)
-        onehot *= valid[..., None]
-        return {"inputs": torch.from_numpy(onehot), "targets": torch.from_numpy(np.where(valid, targets, -100)), "valid": torch.from_numpy(valid)}
+def training_batch(language: CountingLanguage, lengths: np.ndarray, length: int | None = None) -> dict[str, torch.Tensor]:
+    """Block lengths ``(..., blocks)`` -> the fields training needs, as ``collate`` makes them:
+    ``inputs`` (..., T, S) one-hot, ``targets`` (..., T) (-100 at padding) and ``valid``
+    (..., T), padded to the longest sequence (or to ``length``). Built with one ``np.repeat``
+    over runs of equal symbols instead of a ``sequence`` call per sequence (thousands per update
+    in a population)."""
+    lengths = np.asarray(lengths, np.int64)
+    lead, blocks = lengths.shape[:-1], lengths.shape[-1]
+    n = lengths.reshape(-1, blocks)
+    runs = [(A, 1), (B, language.b)] + ([(C, language.c)] if language.c else [])
+    symbols = np.array([s for s, _ in runs] * blocks + [A], np.int64)  # every sequence: these runs, then the next block's A
+    run_lengths = np.concatenate([np.repeat(n, len(runs), axis=1) * np.tile([k for _, k in runs], blocks), np.ones((len(n), 1), np.int64)], axis=1)
+    total = run_lengths.sum(axis=1)  # symbols per sequence
+    T = length if length is not None else (int(total.max()) - 1 if len(total) else 0)
+    flat = np.repeat(np.tile(symbols, len(n)), run_lengths.ravel())
+    rows = np.repeat(np.arange(len(n)), total)
+    cols = np.arange(len(flat)) - np.repeat(np.cumsum(total) - total, total)
+    seq = np.full((len(n), T + 1), -1, np.int64)
+    seq[rows, cols] = flat
+    inputs, targets = seq[:, :-1], seq[:, 1:]
+    valid = targets >= 0
+    onehot = np.zeros((len(n), T, language.num_symbols), np.float32)
+    np.put_along_axis(onehot, np.maximum(inputs, 0)[..., None], 1.0, axis=-1)
+    onehot *= valid[..., None]
+    return {"inputs": torch.from_numpy(onehot.reshape(*lead, T, language.num_symbols)), "targets": torch.from_numpy(np.where(valid, targets, -100).reshape(*lead, T)),
+            "valid": torch.from_numpy(valid.reshape(*lead, T))}
 
 
-class PopulationStream(IterableDataset):
-    """For each of ``seeds``, the batches ``SequenceStream`` would draw for it alone (the same
-    generator, the same draws), stacked: one item is ``{inputs (R, B, T, Sym), targets (R, B, T),
-    valid (R, B, T), rows (R,)}`` for the R seeds still training (``rows``: their indices in
-    ``seeds``), every batch padded to the table's T.
+class SeedStreams(IterableDataset):
+    """For each of ``seeds`` (seed values), the batches a run with that seed trains on, forever:
+    ``batch_size`` sequences of ``blocks`` blocks, the block lengths drawn from the seed's own
+    generator exactly as ``SequenceStream`` draws them (the same generator, the same draws), so a
+    seed trains on the same sequences alone and in a population. One item is ``{inputs (R, B, T,
+    S), targets (R, B, T), valid (R, B, T), rows (R,)}`` for the R seeds still training (``rows``:
+    their indices in ``seeds``), padded to the language's longest sequence, so that a seed's
+    sums run over the same positions whatever the other seeds drew (bit for bit alone or not).
 
-    The population marks the seeds that have ended in ``ended``; their generators stop drawing,
-    which changes nothing for the others (each seed has its own generator)."""
+    ``end(i)``: seed i has ended and its generator stops drawing, which changes nothing for the
+    others. The generators draw ``chunk`` batches' lengths at a time (one call instead of
+    ``chunk``: the same numbers) and remember their state at the start of each chunk, so
+    ``state_at(k)`` can give the state before the k-th batch (0-based) of the stream cheaply, and
+    a stream resumed from it (``start``) draws what the uninterrupted stream would have drawn."""
 
-    def __init__(self, table: SequenceTable, batch_size: int, seeds: list[int]):
-        self.table, self.batch_size, self.seeds = table, batch_size, seeds
-        self.ended = [False] * len(seeds)
+    def __init__(self, language: CountingLanguage, blocks: int, batch_size: int, seeds: list[int], active: list[int] | None = None,
+                 start: dict | None = None, chunk: int = 64):
+        self.language, self.blocks, self.batch_size, self.seeds, self.chunk = language, blocks, batch_size, seeds, chunk
+        self.ended = [i not in (active if active is not None else range(len(seeds))) for i in range(len(seeds))]
+        self.start = start  # {"batch": k, "states": [generator state at the start of k's chunk, per seed]}
+        self._chunk_states: dict[int, list] = {}  # chunk start batch -> generator states there
+
+    def end(self, index: int) -> None:
+        self.ended[index] = True
+
+    def state_at(self, batch: int) -> dict:
+        """The stream's position before its ``batch``-th batch (one drawn since the start: Lightning
+        fetches a batch ahead of the one training)."""
+        first = batch - batch % self.chunk
+        states = self._chunk_states.get(first)
+        return {} if states is None else {"batch": batch, "chunk_start": first, "states": states}
 
     def __iter__(self):
+        N, B, blocks, K = self.language.max_n, self.batch_size, self.blocks, self.chunk
         rngs = [np.random.default_rng(seed) for seed in self.seeds]
-        N, blocks = self.table.language.max_n, self.table.blocks
+        k = 0
+        if self.start is not None:  # resume: the states at the start of the chunk, then skip into it
+            for rng, state in zip(rngs, self.start["states"]):
+                rng.bit_generator.state = state
+            k = self.start["chunk_start"]
+        drawn: dict[int, np.ndarray] = {}
         while True:
-            rows = [i for i, ended in enumerate(self.ended) if not ended]
-            # one draw of (batch, blocks) gives what batch_size draws of `blocks` give (tested)
-            lengths = np.stack([rngs[i].integers(1, N + 1, size=(self.batch_size, blocks)) for i in rows])
-            yield {**self.table.batch(lengths), "rows": torch.tensor(rows)}
+            if k % K == 0:
+                self._chunk_states = {s: v for s, v in self._chunk_states.items() if s >= k - K}  # the chunk before is still being trained on
+                self._chunk_states[k] = [rng.bit_generator.state for rng in rngs]
+                drawn = {i: rngs[i].integers(1, N + 1, size=(K, B, blocks)) for i, ended in enumerate(self.ended) if not ended}
+            if self.start is None or k >= self.start["batch"]:
+                rows = [i for i, ended in enumerate(self.ended) if not ended and i in drawn]
+                lengths = np.stack([drawn[i][k % K] for i in rows]) if rows else np.ones((0, B, blocks), np.int64)  # none: this process's seeds have all ended
+                yield {**training_batch(self.language, lengths, self.language.longest(blocks)), "rows": torch.tensor(rows, dtype=torch.long)}
+            k += 1
+
+
+class EveryProcess(IterableDataset):
+    """Fixed batches that every process gets whole: Lightning splits map-style datasets over the
+    processes of a DDP run, and here each process evaluates its own seeds on all their sequences."""
+
+    def __init__(self, batches: list[dict[str, torch.Tensor]]):
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
 
 
 class GrammarDataModule(pl.LightningDataModule):
-    """Next-symbol prediction on a counting language, generated on the fly.
+    """Next-symbol prediction on a counting language, generated on the fly, for ``seeds``
+    networks (seeds ``seed .. seed + seeds - 1``; one for a single run), each with its own data:
 
-    - train: ``batch_size`` fresh sequences per update (reference: 1), from ``seed``;
+    - train: ``batch_size`` fresh sequences per update (reference: 1), from the seed's generator
+      (``SeedStreams``);
     - val (the per-evaluation check of ``solved``, which early stopping and restarts act on):
-      ``eval_sequences`` (100) sequences drawn once from a stream of their own;
-    - test: another ``eval_sequences`` fresh sequences from a third stream (so the reported
-      ``solved`` is not measured on the sequences that decided when to stop), then one sequence
-      per block length n = 1..``eval_max_n`` (40), each two blocks of length n, to measure how
-      far the counting generalises.
+      ``eval_sequences`` (100) sequences drawn once from a stream of the seed's own
+      (``numpy.random.default_rng([seed, 1])``);
+    - test: another ``eval_sequences`` fresh sequences from a third stream (``[seed, 2]``, so the
+      reported ``solved`` is not measured on the sequences that decided when to stop), then one
+      sequence per block length n = 1..``eval_max_n`` (40), each two blocks of length n, the same
+      for every seed, to measure how far the counting generalises.
 
-    With ``population`` (for ``SequencePopulation``), training items stack the batches of seeds
-    ``seed .. seed + seeds - 1`` (``PopulationStream``), and ``population_sets`` gives every
-    seed's own validation and test sequences, as each would have alone.
+    The evaluation batches stack every seed's sequences: ``(seeds, sequences, T, ...)``.
+    Under several processes each trains its share of the seeds (``base.seeds.seeds_of_rank``),
+    and draws and evaluates only those.
 
     Args:
         language: anbn, anb2n, anbncn or anb2nc3n.
         max_n: block lengths are uniform in 1..max_n (reference 4).
         blocks: blocks per sequence (reference 5).
-        seeds, population: how many seeds train together, as a population.
+        seeds: how many networks train, each on its own data.
     """
 
+    EVAL_BATCH = 25  # sequences per evaluation batch and seed (100 seeds: ~15 MB a batch)
+
     def __init__(self, language: str = "anb2n", max_n: int = 4, blocks: int = 5, batch_size: int = 1,
-                 eval_sequences: int = 100, eval_max_n: int = 40, seed: int = 0, seeds: int = 1, population: bool = False):
+                 eval_sequences: int = 100, eval_max_n: int = 40, seed: int = 0, seeds: int = 1):
         super().__init__()
         check_choice("language", language, tuple(LANGUAGES))
         check_int("max_n", max_n, 1)
@@ -231,35 +278,30 @@ class GrammarDataModule(pl.LightningDataModule):
         b, c = LANGUAGES[language]
         self.language = CountingLanguage(b, c, max_n)
         self.symbols = SYMBOLS[: self.language.num_symbols]
-        # streams of their own: never the training sequences, nor each other
-        self.val_sequences, self.test_sequences = (
-            [self.language.sequence(self.language.random_lengths(rng, blocks)) for _ in range(eval_sequences)]
-            for rng in (np.random.default_rng([seed, 1]), np.random.default_rng([seed, 2]))
-        )
-        self.generalisation_sequences = [self.language.sequence([n, n]) for n in range(1, eval_max_n + 1)]
         self.seed_list = [seed + i for i in range(seeds)]
-        self._table: SequenceTable | None = None
+        self.generalisation_sequences = [self.language.sequence([n, n]) for n in range(1, eval_max_n + 1)]
+        self._eval: dict[str, list[list[dict]]] = {}
+        self.stream: SeedStreams | None = None
+        self._resume: dict | None = None
+
+    def eval_sequences(self, split: str, seed: int) -> list[dict[str, np.ndarray]]:
+        """Seed ``seed``'s ``val`` or ``test`` sequences (drawn once, from their own stream)."""
+        stream = {"val": 1, "test": 2}[split]
+        rng = np.random.default_rng([seed, stream])
+        return [self.language.sequence(self.language.random_lengths(rng, self.hparams.blocks)) for _ in range(self.hparams.eval_sequences)]
+
+    def _sets(self, split: str) -> list[list[dict]]:
+        if split not in self._eval:
+            self._eval[split] = [self.eval_sequences(split, s) for s in self.seed_list]
+        return self._eval[split]
 
     @property
-    def table(self) -> SequenceTable:
-        if self._table is None:
-            self._table = SequenceTable(self.language, self.hparams.blocks)
-        return self._table
+    def test_sequences(self) -> list[dict[str, np.ndarray]]:
+        """The first seed's test sequences (those of ``seed``)."""
+        return self._sets("test")[0]
 
-    def population_sets(self, seeds: list[int]) -> dict[str, dict[str, torch.Tensor]]:
-        """Every seed's own ``val`` and ``test`` sequences (drawn as ``GrammarDataModule(seed=s)``
-        draws them), stacked: (S, eval_sequences, T) tensors padded to the table's T; and the
-        ``generalisation`` sequences (one per block length, the same for every seed)."""
-        hp, lang, T = self.hparams, self.language, self.table.length
-        out: dict[str, dict[str, torch.Tensor]] = {}
-        for split, stream in (("val", 1), ("test", 2)):
-            per_seed = []
-            for seed in seeds:
-                rng = np.random.default_rng([seed, stream])
-                per_seed.append(collate([lang.sequence(lang.random_lengths(rng, hp.blocks)) for _ in range(hp.eval_sequences)], lang.num_symbols, T))
-            out[split] = {k: torch.stack([b[k] for b in per_seed]) for k in per_seed[0]}
-        out["generalisation"] = self.batch(self.generalisation_sequences)
-        return out
+    def test_sequences_of(self, seed: int) -> list[dict[str, np.ndarray]]:
+        return self._sets("test")[self.seed_list.index(seed)]
 
     def batch(self, sequences: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
         """``sequences`` of this language collated into one padded batch (see ``collate``)."""
@@ -274,28 +316,51 @@ class GrammarDataModule(pl.LightningDataModule):
         trainer = self.trainer
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
+    def my_seeds(self) -> list[int]:
+        """Indices of the seeds this process trains and evaluates."""
+        return seeds_of_rank(len(self.seed_list), *self._world())
+
+    def end_seed(self, index: int) -> None:
+        """Seed ``index`` has ended: its sequences are no longer drawn."""
+        if self.stream is not None:
+            self.stream.end(index)
+
+    # -- a resumed run draws what the uninterrupted run would have drawn ----------------------
+    def state_dict(self) -> dict:
+        """The training stream's position: before the batch the next update trains on (one
+        batch per update: ``trainer.global_step`` batches have been trained on)."""
+        if self.stream is None or self.trainer is None:
+            return {}
+        position = self.stream.state_at(self.trainer.global_step)
+        return {"stream": position} if position else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._resume = state_dict.get("stream")
+
     def train_dataloader(self):
         hp = self.hparams
-        world, rank = self._world()
-        if hp.population:
-            self.population_stream = PopulationStream(self.table, hp.batch_size, self.seed_list)
-            return DataLoader(self.population_stream, batch_size=None)
-        # under DDP every process draws sequences of its own (process 0 keeps the single-process stream)
-        seed = hp.seed if rank == 0 else [hp.seed, rank]
-        return DataLoader(SequenceStream(self.language, hp.blocks, hp.batch_size, seed), batch_size=None)
+        self.stream = SeedStreams(self.language, hp.blocks, hp.batch_size, self.seed_list, active=self.my_seeds(), start=self._resume)
+        self._resume = None
+        return DataLoader(self.stream, batch_size=None)
 
-    def _loader(self, sequences, batch_size):
-        """Fixed batches; under DDP split over the processes without repeating any (a padding
-        sampler would count some sequences twice). Batches are small so that every process gets some."""
+    def _stacked(self, per_seed: list[list[dict]], length: int) -> list[dict[str, torch.Tensor]]:
+        """Every seed's sequences, padded to ``length``, in batches ``(seeds, EVAL_BATCH, T, ...)``
+        (the other processes' seeds included, as zeros are not: every process evaluates only
+        its own rows, see the module)."""
         S = self.language.num_symbols
-        batches = [collate(sequences[i : i + batch_size], S) for i in range(0, len(sequences), batch_size)]
-        world, rank = self._world()
-        if world == 1:
-            return DataLoader(batches, batch_size=None)
-        return DataLoader(batches, batch_size=None, sampler=EvalShardSampler(batches, num_replicas=world, rank=rank))
+        out = []
+        for start in range(0, len(per_seed[0]), self.EVAL_BATCH):
+            parts = [collate(seqs[start : start + self.EVAL_BATCH], S, length) for seqs in per_seed]
+            out.append({k: torch.stack([p[k] for p in parts]) for k in parts[0]})
+        return out
+
+    def _loader(self, split: str):
+        # padded to the longest possible sequence: a seed's sums do not depend on the other seeds' sequences
+        return DataLoader(EveryProcess(self._stacked(self._sets(split), self.language.longest(self.hparams.blocks))), batch_size=None)
 
     def val_dataloader(self):
-        return self._loader(self.val_sequences, 10)
+        return self._loader("val")
 
     def test_dataloader(self):
-        return [self._loader(self.test_sequences, 10), self._loader(self.generalisation_sequences, 4)]
+        gen = self.batch(self.generalisation_sequences)
+        return [self._loader("test"), DataLoader(EveryProcess([{k: v[None] for k, v in gen.items()}]), batch_size=None)]

@@ -1,4 +1,5 @@
-"""One LightningModule per model family."""
+"""One LightningModule per study: KMNISTClassifier, GridPerceptron, SequencePredictor (the last
+two train S >= 1 networks; a single run is S = 1)."""
 
 from lightning_modules.grid import GridPerceptron
 from lightning_modules.grid_nets import GridNet

@@ -1,4 +1,4 @@
-"""GridPerceptron: the two-layer perceptron on the 9-point grid, trained or hand-designed."""
+"""GridPerceptron: S >= 1 two-layer perceptrons on the 9-point grid, trained or hand-designed."""
 
 from __future__ import annotations
 
@@ -12,46 +12,38 @@ import torch.nn.functional as F
 from torch import nn
 
 from analysis.grid import dividing_lines, point_table
+from base.contracts import ShownNet
 from base.errors import ConfigError, check, check_choice, check_int, check_positive, check_range
-from lightning_modules.attempts import Attempts
-from lightning_modules.grid_fast import ChunkResult, adam_chunk
-from lightning_modules.grid_nets import ACTIVATIONS, WEIGHT_KEYS, GridNet, load_weights
+from lightning_modules.grid_fast import GridAdam, size, unflatten
+from lightning_modules.grid_nets import ACTIVATIONS, WEIGHT_KEYS, GridNet, load_weights, step
+from lightning_modules.population import SeedPopulation
 
 log = logging.getLogger(__name__)
 
 
-def check_grid_settings(hidden_units, init_std, lr, weight_decay, max_updates, stop_after_perfect, restarts, restart_after, weight_scale) -> None:
-    """The checks of the arguments a single net (``GridPerceptron``) and a population
-    (``GridPopulation``) share: one ``ConfigError`` line naming the first bad one."""
-    check_int("hidden_units", hidden_units, 1)
-    check_positive("init_std", init_std)
-    check_positive("lr", lr)
-    check_range("weight_decay", weight_decay, 0)
-    for key, value, minimum in (("max_updates", max_updates, 1), ("stop_after_perfect", stop_after_perfect, 1),
-                                ("restarts", restarts, 0), ("restart_after", restart_after, 1)):
-        check_int(key, value, minimum)
-    check_positive("weight_scale", weight_scale)
+class GridPerceptron(SeedPopulation, pl.LightningModule):
+    """The 2-H-1 perceptrons of the grid study (seeds ``init_seed`` ..; 1 for a single run): the
+    model, the BCE loss, Adam and the accuracy.
 
+    The weights are one parameter, a row of ``4 H + 1`` numbers per seed. A training item is
+    ``data.batches_per_step`` (1,000) copies of the full batch of 9 points
+    (``GridDataModule``) and a Lightning step makes up to that many updates of every seed still
+    training, in one ``GridAdam`` step: exact gradients and torch's Adam rule in NumPy, ~40 us an
+    update, where autograd + ``torch.optim.Adam`` cost ~300 us and Lightning's per-step machinery
+    alone ~450 us. Each row is updated exactly as that network alone would be, so seed s in a
+    population ends as ``seed=s`` alone, bit for bit (``tests/test_population.py``).
 
-class GridPerceptron(pl.LightningModule):
-    """The 2-H-1 perceptron of the grid study: model, BCE loss, Adam, accuracy.
-
-    A training item is a list of full batches (``GridDataModule(batches_per_step=...)``, 1,000)
-    and the step makes one update per batch (manual optimisation): Lightning's per-step machinery
-    costs more than an update of this tiny net. With ``fast`` (default) the updates run in
-    ``grid_fast.adam_chunk`` (exact gradients, torch's Adam rule, ~40 us each; the same function
-    trains a population of nets in ``GridPopulation``, row for row); with
-    ``fast: false`` through autograd and ``torch.optim.Adam`` (~300 us each). Both read and write
-    the same ``torch.optim.Adam`` state.
-
-    Training stops once every point has been right for ``stop_after_perfect`` consecutive
-    updates (accuracy is measured on the forward pass before each update, as in the
-    reference), or after ``max_updates`` updates of an attempt. With ``restarts: N``, an attempt
-    that has not reached 100% after ``restart_after`` updates is re-initialised from seed
-    ``init_seed + k`` (attempt k = 0, 1, ...), at most N times (``attempts.Attempts``); its
-    ``first_perfect_update`` counts from the start of the attempt.
+    Each seed keeps its own life: training stops once every point has been right for
+    ``stop_after_perfect`` consecutive updates (accuracy is measured on the forward pass before
+    each update, as in the reference), or when it has made ``trainer.max_steps`` updates (its
+    budget, over all its attempts: Lightning's own step count is in steps of up to 1,000). With
+    ``restarts: N``, an attempt that has not reached 100% after ``restart_after`` updates is
+    re-initialised from seed ``init_seed + k`` (attempt k = 0, 1, ...), at most N times; its
+    ``first_perfect_update`` counts from the start of the attempt. A seed that has ended is
+    frozen and leaves the computation, so the cost falls as a population finishes.
 
     Args:
+        seeds: S, networks trained together (hand-set weights: 1).
         hidden_units: H >= 1.
         activation: ``sigmoid`` (trainable) or ``step`` (Heaviside, step(0) = 1; evaluation only).
         init_std: weights and biases drawn from N(0, init_std) (reference 0.15).
@@ -59,19 +51,24 @@ class GridPerceptron(pl.LightningModule):
         weights / weights_file: start from these weights instead (keys ``hidden_weight``
             [H, 2], ``hidden_bias`` [H], ``output_weight`` [1, H], ``output_bias`` [1]).
         weight_scale: every weight and bias is multiplied by this after it is set.
-        init_seed: seed of the initial weights of attempt 0.
+        init_seed: seed of the first network's initial weights.
+        analyse_seed: the seed whose net the figures and the printout show (default: the first
+            that reached 100%).
     """
 
     study = "grid"  # results.json's family (orchestration.studies)
+    ddp_strategy = "ddp_population"  # under trainer=ddp each process trains its share of the seeds
+    first_success_key = "first_perfect_update"
+    threads = 1  # the NumPy updates of a 21-parameter net gain nothing from more threads
 
     def __init__(
         self,
+        seeds: int = 1,
         hidden_units: int = 5,
         activation: str = "sigmoid",
         init_std: float = 0.15,
         lr: float = 0.001,
         weight_decay: float = 1e-5,
-        max_updates: int = 200_000,
         stop_after_perfect: int = 2000,
         restarts: int = 0,
         restart_after: int = 50_000,
@@ -79,169 +76,236 @@ class GridPerceptron(pl.LightningModule):
         weights_file: Optional[str] = None,
         weight_scale: float = 1.0,
         init_seed: int = 0,
-        fast: bool = True,
+        analyse_seed: Optional[int] = None,
     ):
         super().__init__()
-        check_grid_settings(hidden_units, init_std, lr, weight_decay, max_updates, stop_after_perfect, restarts, restart_after, weight_scale)
+        check_int("hidden_units", hidden_units, 1)
         check_choice("activation", activation, ACTIVATIONS)
-        check(isinstance(fast, bool), "fast", fast, "true or false")
+        check_positive("init_std", init_std)
+        check_positive("lr", lr)
+        check_range("weight_decay", weight_decay, 0)
+        for key, value, minimum in (("stop_after_perfect", stop_after_perfect, 1), ("restarts", restarts, 0), ("restart_after", restart_after, 1)):
+            check_int(key, value, minimum)
+        check_positive("weight_scale", weight_scale)
         given = load_weights(weights, weights_file, hidden_units)
+        check(given is None or seeds == 1, "seeds", seeds, "1 with hand-set weights (model.weights / model.weights_file): every seed would be the same net")
         self.save_hyperparameters()
         self.automatic_optimization = False
-
-        self.net = GridNet(hidden_units, activation)
-        self._given_weights = given
-        self.attempts = Attempts(init_seed, restarts, restart_after, first_key="first_perfect_update")
-        self.updates = 0  # over all attempts
-        self._streak = 0  # updates in a row with every point right
-        self._reset_weights(self.attempts.start(0))
+        self._population(seeds, init_seed, restarts, restart_after, analyse_seed)
+        self._given = given
+        self.seed_weights = nn.Parameter(torch.zeros(seeds, size(hidden_units)), requires_grad=False)  # row s: seed s's net; GridAdam updates it
+        # per seed: updates over all attempts, and updates in a row with every point right
+        self.updates = np.zeros(seeds, np.int64)
+        self.streak = np.zeros(seeds, np.int64)
+        self.clock = 0  # updates offered to every seed still training (see updates_done)
+        for i, a in enumerate(self.attempts):
+            self._initialise(i, a.start(0))
         self.last_test: dict[str, Any] = {}
 
-    # -- weights -------------------------------------------------------------------------
-    def _params(self) -> list[nn.Parameter]:
-        n = self.net
-        return [n.hidden.weight, n.hidden.bias, n.output.weight, n.output.bias]
-
+    # -- weights ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def _reset_weights(self, seed: int) -> None:
-        """Set the weights of a new attempt (given ones, or N(0, init_std) from ``seed``)."""
-        hp = self.hparams
-        if self._given_weights is not None:
-            values = [self._given_weights[k] for k in WEIGHT_KEYS]
+    def _initialise(self, i: int, seed: int) -> None:
+        """Row ``i`` gets the given weights, or N(0, init_std) from ``seed`` (one draw per tensor,
+        hidden weight, hidden bias, output weight, output bias), times ``weight_scale``."""
+        hp, H = self.hparams, self.hparams.hidden_units
+        if self._given is not None:
+            values = [self._given[k] for k in WEIGHT_KEYS]
         else:
             generator = torch.Generator().manual_seed(int(seed))
-            values = [torch.randn(p.shape, generator=generator) * hp.init_std for p in self._params()]
-        for p, v in zip(self._params(), values):
-            p.copy_(v * hp.weight_scale)
-        self._streak = 0
+            values = [torch.randn(shape, generator=generator) * hp.init_std for shape in ((H, 2), (H,), (1, H), (1,))]
+        self.seed_weights[i] = torch.cat([(v * hp.weight_scale).flatten() for v in values]).to(self.seed_weights.device)
+        self.streak[i] = 0
 
-    def weights_dict(self) -> dict[str, list]:
-        return {k: p.detach().cpu().tolist() for k, p in zip(WEIGHT_KEYS, self._params())}
+    def weights_of(self, seed: int) -> dict[str, list]:
+        """Seed ``seed``'s weights by name (``hidden_weight`` [H, 2], ...)."""
+        parts = unflatten(self.seed_weights[self.seed_list.index(seed)].detach().cpu().numpy(), self.hparams.hidden_units)
+        return {k: v.tolist() for k, v in zip(WEIGHT_KEYS, parts)}
+
+    def net_of(self, seed: int) -> GridNet:
+        """A ``GridNet`` holding seed ``seed``'s weights (for figures and analysis)."""
+        net = GridNet(self.hparams.hidden_units, self.hparams.activation)
+        weights = self.weights_of(seed)
+        with torch.no_grad():
+            for p, key in zip((net.hidden.weight, net.hidden.bias, net.output.weight, net.output.bias), WEIGHT_KEYS):
+                p.copy_(torch.tensor(weights[key]))
+        return net
+
+    @property
+    def net(self) -> GridNet:
+        """The analysed seed's network (after the test; the first seed's before)."""
+        return self.net_of(self.analysed_seed() if self.last_test else self.seed_list[0])
 
     # -- what the decision-map figures show ---------------------------------------------------------
-    def training_view(self) -> dict:
-        """The net as it trains: ``net``, ``updates`` so far, and the attempt number."""
-        return {"net": self.net, "updates": self.updates, "attempt": len(self.attempts)}
+    def training_view(self) -> Optional[dict]:
+        """A single net as it trains (``net``, ``updates`` so far, ``attempt``); None for a
+        population, whose maps are drawn after the test only."""
+        if self.population:
+            return None
+        return {"net": self.net_of(self.seed_list[0]), "updates": int(self.updates[0]), "attempt": len(self.attempts[0])}
 
-    def nets_to_show(self) -> list[dict]:
-        """The nets whose maps are drawn after the test: this one."""
-        return [{"net": self.net, "weights": self.weights_dict(), "updates": self.updates}]
+    def nets_to_show(self) -> list[ShownNet]:
+        """The analysed seed (the files a single run writes), and in a population one seed that
+        failed, with the prefix ``seed<s>_``."""
+        out = []
+        for k, seed in enumerate(self.shown_seeds()):
+            i = self.seed_list.index(seed)
+            outcome = "reached 100%" if self._test_succeeded(i) else "did not reach 100%"
+            out.append(ShownNet(self.net_of(seed), label=f"seed {seed} ({outcome})" if self.population else "", prefix="" if k == 0 else f"seed{seed}_",
+                                weights=self.weights_of(seed), updates=int(self.updates[i]), seed=seed))
+        return out
 
-    # -- training --------------------------------------------------------------------------
+    # -- training --------------------------------------------------------------------------------
     def configure_optimizers(self):
         hp = self.hparams
-        return torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        return GridAdam([self.seed_weights], lr=hp.lr, weight_decay=hp.weight_decay)
 
     def on_fit_start(self):
         if self.hparams.activation == "step":
             raise ConfigError("activation='step' cannot be trained (its gradient is zero everywhere); use fit=false, or activation=sigmoid")
+        budget = self.trainer.max_steps
+        if not (isinstance(budget, int) and budget >= 1):
+            raise ConfigError(f"trainer.max_steps={budget!r} is invalid for the grid study; allowed: an integer >= 1 (each seed's update budget)")
 
-    def _chunk_fast(self, x: torch.Tensor, y: torch.Tensor, n: int, adam: torch.optim.Adam) -> ChunkResult:
-        return adam_chunk(self._params(), adam, x, y, n, self.hparams.hidden_units, self.hparams.stop_after_perfect, self._streak)
+    def _leave(self, i: int) -> None:
+        self.ended[i] = True
 
-    def _chunk_torch(self, x: torch.Tensor, y: torch.Tensor, n: int, adam: torch.optim.Adam) -> ChunkResult:
-        """The same updates through autograd and ``torch.optim.Adam`` itself (``fast: false``)."""
-        streak, first, k, first_loss = self._streak, -1, 0, None
-        while k < n and streak < self.hparams.stop_after_perfect:
-            o = self.net(x)
-            loss = F.binary_cross_entropy(o, y)
-            first_loss = float(loss.detach()) if first_loss is None else first_loss
-            if bool(((o >= 0.5) == (y >= 0.5)).all()):
-                first = k if first < 0 else first
-                streak += 1
-            else:
-                streak = 0
-            adam.zero_grad()
-            loss.backward()
-            adam.step()
-            k += 1
-        adam.zero_grad()  # grads None again: the bookkeeping step below must not move anything
-        return ChunkResult(np.array([k]), np.array([first]), np.array([streak]), np.array([float(loss.detach())]), o.detach().cpu().numpy()[None],
-                           np.array([first_loss]))
+    def updates_done(self) -> int:
+        """The population's clock: the updates a seed training from the start would have made
+        (a Lightning step makes up to ``data.batches_per_step`` of them). The same on every
+        process, whichever seeds it trains."""
+        return self.clock
 
     def training_step(self, batches, batch_idx):
-        """One full-batch update per ``(points, targets)`` in ``batches`` (the same 9 points each
-        time), never past the update budget or a restart decision."""
-        hp, attempts = self.hparams, self.attempts
+        """Up to ``len(batches)`` updates of every seed still training, each stopping at its own
+        budget, restart decision or stopping rule."""
+        hp, budget = self.hparams, self.trainer.max_steps
         x, y = batches[0]
-        lightning_opt = self.optimizers()
-        adam = lightning_opt.optimizer
-        in_attempt = self.updates - attempts.current["start_update"]
-        limit = hp.max_updates - in_attempt
-        until_restart = attempts.updates_until_restart(self.updates)
-        if until_restart is not None:
-            limit = min(limit, until_restart)
-        n = min(len(batches), limit)
-        chunk = self._chunk_fast if hp.fast else self._chunk_torch
-        result = chunk(x, y, n, adam)
-        # Lightning counts optimizer steps through its own wrapper; with every .grad None this
-        # step moves no weight (torch.optim skips such parameters) and only advances the count
-        # that checkpointing relies on. The real updates happened above.
-        lightning_opt.step()
+        limits = np.zeros(len(self.seed_list), np.int64)
+        for i, a in enumerate(self.attempts):
+            if not self.ended[i]:
+                left = a.updates_until_restart(int(self.updates[i]))
+                limits[i] = min(len(batches), budget - int(self.updates[i]), *(() if left is None else (left,)))
+        result = self.optimizers().step(hidden=hp.hidden_units, points=x, targets=y, limits=limits, stop_after_correct=hp.stop_after_perfect, streak=self.streak)
+        self.clock = min(self.clock + len(batches), budget)
+        self.streak[:] = result.streak
+        trained = limits > 0
+        for i in np.flatnonzero(trained):
+            self._after_updates(int(i), result)
+        if self.population:
+            loss = float(result.last_loss[trained].mean()) if trained.any() else float("nan")
+            self.log_dict({"population/training": float((~np.array(self.ended)).sum()), "population/loss": loss,
+                           "step": float(self.updates.max())}, on_step=True, on_epoch=False)
+        else:
+            acc = float(((torch.from_numpy(result.last_output[0]) >= 0.5) == (y.cpu() >= 0.5)).float().mean())
+            self.log_dict({"loss/train": float(result.last_loss[0]), "acc/train": acc, "step": float(self.updates[0])}, on_step=True, on_epoch=False)
+        # the chunk's first and last losses of the seeds that trained, for callbacks.divergence
+        return {"loss": torch.from_numpy(np.stack([result.first_loss[trained], result.last_loss[trained]])),
+                "update": int(self.updates.max()), "samples": int(result.done.sum()) * len(x)}
 
-        done, first = int(result.done[0]), int(result.first_correct[0])
-        if first >= 0:
-            attempts.succeeded(in_attempt + first + 1)  # counted within the attempt
-        self._streak = int(result.streak[0])
-        self.updates += done
-        loss, output = float(result.last_loss[0]), torch.from_numpy(result.last_output[0])
-        acc = float(((output >= 0.5) == (y.cpu() >= 0.5)).float().mean())
-        self.log_dict({"loss/train": loss, "acc/train": acc, "step": float(self.updates)}, on_step=True, on_epoch=False)
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self.stop_when_every_seed_has_ended()
 
-        if self._streak >= hp.stop_after_perfect:
-            attempts.end(self.updates, f"100% held for {hp.stop_after_perfect:,} updates")
-            self.trainer.should_stop = True
-        elif self.updates - attempts.current["start_update"] >= hp.max_updates:
-            attempts.end(self.updates, f"update budget of {hp.max_updates:,} spent")
-            self.trainer.should_stop = True
-        elif attempts.restart_due(self.updates):
-            seed = attempts.restart(self.updates, f"no 100% after {hp.restart_after:,} updates: re-initialised")
-            log.info("attempt %d reached no 100%% in %d updates; re-initialising with seed %d", len(attempts) - 1, hp.restart_after, seed)
-            self._reset_weights(seed)
-            adam.state.clear()
-        # the chunk's first and last losses, for the divergence check (callbacks.divergence)
-        return {"loss": torch.tensor([float(result.first_loss[0]), loss]), "update": self.updates, "samples": done * len(x)}
+    def _after_updates(self, i: int, result) -> None:
+        """Seed ``i``'s bookkeeping after its updates of this step: its first 100%, then the end of
+        its training (100% held, or its budget spent), or a restart."""
+        hp, a = self.hparams, self.attempts[i]
+        in_attempt = int(self.updates[i]) - a.current["start_update"]
+        if result.first_correct[i] >= 0:
+            a.succeeded(in_attempt + int(result.first_correct[i]) + 1)  # counted within the attempt
+        self.updates[i] += int(result.done[i])
+        now = int(self.updates[i])
+        if self.streak[i] >= hp.stop_after_perfect:
+            a.end(now, f"100% held for {hp.stop_after_perfect:,} updates")
+            self.ended[i] = True
+        elif now >= self.trainer.max_steps:
+            a.end(now, f"update budget of {self.trainer.max_steps:,} spent")
+            self.ended[i] = True
+        elif a.restart_due(now):
+            seed = a.restart(now, f"no 100% after {hp.restart_after:,} updates: re-initialised")
+            log.info("seed %d: attempt %d reached no 100%% in %d updates; re-initialising with seed %d", self.seed_list[i], len(a) - 1, hp.restart_after, seed)
+            self._initialise(i, seed)
+            self.optimizers().optimizer.reset_rows([i])
 
-    # -- checkpoints keep the training record --------------------------------------------------
+    # -- checkpoints and processes ---------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint):
-        checkpoint[Attempts.CHECKPOINT_KEY] = self.attempts.state_dict()
-        checkpoint["grid_progress"] = {"updates": self.updates, "streak": self._streak}
+        checkpoint["attempts"] = [a.state_dict() for a in self.attempts]
+        checkpoint["seeds"] = {"updates": torch.from_numpy(self.updates.copy()), "streak": torch.from_numpy(self.streak.copy()), "ended": list(self.ended), "clock": self.clock}
 
     def on_load_checkpoint(self, checkpoint):
-        if Attempts.CHECKPOINT_KEY in checkpoint:
-            self.attempts.load_state_dict(checkpoint[Attempts.CHECKPOINT_KEY])
-        progress = checkpoint.get("grid_progress")
-        if progress:
-            self.updates, self._streak = progress["updates"], progress["streak"]
+        for a, records in zip(self.attempts, checkpoint.get("attempts", [])):
+            a.load_state_dict(records)
+        seeds = checkpoint.get("seeds")
+        if seeds:
+            self.updates[:], self.streak[:] = seeds["updates"].numpy(), seeds["streak"].numpy()
+            self.ended, self.clock = list(seeds["ended"]), seeds.get("clock", 0)
 
-    # -- evaluation -------------------------------------------------------------------------
+    def _seed_state(self, i: int) -> dict:
+        return {"weights": self.seed_weights[i].detach().cpu(), "updates": int(self.updates[i]), "streak": int(self.streak[i]), "attempts": self.attempts[i].state_dict()}
+
+    def _load_seed_state(self, i: int, state: dict) -> None:
+        with torch.no_grad():
+            self.seed_weights[i] = state["weights"].to(self.seed_weights.device)
+        self.updates[i], self.streak[i] = state["updates"], state["streak"]
+        self.attempts[i].load_state_dict(state["attempts"])
+        self.ended[i] = True
+
+    # -- evaluation -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def activations(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every seed's hidden activations ``(S, N, H)`` and output ``(S, N, 1)`` on points ``x`` ``(N, 2)``."""
+        act = torch.sigmoid if self.hparams.activation == "sigmoid" else step
+        W1, b1, W2, b2 = unflatten(self.seed_weights.detach().cpu(), self.hparams.hidden_units)
+        h = act(x.cpu() @ W1.transpose(1, 2) + b1[:, None, :])
+        return h, act(h @ W2.transpose(1, 2) + b2[:, None, :])
+
     def test_step(self, batch, batch_idx):
         x, y = batch
-        h, o = self.net.activations(x)
-        loss = F.binary_cross_entropy(o, y)
-        acc = ((o >= 0.5) == (y >= 0.5)).float().mean()
-        self.log_dict({"hp/loss_test": loss, "hp/acc_test": acc}, on_step=False, on_epoch=True)
-        self.last_test = {"points": x.cpu(), "targets": y.cpu(), "hidden": h.detach().cpu(), "output": o.detach().cpu(), "loss": float(loss)}
+        h, o = self.activations(x)
+        targets = y.cpu().expand_as(o)
+        loss = F.binary_cross_entropy(o, targets, reduction="none").mean(dim=(1, 2))
+        right = ((o >= 0.5) == (targets >= 0.5)).sum(dim=(1, 2))  # points right, per seed
+        acc = right / len(x)
+        if self.population:
+            self.log_dict({"hp/success_rate": float((acc == 1).float().mean()), "hp/acc_test": float(acc.mean())}, on_step=False, on_epoch=True, sync_dist=True)
+        else:
+            self.log_dict({"hp/loss_test": float(loss[0]), "hp/acc_test": float(acc[0])}, on_step=False, on_epoch=True, sync_dist=True)  # every process: the same 9 points
+        self.last_test = {"points": x.cpu(), "targets": y.cpu(), "hidden": h, "output": o, "loss": loss, "right": right}
+
+    def _test_succeeded(self, i: int) -> bool:
+        return int(self.last_test["right"][i]) == len(self.last_test["points"])
+
+    def seed_outcomes(self) -> list[dict]:
+        """One entry per seed after the test: ``seed``, ``outcome`` (succeeded: 100% on the test),
+        ``updates``, ``first_perfect_update`` (of its last attempt), ``attempts``, test figures, and
+        ``attempt_records``."""
+        t = self.last_test
+        trained = bool(self.updates.any())
+        per_seed = []
+        for i, seed in enumerate(self.seed_list):
+            attempts = self.attempts[i].summary(int(self.updates[i]), "stopped after reaching 100%", "stopped before reaching 100%") if trained else []
+            right, total = int(t["right"][i]), len(t["points"])
+            per_seed.append({
+                "seed": seed, "outcome": "succeeded" if right == total else "failed",
+                "updates": int(self.updates[i]), "first_perfect_update": attempts[-1]["first_perfect_update"] if attempts else None,
+                "attempts": len(attempts), "test_acc": right / total, "test_correct": right, "test_loss": float(t["loss"][i]),
+                "attempt_records": attempts,
+            })
+        return per_seed
 
     def test_summary(self) -> dict:
-        """Final figures for results.json: accuracy, weights, the point table, dividing lines, training record."""
+        """results.json: the analysed seed as a single run reports it (accuracy, weights, the
+        point table, dividing lines, training record); a population adds every seed's outcome,
+        its success rate and updates to success."""
         t = self.last_test
-        table = point_table(t["points"], t["targets"], t["hidden"], t["output"])
-        right = sum(row["correct"] for row in table)
-        weights = self.weights_dict()
-        attempts = self.attempts.summary(self.updates, "stopped after reaching 100%", "stopped before reaching 100%") if self.updates else []
-        return {
-            "test_loss": t["loss"],
-            "test_acc": right / len(table),
-            "test_correct": right,
-            "test_total": len(table),
-            "activation": self.hparams.activation,
-            "hidden_units": self.hparams.hidden_units,
-            "weight_scale": self.hparams.weight_scale,
-            "weights": weights,
-            "point_table": table,
-            "dividing_lines": dividing_lines(weights["hidden_weight"], weights["hidden_bias"]),
-            "updates": self.updates,
-            "attempts": attempts,
-            "first_perfect_update": attempts[-1]["first_perfect_update"] if attempts else None,
+        per_seed = self.seed_outcomes()
+        s = self.analysed_seed()
+        i = self.seed_list.index(s)
+        weights, mine = self.weights_of(s), per_seed[i]
+        table = point_table(t["points"], t["targets"], t["hidden"][i], t["output"][i])
+        summary = {
+            "test_loss": mine["test_loss"], "test_acc": mine["test_acc"], "test_correct": mine["test_correct"], "test_total": len(table),
+            "activation": self.hparams.activation, "hidden_units": self.hparams.hidden_units, "weight_scale": self.hparams.weight_scale,
+            "weights": weights, "point_table": table, "dividing_lines": dividing_lines(weights["hidden_weight"], weights["hidden_bias"]),
+            "updates": mine["updates"], "attempts": mine["attempt_records"], "first_perfect_update": mine["first_perfect_update"],
         }
+        return {"analysed_seed": s, **summary, **self.population_summary(per_seed)} if self.population else summary

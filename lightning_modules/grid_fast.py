@@ -5,14 +5,15 @@ costs ~300 us of per-operation overhead on a CPU and 200,000 of them take over a
 the gradients are the exact analytic ones and Adam is ``torch.optim.Adam``'s own rule (L2 weight
 decay, bias corrections, no amsgrad), in float32 NumPy, for A networks at once: row a of each
 array is one network (one seed). Every operation acts on rows separately, so a network's updates
-are the same whether it trains alone (A = 1, what ``GridPerceptron`` does) or among others
-(``GridPopulation``); ``tests/test_population.py`` checks that bit for bit. A row stops at its own
+are the same whether it trains alone (A = 1) or among others; ``tests/test_population.py``
+checks that bit for bit. A row stops at its own
 update limit or once every point has been right for ``stop_after_correct`` updates in a row, and
 then leaves the computation, so the cost falls as a population finishes.
 
-``adam_chunk`` reads and writes the state of a ``torch.optim.Adam`` (``exp_avg``, ``exp_avg_sq``,
-``step``), so the NumPy path and autograd can take turns on the same optimiser;
-``tests/test_grid.py`` checks that they give the same losses.
+``GridAdam`` is the torch optimiser around it: its state (moments and a step count per row) is
+an optimiser state Lightning checkpoints, and one ``step()`` is one call of ``adam_updates``.
+``tests/test_grid.py`` checks the updates against autograd + ``torch.optim.Adam`` on the same
+stacked parameters.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 # torch's binary_cross_entropy clamps log() at -100 and divides its gradient by
 # max(p (1 - p), 1e-12); the same constants keep the two paths identical when a unit saturates.
@@ -142,38 +144,58 @@ def adam_updates(
     return ChunkResult(done, first, streak, last_loss, last_output, first_loss)
 
 
-def adam_chunk(params: list, adam, x, y, n: int, hidden: int, stop_after_correct: int, streak: int) -> ChunkResult:
-    """Up to ``n`` updates of one network's ``params`` (``hidden.weight, hidden.bias,
-    output.weight, output.bias``) by ``adam_updates`` (one row), on the state of ``adam`` (a
-    ``torch.optim.Adam`` over them): the parameters and their Adam moments are flattened into
-    NumPy, updated, and copied back, so checkpoints and the autograd path see exactly what
-    ``torch.optim.Adam`` would hold. ``x`` (N, 2) and ``y`` (N, 1) are tensors."""
-    import torch
+class GridAdam(torch.optim.Optimizer):
+    """``torch.optim.Adam``'s rule for the rows of one parameter ``(A, 4 H + 1)`` (one grid
+    perceptron per row), each row with its own moments and step count, and the exact gradients
+    of the grid's BCE computed inside: one ``step()`` makes up to ``limits[a]`` full-batch updates
+    of row a (``adam_updates``), since one update of this net costs less than Lightning's
+    per-step machinery. ``step`` therefore takes the batch and the per-row limits as keyword
+    arguments, which Lightning's ``LightningOptimizer.step(**kwargs)`` passes through.
 
-    group = adam.param_groups[0]
-    for p in params:
-        state = adam.state[p]
-        if not state:  # what torch.optim.Adam creates on its first step
-            state["step"] = torch.tensor(0.0)
-            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    The updates run in NumPy on the CPU whatever the device (the arrays are a few kilobytes);
+    tensors elsewhere are copied there and back."""
 
-    def flat(tensors):
-        return np.concatenate([t.detach().cpu().numpy().astype(np.float32).ravel() for t in tensors])[None, :]
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
+        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps, "weight_decay": weight_decay})
+        if sum(len(g["params"]) for g in self.param_groups) != 1:
+            raise ValueError("GridAdam updates one parameter: the (rows, 4 H + 1) weights of a population")
 
-    theta = flat(params)
-    m = flat([adam.state[p]["exp_avg"] for p in params])
-    v = flat([adam.state[p]["exp_avg_sq"] for p in params])
-    step = np.array([int(adam.state[params[0]]["step"])], np.int64)
-    result = adam_updates(
-        theta, m, v, step, hidden,
-        x.detach().cpu().numpy().astype(np.float32), y.detach().cpu().numpy().astype(np.float32), np.array([n]),
-        lr=group["lr"], weight_decay=group["weight_decay"], betas=group["betas"], eps=group["eps"],
-        stop_after_correct=stop_after_correct, streak=np.array([streak]),
-    )
-    with torch.no_grad():
-        for i, p in enumerate(params):
-            for dst, src in ((p, theta[0]), (adam.state[p]["exp_avg"], m[0]), (adam.state[p]["exp_avg_sq"], v[0])):
-                dst.copy_(torch.from_numpy(unflatten(src, hidden)[i].copy()).view_as(dst))
-            adam.state[p]["step"].fill_(float(step[0]))
-    return result
+    @property
+    def weights(self) -> torch.Tensor:
+        return self.param_groups[0]["params"][0]
+
+    def _state(self) -> dict:
+        p = self.weights
+        state = self.state[p]
+        if not state:  # what torch.optim.Adam creates at its first step, with a step count per row
+            state["exp_avg"] = torch.zeros_like(p)
+            state["exp_avg_sq"] = torch.zeros_like(p)
+            state["step"] = torch.zeros(p.shape[0], dtype=torch.int64, device=p.device)
+        return state
+
+    @torch.no_grad()
+    def reset_rows(self, rows: list[int]) -> None:
+        """A fresh start for rows ``rows`` (re-initialised networks): moments and step count 0."""
+        state = self._state()
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            state[key][rows] = 0
+
+    @torch.no_grad()
+    def step(self, closure=None, *, hidden: int, points: torch.Tensor, targets: torch.Tensor, limits: np.ndarray,
+             stop_after_correct: int | None = None, streak: np.ndarray | None = None) -> ChunkResult:
+        """Up to ``limits[a]`` updates of row a on the full batch ``points`` (N, 2), ``targets``
+        (N, 1); a row also stops once every point has been right for ``stop_after_correct``
+        updates in a row, counting on from ``streak[a]``."""
+        if closure is not None:
+            with torch.enable_grad():
+                closure()  # Lightning's hooks around an optimiser step; the gradients are computed below
+        group, state, p = self.param_groups[0], self._state(), self.weights
+        tensors = [p, state["exp_avg"], state["exp_avg_sq"], state["step"]]
+        arrays = [t.detach().cpu().numpy() for t in tensors]  # views of CPU tensors: updated in place
+        result = adam_updates(*arrays, hidden, points.detach().cpu().numpy().astype(np.float32), targets.detach().cpu().numpy().astype(np.float32),
+                              limits, lr=group["lr"], weight_decay=group["weight_decay"], betas=group["betas"], eps=group["eps"],
+                              stop_after_correct=stop_after_correct, streak=streak)
+        for t, a in zip(tensors, arrays):
+            if t.device.type != "cpu":
+                t.copy_(torch.from_numpy(a))
+        return result

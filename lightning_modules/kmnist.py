@@ -167,6 +167,14 @@ class KMNISTClassifier(pl.LightningModule):
         hp = self.hparams
         return torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
 
+    def _classes(self) -> list[str] | None:
+        """The data's class names, when the module is attached to a Trainer with KMNIST data."""
+        try:
+            datamodule = self.trainer.datamodule
+        except RuntimeError:  # not attached to a Trainer
+            return None
+        return getattr(datamodule, "classes", None)
+
     def test_summary(self) -> dict:
         """Final test figures for results.json (call after ``trainer.test``)."""
         ev = self.last_eval["test"]
@@ -179,7 +187,7 @@ class KMNISTClassifier(pl.LightningModule):
             "test_total": total,
             "confusion_matrix": cm.tolist(),
             # the 5 largest off-diagonal cells, named by the data's classes
-            "top_confusions": top_confusions(cm, 5, getattr(self._trainer and self._trainer.datamodule, "classes", None)),
+            "top_confusions": top_confusions(cm, 5, self._classes()),
         }
 
 

@@ -1,48 +1,51 @@
-"""SequencePredictor: an SRN or LSTM predicting the next symbol of a counting language."""
+"""SequencePredictor: S >= 1 SRNs or LSTMs predicting the next symbol of a counting language."""
 
 from __future__ import annotations
 
 import logging
+import statistics
 import time
-from typing import Union
+from collections import Counter
+from typing import Any, Optional, Union
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torchmetrics import CatMetric, MeanMetric, MeanSquaredError, SumMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics import MeanMetric
 
 from analysis.recurrent import generalisation
-from base.errors import ConfigError, check, check_choice, check_int, check_positive, check_range
-from lightning_modules.attempts import Attempts
-from lightning_modules.recurrent_nets import CELLS, initialise
+from base.contracts import SeedData, ShownNet
+from base.errors import ConfigError, check, check_choice, check_int
+from lightning_modules.metrics import PerSeedSums
+from lightning_modules.optimizers import optimizer_factory
+from lightning_modules.population import SeedPopulation
+from lightning_modules.recurrent_nets import CELLS, NETS, Layout, forward, fused_logits, loss_and_grads, sequence_loss
 
 log = logging.getLogger(__name__)
 
-OPTIMIZERS = ("sgd", "adam")
+# the reference's optimiser, when a config names none
+REFERENCE_SGD = {"_target_": "torch.optim.SGD", "lr": 0.005, "weight_decay": 1e-4}
+EVAL_SUMS = ("nll", "positions", "squared_error", "squared_error_exact", "determined_right", "determined")
+VAL_NAMES = {"loss": "loss/val", "error": "error/val", "error_exact": "error_exact/val", "det_acc": "det_acc/val"}
+TEST_NAMES = {"loss": "hp/loss_test", "error": "hp/error_test", "error_exact": "hp/error_exact_test", "det_acc": "hp/det_acc_test"}
 
 
-def check_sequence_settings(cell, hidden_units, num_symbols, init, optimizer, lr, momentum, weight_decay, restarts, restart_after) -> None:
-    """The checks of the arguments a single net (``SequencePredictor``) and a population
-    (``SequencePopulation``) share: one ``ConfigError`` line naming the first bad one."""
-    check_choice("cell", cell, tuple(CELLS))
-    check_int("hidden_units", hidden_units, 1)
-    check(num_symbols in (2, 3), "num_symbols", num_symbols, "2 or 3")
-    check(init == "uniform" or (isinstance(init, (int, float)) and not isinstance(init, bool) and init > 0), "init", init, "a number > 0 (std of a normal) or 'uniform'")
-    check_choice("optimizer", optimizer, OPTIMIZERS)
-    check_positive("lr", lr)
-    check_range("momentum", momentum, 0, 1)
-    check_range("weight_decay", weight_decay, 0)
-    check_int("restarts", restarts, 0)
-    check_int("restart_after", restart_after, 1)
-
-
-class SequencePredictor(pl.LightningModule):
+class SequencePredictor(SeedPopulation, pl.LightningModule):
     """Model, loss (NLL of the actual next symbol, as the reference), optimiser and metrics of
-    the recurrent study.
+    the recurrent study, for ``seeds`` networks (seeds ``init_seed`` ..; 1 for a single run),
+    each with its own life as a run of that seed alone would have it: its initial weights, its
+    sequences (``GrammarDataModule(seeds=...)``), its own optimiser state (one parameter per
+    seed, so torch's optimiser keeps a state and a step count per seed, and skips a seed without
+    a gradient), its evaluations, restarts and early stop (``callbacks.solved_stopping``), and
+    its budget (``trainer.max_steps`` updates). A seed that has ended is frozen and leaves the
+    computation.
 
-    Metrics on an evaluation set (``val`` during training, ``test`` at the end):
+    How a step is computed (``recurrent_nets``): one LSTM trains through torch's fused kernel;
+    SRNs, and LSTMs in a population, through the batched recurrence with its hand-written
+    gradients. Both give the gradients of the same loss (tested equal to float tolerance).
+
+    Metrics of an evaluation (``val`` every ``trainer.val_check_interval`` updates, ``test`` at
+    the end), per seed:
 
     - ``error``: the reference's measure, the mean squared difference between the predicted
       next-symbol distribution and the reference's target (the exact one, except [0.8, 0.2] at
@@ -57,192 +60,363 @@ class SequencePredictor(pl.LightningModule):
     determined positions.
 
     Args:
+        seeds: S, networks trained together.
         cell: ``srn`` or ``lstm``.
         hidden_units: H.
         num_symbols: 2 (A, B) or 3 (A, B, C); set from the data's language.
         init: weights from N(0, init) for a number, or ``uniform`` (+-1/sqrt(H)).
-        optimizer: ``sgd`` (reference: lr 0.005, weight decay 1e-4) or ``adam``.
-        init_seed: seed of the initial weights.
+        optimizer: a ``_partial_`` torch optimiser (reference: SGD lr 0.005, weight decay 1e-4).
+        init_seed: seed of the first network's initial weights.
         restarts, restart_after: an attempt not solved (``det_acc`` 1.0 on the validation
             sequences) ``restart_after`` updates after it began is re-initialised from seed
             ``init_seed + k`` (attempt k = 0, 1, ...), at most ``restarts`` times; the reference
             left that to the user.
+        analyse_seed: the seed whose net the figures and the printout show (default: the first
+            one solved on the test).
     """
 
     study = "recurrent"  # results.json's family (orchestration.studies)
+    ddp_strategy = "ddp_population"  # under trainer=ddp each process trains its share of the seeds
+    first_success_key = "first_solved_update"
+    threads = 1  # intra-op threads: 2-3-unit nets gain nothing from more and lose up to 6x beside a busy process
 
     def __init__(
         self,
+        seeds: int = 1,
         cell: str = "srn",
         hidden_units: int = 2,
         num_symbols: int = 2,
         init: Union[str, float] = 0.001,
-        optimizer: str = "sgd",
-        lr: float = 0.005,
-        momentum: float = 0.0,
-        weight_decay: float = 1e-4,
+        optimizer: Any = None,
         init_seed: int = 0,
         restarts: int = 0,
         restart_after: int = 20_000,
+        analyse_seed: Optional[int] = None,
     ):
         super().__init__()
-        check_sequence_settings(cell, hidden_units, num_symbols, init, optimizer, lr, momentum, weight_decay, restarts, restart_after)
-        self.save_hyperparameters()
-        self.net: nn.Module = CELLS[cell](num_symbols, hidden_units)
-        self.attempts = Attempts(init_seed, restarts, restart_after, first_key="first_solved_update")
-        self.first_solved_seconds: float | None = None  # seconds of training to the first solve
-        self._t0 = time.perf_counter()
-        self._initialise(self.attempts.start(0))
-
-        self.train_loss = MeanMetric(nan_strategy="disable")  # since the last evaluation
-        self.eval_metrics = nn.ModuleDict(
-            {
-                stage: nn.ModuleDict(
-                    {
-                        "loss": MeanMetric(nan_strategy="disable"),
-                        "error": MeanSquaredError(),
-                        "error_exact": MeanSquaredError(),
-                        "det_acc": MulticlassAccuracy(num_classes=num_symbols, average="micro"),
-                        "sequences": SumMetric(nan_strategy="disable"),
-                    }
-                )
-                for stage in ("val", "test")
-            }
-        )
-        # generalisation: block length of each test sequence, and whether it was all right
-        self.gen_n = CatMetric(nan_strategy="disable")
-        self.gen_ok = CatMetric(nan_strategy="disable")
-        self.last_eval: dict[str, dict] = {}
-
-    def _initialise(self, seed: int) -> None:
-        initialise(self.net, self.hparams.init, torch.Generator().manual_seed(seed))
-
-    def on_train_start(self):
+        check_choice("cell", cell, CELLS)
+        check_int("hidden_units", hidden_units, 1)
+        check(num_symbols in (2, 3), "num_symbols", num_symbols, "2 or 3")
+        check(init == "uniform" or (isinstance(init, (int, float)) and not isinstance(init, bool) and init > 0), "init", init, "a number > 0 (std of a normal) or 'uniform'")
+        check_int("restarts", restarts, 0)
+        check_int("restart_after", restart_after, 1)
+        self._make_optimizer, description = optimizer_factory(REFERENCE_SGD if optimizer is None else optimizer)
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.hparams["optimizer"] = description  # plain: checkpoints load with weights_only=True
+        self.automatic_optimization = False
+        self._population(seeds, init_seed, restarts, restart_after, analyse_seed)
+        self.layout = Layout(cell, num_symbols, hidden_units)
+        self._nets = {"template": NETS[cell](num_symbols, hidden_units)}  # not a submodule: its parameters are not the model's
+        self.seed_weights = nn.ParameterList([nn.Parameter(self._initial(a.start(0))) for a in self.attempts])
+        # one LSTM: torch's fused kernel (~8x faster than the batched recurrence for one net on a CPU)
+        self.fused = seeds == 1 and cell == "lstm"
+        S = seeds
+        self.ended_at: list[Optional[int]] = [None] * S  # the update at which a seed stopped
+        self.stopped_early: list[Optional[int]] = [None] * S  # ... when a stopping rule stopped it
+        self.first_solved: list[Optional[int]] = [None] * S  # the first evaluation solved, in any attempt
+        self.first_solved_seconds: list[Optional[float]] = [None] * S
+        self.train_loss = MeanMetric(nan_strategy="disable")  # over seeds and updates since the last evaluation; no host sync per step
+        self.eval_sums = nn.ModuleDict({stage: PerSeedSums(S, EVAL_SUMS) for stage in ("val", "test")})
+        self.eval_max_n: Optional[int] = None
+        self.generalisation_wrong: Optional[PerSeedSums] = None
+        self.last_val: dict[str, list[Optional[float]]] = {}
+        self.last_test: dict[str, Any] = {}
         self._t0 = time.perf_counter()
 
-    def _maybe_restart(self, solved: bool) -> None:
-        """After an evaluation: note when this attempt was first solved; re-initialise it (seed
-        ``init_seed + k``) when it is still unsolved ``restart_after`` updates after its start."""
-        attempts, step = self.attempts, self.trainer.global_step
-        if solved:
-            attempts.succeeded(step)
-            if self.first_solved_seconds is None:  # the first solve of the run, whatever stops it
-                self.first_solved_seconds = round(time.perf_counter() - self._t0, 2)
-        if attempts.restart_due(step):
-            restart_after = self.hparams.restart_after
-            seed = attempts.restart(step, f"not solved after {restart_after:,} updates: re-initialised")
-            log.info("attempt %d not solved after %d updates; re-initialising with seed %d", len(attempts) - 1, restart_after, seed)
-            self._initialise(seed)
-            self.optimizers().optimizer.state.clear()  # fresh Adam moments / momentum for the new weights
+    # -- weights ---------------------------------------------------------------------------------
+    def _initial(self, seed: int) -> torch.Tensor:
+        return self.layout.initial(self.hparams.init, torch.Generator().manual_seed(int(seed)))
 
-    def on_save_checkpoint(self, checkpoint):
-        checkpoint[Attempts.CHECKPOINT_KEY] = self.attempts.state_dict()
-        checkpoint["first_solved_seconds"] = self.first_solved_seconds
+    def _flat(self, rows: list[int]) -> torch.Tensor:
+        """The weights of seeds ``rows`` as one tensor ``(R, P)`` (no gradient)."""
+        return torch.stack([self.seed_weights[i].detach() for i in rows])
 
-    def on_load_checkpoint(self, checkpoint):
-        if Attempts.CHECKPOINT_KEY in checkpoint:
-            self.attempts.load_state_dict(checkpoint[Attempts.CHECKPOINT_KEY])
-        self.first_solved_seconds = checkpoint.get("first_solved_seconds")
+    def net_of(self, seed: int) -> nn.Module:
+        """A single ``SRN``/``LSTM`` holding seed ``seed``'s weights (for figures and analysis)."""
+        hp = self.hparams
+        return NETS[hp.cell](hp.num_symbols, hp.hidden_units).load_flat(self.seed_weights[self.seed_list.index(seed)])
+
+    @property
+    def net(self) -> nn.Module:
+        """The analysed seed's network (after the test; the first seed's before)."""
+        return self.net_of(self.analysed_seed() if self.last_test else self.seed_list[0])
+
+    # -- training --------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        return self._make_optimizer(self.seed_weights.parameters())
 
     def setup(self, stage: str) -> None:
-        dm = self.trainer.datamodule if self._trainer is not None else None
-        language = getattr(dm, "language", None)
-        if language is not None and language.num_symbols != self.hparams.num_symbols:
-            raise ConfigError(f"model.num_symbols={self.hparams.num_symbols} does not match the data: {dm.hparams.language} has {language.num_symbols} symbols")
+        dm = self.trainer.datamodule
+        if not isinstance(dm, SeedData):
+            raise ConfigError(f"the recurrent model needs the counting-language data (data=grammar), not {type(dm).__name__}")
+        if dm.language.num_symbols != self.hparams.num_symbols:
+            raise ConfigError(f"model.num_symbols={self.hparams.num_symbols} does not match the data: {dm.hparams.language} has {dm.language.num_symbols} symbols")
+        if dm.seed_list != self.seed_list:
+            raise ConfigError(f"the data's seeds {dm.seed_list[0]}..{dm.seed_list[-1]} are not the model's {self.seed_list[0]}..{self.seed_list[-1]} (data.seed, data.seeds)")
+        if self.generalisation_wrong is None:
+            self.eval_max_n = dm.hparams.eval_max_n
+            self.generalisation_wrong = PerSeedSums(len(self.seed_list), tuple(str(n) for n in range(1, self.eval_max_n + 1))).to(self.device)
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        """One-hot inputs (B, T, S) -> logits (B, T, S)."""
-        return self.net(inputs)
+    def on_fit_start(self):
+        self._t0 = time.perf_counter()
 
-    def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean NLL of the actual next symbol over real (non-padding) positions."""
-        return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
+    def on_train_start(self):
+        super().on_train_start()  # under several processes: only this process's seeds
+        for i, ended in enumerate(self.ended):  # a resumed run: the seeds that had ended draw no sequences
+            if ended:
+                self.trainer.datamodule.end_seed(i)
 
     def training_step(self, batch, batch_idx):
-        loss = self._loss(self(batch["inputs"]), batch["targets"])
-        self.train_loss.update(loss.detach())
-        return loss
+        """One update of every seed still training, on its own batch (the batch may still hold
+        seeds that ended after it was drawn: they are left out)."""
+        drawn = batch["rows"].tolist()
+        active = [i for i in drawn if not self.ended[i]]
+        opt = self.optimizers()
+        if self.fused and active:
+            logits = fused_logits(self._nets["template"], self.seed_weights[0], batch["inputs"][0])
+            loss = sequence_loss(logits, batch["targets"][0])
+            opt.zero_grad()
+            self.manual_backward(loss)
+            losses = loss.detach()[None]
+        elif active:
+            keep = torch.tensor([drawn.index(i) for i in active], device=self.device)
+            losses, grads = loss_and_grads(self.layout, self._flat(active), batch["inputs"][keep], batch["targets"][keep], batch["valid"][keep])
+            for i, g in zip(active, grads):  # the seeds without a gradient are skipped by the optimiser
+                # a buffer of its own: a view into the others' gradients would sit at another alignment,
+                # and the fused optimiser's vectorised loop would round a seed differently with other seeds
+                self.seed_weights[i].grad = g.clone()
+        else:  # this process's seeds have all ended; the others' have not
+            losses = torch.zeros(0, device=self.device)
+        opt.step()
+        for p in self.seed_weights:
+            p.grad = None
+        self.train_loss.update(losses)  # (empty on a process whose seeds have all ended: it still takes part in the reduction)
+        samples = len(active) * batch["inputs"].shape[1] if active else 0
+        return {"loss": losses[None], "samples": samples}  # loss: (1 update, seeds)
 
-    def _evaluate(self, batch, stage: str) -> torch.Tensor:
-        logits = self(batch["inputs"])
-        valid, det = batch["valid"], batch["determined"]
-        m = self.eval_metrics[stage]
-        m["loss"].update(F.cross_entropy(logits[valid], batch["targets"][valid], reduction="none"))
-        probs = logits.softmax(-1)[valid].flatten()
-        m["error"].update(probs, batch["ref_probs"][valid].flatten())
-        m["error_exact"].update(probs, batch["probs"][valid].flatten())
-        pred = logits.argmax(-1)
-        m["det_acc"].update(pred[det], batch["targets"][det])
-        m["sequences"].update(float(valid.shape[0]))
-        return pred
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        self.stop_when_every_seed_has_ended()
 
-    def _eval_epoch_end(self, stage: str, names: dict[str, str]) -> None:
-        m = self.eval_metrics[stage]
-        values = {k: m[k].compute() for k in ("loss", "error", "error_exact", "det_acc")}
-        sequences = int(m["sequences"].compute())  # all devices together: each sequence once
-        for metric in m.values():
-            metric.reset()
-        # already reduced over devices by compute(); sync_dist only averages equal numbers
-        self.log_dict({names[k]: v for k, v in values.items()}, sync_dist=True)
-        self.last_eval[stage] = {**{k: float(v) for k, v in values.items()}, "sequences": sequences}
+    def on_validation_end(self):
+        if not self.trainer.sanity_checking:
+            self.stop_when_every_seed_has_ended()
+
+    def end_seed(self, index: int, early: bool = False) -> None:
+        """Seed ``index`` has ended: frozen from now on, and its sequences are no longer drawn."""
+        if self.ended[index]:
+            return
+        self.ended[index] = True
+        self.ended_at[index] = self.trainer.global_step
+        if early:
+            self.stopped_early[index] = self.trainer.global_step
+        self.trainer.datamodule.end_seed(index)
+        if self._world()[0] == 1 and all(self.ended):  # (several processes agree in the module's hooks)
+            self.trainer.should_stop = True
+
+    def _leave(self, i: int) -> None:
+        self.ended[i] = True
+
+    # -- evaluation ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _evaluate(self, batch: dict, rows: list[int]) -> dict[str, torch.Tensor]:
+        """Seeds ``rows`` on their own sequences: per seed and sequence ``(R, N, ...)`` fields of
+        ``batch`` (or one set shared by every seed, ``(1, N, ...)``). Returns ``logits`` and the
+        sums ``EVAL_SUMS`` (R, 6)."""
+        idx = torch.tensor(rows, device=self.device)
+        b = {k: (v.expand(len(rows), *v.shape[1:]) if v.shape[0] == 1 else v[idx]) for k, v in batch.items()}
+        valid, det, targets = b["valid"], b["determined"], b["targets"]
+        logits = forward(self.layout, self._flat(rows), b["inputs"], valid)["logits"]
+        logp = torch.log_softmax(logits, dim=-1)
+        nll = -logp.gather(-1, targets.clamp(min=0)[..., None])[..., 0] * valid
+        probs = logp.exp()
+        squared = ((probs - b["ref_probs"]) ** 2).sum(-1) * valid  # the reference's measure
+        squared_exact = ((probs - b["probs"]) ** 2).sum(-1) * valid
+        right = (logits.argmax(-1) == targets) & det
+        sums = torch.stack([t.flatten(1).sum(1).double() for t in (nll, valid, squared, squared_exact, right, det)], dim=1)
+        return {"logits": logits, "sums": sums, "wrong": ((logits.argmax(-1) != targets) & det).sum(-1)}
+
+    def _measured(self, stage: str) -> dict[str, list[Optional[float]]]:
+        """Per seed, the means of the last ``stage`` pass (reduced over processes; None for a seed
+        nobody evaluated), and the number of sequences each was evaluated on."""
+        s = {k: v.cpu() for k, v in self.eval_sums[stage].per_seed().items()}
+        self.eval_sums[stage].reset()
+        symbols = self.hparams.num_symbols
+        out: dict[str, list[Optional[float]]] = {k: [] for k in ("loss", "error", "error_exact", "det_acc")}
+        for i in range(len(self.seed_list)):
+            n, det = float(s["positions"][i]), float(s["determined"][i])
+            seen = n > 0
+            out["loss"].append(float(s["nll"][i]) / n if seen else None)
+            out["error"].append(float(s["squared_error"][i]) / (n * symbols) if seen else None)
+            out["error_exact"].append(float(s["squared_error_exact"][i]) / (n * symbols) if seen else None)
+            out["det_acc"].append(float(s["determined_right"][i]) / det if seen and det else None)
+        return out
+
+    def _mine_training(self) -> list[int]:
+        return [i for i in self.my_seeds() if not self.ended[i]]
 
     def validation_step(self, batch, batch_idx):
-        self._evaluate(batch, "val")
+        rows = self._mine_training()
+        # (an empty update when this process's seeds have all ended: every process takes part in the reduction)
+        sums = self._evaluate(batch, rows)["sums"] if rows else torch.zeros(0, len(EVAL_SUMS), dtype=torch.float64)
+        self.eval_sums["val"].update(torch.tensor(rows, dtype=torch.long), sums)
 
     def on_validation_epoch_end(self):
-        if self.train_loss.update_count:
-            self.log("loss/train", self.train_loss.compute(), sync_dist=True)
-            self.train_loss.reset()
-        self._eval_epoch_end("val", {"loss": "loss/val", "error": "error/val", "error_exact": "error_exact/val", "det_acc": "det_acc/val"})
+        evaluated = set(self._mine_training())
+        measured = self._measured("val")
+        self.last_val = {VAL_NAMES[k]: [v if i in evaluated else None for i, v in enumerate(values)] for k, values in measured.items()}
+        seen = [i for i, v in enumerate(measured["det_acc"]) if v is not None]
+        if seen:
+            for key, name in VAL_NAMES.items():  # a single net's values; a population's mean over the seeds evaluated
+                self.log(name, statistics.fmean(measured[key][i] for i in seen), sync_dist=True)
         if not self.trainer.sanity_checking:
-            self._maybe_restart(self.last_eval["val"]["det_acc"] == 1.0)
+            self.log("loss/train", self.train_loss.compute(), sync_dist=True)  # reduced by compute(); sync_dist only averages equal numbers
+            self.train_loss.reset()
+        if self.population:
+            self.log("population/training", float(sum(not self.ended[i] for i in self.my_seeds())), reduce_fx="sum", sync_dist=True)
+        if self.trainer.sanity_checking:
+            return
+        step = self.trainer.global_step
+        for i in sorted(evaluated):
+            self._after_evaluation(i, measured["det_acc"][i] == 1.0, step)
+
+    def _after_evaluation(self, i: int, solved: bool, step: int) -> None:
+        """What a run does after an evaluation: note when the seed was first solved; re-initialise
+        an attempt still unsolved ``restart_after`` updates after its start (seed ``init_seed + k``)."""
+        a = self.attempts[i]
+        if solved:
+            a.succeeded(step)
+            if self.first_solved[i] is None:  # the first solve of the run, whatever stops it
+                self.first_solved[i] = step
+                self.first_solved_seconds[i] = round(time.perf_counter() - self._t0, 2)
+        if a.restart_due(step):
+            restart_after = self.hparams.restart_after
+            seed = a.restart(step, f"not solved after {restart_after:,} updates: re-initialised")
+            log.info("seed %d: attempt %d not solved after %d updates; re-initialising with seed %d", self.seed_list[i], len(a) - 1, restart_after, seed)
+            with torch.no_grad():
+                self.seed_weights[i].copy_(self._initial(seed))
+            # the new weights start with a fresh optimiser state, as a new run does (torch.optim
+            # keeps a parameter's state in `state`, created again at its next step)
+            self.optimizers().optimizer.state.pop(self.seed_weights[i], None)
+
+    def val_metric(self, name: str) -> list[Optional[float]]:
+        """Per seed, the validation metric ``name`` (``det_acc/val``, ...) of the last evaluation."""
+        if name not in self.last_val:
+            raise ConfigError(f"callbacks.solved_stopping.monitor={name!r} is invalid; allowed: one of {', '.join(VAL_NAMES.values())}")
+        return self.last_val[name]
 
     def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
-        if dataloader_idx == 0:
-            self._evaluate(batch, "test")
+        rows = self.my_seeds()
+        if not rows:
             return
-        pred = self(batch["inputs"]).argmax(-1)
-        det = batch["determined"]
-        wrong = ((pred != batch["targets"]) & det).sum(dim=1)
-        self.gen_n.update(batch["n"][:, 0].float())
-        self.gen_ok.update((wrong == 0).float())
+        out = self._evaluate(batch, rows)
+        if dataloader_idx == 0:
+            self.eval_sums["test"].update(torch.tensor(rows), out["sums"])
+        else:  # one sequence per block length, the same for every seed: the errors per length
+            self.generalisation_wrong.update(torch.tensor(rows), out["wrong"])
 
     def on_test_epoch_end(self):
-        self._eval_epoch_end("test", {"loss": "hp/loss_test", "error": "hp/error_test", "error_exact": "hp/error_exact_test", "det_acc": "hp/det_acc_test"})
-        if self.gen_n.update_count:
-            gen = generalisation(self.gen_n.compute().long().tolist(), self.gen_ok.compute().bool().tolist())
-            self.gen_n.reset()
-            self.gen_ok.reset()
-            self.last_eval["generalisation"] = gen
-            self.log("hp/max_n_generalised", float(gen["max_n_generalised"]), sync_dist=True)
+        measured = self._measured("test")
+        wrong = torch.stack(list(self.generalisation_wrong.per_seed().values()), dim=1).cpu()  # (seeds, lengths)
+        self.generalisation_wrong.reset()
+        lengths = list(range(1, self.eval_max_n + 1))
+        gen = [generalisation(lengths, (row == 0).tolist()) for row in wrong]
+        self.last_test = {**measured, "solved": [v == 1.0 for v in measured["det_acc"]], "generalisation": gen,
+                          "sequences": self.trainer.datamodule.hparams.eval_sequences}
+        if self.population:
+            solved = self.last_test["solved"]
+            self.log_dict({"hp/success_rate": sum(solved) / len(solved), "hp/det_acc_test": statistics.fmean(measured["det_acc"])}, sync_dist=True)
+        else:  # (already reduced over processes; sync_dist only averages equal numbers)
+            self.log_dict({TEST_NAMES[k]: measured[k][0] for k in TEST_NAMES} | {"hp/max_n_generalised": float(gen[0]["max_n_generalised"])}, sync_dist=True)
 
-    def configure_optimizers(self):
-        hp = self.hparams
-        params = [p for p in self.parameters() if p.requires_grad]
-        if hp.optimizer == "adam":
-            return torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
-        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+    def _test_succeeded(self, i: int) -> bool:
+        return bool(self.last_test["solved"][i])
+
+    # -- what the figures show -----------------------------------------------------------------------
+    def nets_to_show(self) -> list[ShownNet]:
+        """The analysed seed's net, and in a population one seed's that failed on the test (file prefix ``seed<s>_``)."""
+        shown = []
+        for k, seed in enumerate(self.shown_seeds()):
+            label = "" if not self.population else (f"seed {seed}" if k == 0 else f"seed {seed} (not solved)")
+            shown.append(ShownNet(self.net_of(seed), label=label, prefix="" if k == 0 else f"seed{seed}_", seed=seed))
+        return shown
 
     def generalisation_by_net(self) -> list[dict]:
-        """The last test's generalisation (``analysis.recurrent.generalisation``) of this net, labelled."""
-        gen = self.last_eval.get("generalisation")
-        return [{"label": "this net", **gen}] if gen else []
+        """The last test's generalisation (``analysis.recurrent.generalisation``) of every seed, labelled."""
+        gen = self.last_test.get("generalisation", [])
+        if not self.population:
+            return [{"label": "this net", **gen[0]}] if gen else []
+        return [{"label": f"seed {s}", **g} for s, g in zip(self.seed_list, gen)]
+
+    # -- the record ----------------------------------------------------------------------------------
+    def _made(self, i: int) -> int:
+        """The updates seed ``i`` made."""
+        return self.ended_at[i] if self.ended_at[i] is not None else self.trainer.global_step
+
+    def seed_outcomes(self) -> list[dict]:
+        """One entry per seed after the test: ``seed``, ``outcome`` (succeeded: solved on its test
+        sequences), ``updates``, ``first_solved_update``, attempts, and its test figures."""
+        t, trained = self.last_test, self.trainer.global_step > 0
+        out = []
+        for i, seed in enumerate(self.seed_list):
+            made = self._made(i)
+            attempts = self.attempts[i].summary(made, "solved", "not solved when training ended") if trained else []
+            g = t["generalisation"][i]
+            out.append({
+                "seed": seed, "outcome": "succeeded" if t["solved"][i] else "failed", "updates": made,
+                "first_solved_update": self.first_solved[i], "stopped_early_at_update": self.stopped_early[i], "attempts": len(attempts),
+                "test_loss": t["loss"][i], "error": t["error"][i], "error_exact": t["error_exact"][i], "det_acc": t["det_acc"][i], "solved": bool(t["solved"][i]),
+                "max_n_generalised": g["max_n_generalised"], "fraction_lengths_right": g["fraction_lengths_right"], "lengths_right": g["lengths_right"],
+                "attempt_records": attempts,
+            })
+        return out
 
     def test_summary(self) -> dict:
-        ev = self.last_eval["test"]
-        gen = self.last_eval.get("generalisation", {})
-        trained = self._trainer is not None and self.trainer.global_step
-        attempts = self.attempts.summary(self.trainer.global_step, "solved", "not solved when training ended") if trained else []
-        return {
-            "test_loss": ev["loss"],
-            "error": ev["error"],
-            "error_exact": ev["error_exact"],
-            "det_acc": ev["det_acc"],
-            "solved": ev["det_acc"] == 1.0,
-            "test_sequences": ev["sequences"],
-            **gen,
-            "attempts": attempts,
-            # the first evaluation solved, in any attempt and whatever stops the run
-            "first_solved_update": min((a["first_solved_update"] for a in attempts if a["first_solved_update"] is not None), default=None),
-            "first_solved_seconds": self.first_solved_seconds,
+        """results.json: the analysed seed as a single run reports it; a population adds every
+        seed's outcome, the success rate, the updates to success and the spread of how far the
+        counting generalises."""
+        per_seed = self.seed_outcomes()
+        i = self.seed_list.index(self.analysed_seed())
+        mine, t = per_seed[i], self.last_test
+        gen = t["generalisation"][i]
+        summary = {
+            "test_loss": mine["test_loss"], "error": mine["error"], "error_exact": mine["error_exact"], "det_acc": mine["det_acc"], "solved": mine["solved"],
+            "test_sequences": t["sequences"], **gen, "attempts": mine["attempt_records"],
+            "first_solved_update": mine["first_solved_update"], "first_solved_seconds": self.first_solved_seconds[i],
         }
+        if not self.population:
+            return summary
+        generalised = Counter(r["max_n_generalised"] for r in per_seed)
+        return {
+            "analysed_seed": self.seed_list[i], **summary, "stopped_early_at_update": mine["stopped_early_at_update"], "updates": mine["updates"],
+            **self.population_summary(per_seed),
+            "max_n_generalised_counts": {str(n): generalised[n] for n in sorted(generalised)},
+            "fraction_lengths_right_median": statistics.median(r["fraction_lengths_right"] for r in per_seed),
+            "fraction_lengths_right_best": max(r["fraction_lengths_right"] for r in per_seed),
+        }
+
+    # -- checkpoints and processes ---------------------------------------------------------------------
+    STATE = ("ended", "ended_at", "stopped_early", "first_solved", "first_solved_seconds")
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["attempts"] = [a.state_dict() for a in self.attempts]
+        checkpoint["seeds"] = {k: list(getattr(self, k)) for k in self.STATE}
+
+    def on_load_checkpoint(self, checkpoint):
+        for a, records in zip(self.attempts, checkpoint.get("attempts", [])):
+            a.load_state_dict(records)
+        for k, v in checkpoint.get("seeds", {}).items():
+            setattr(self, k, list(v))
+
+    def _seed_state(self, i: int) -> dict:
+        return {"weights": self.seed_weights[i].detach().cpu(), "attempts": self.attempts[i].state_dict(), **{k: getattr(self, k)[i] for k in self.STATE}}
+
+    def _load_seed_state(self, i: int, state: dict) -> None:
+        with torch.no_grad():
+            self.seed_weights[i].copy_(state["weights"])
+        self.attempts[i].load_state_dict(state["attempts"])
+        for k in self.STATE:
+            getattr(self, k)[i] = state[k]
+        self.ended[i] = True
+
+
+__all__ = ["SequencePredictor"]

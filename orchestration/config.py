@@ -29,9 +29,16 @@ def num_symbols(language: str) -> int:
     return symbols_of(language)
 
 
+def ddp_strategy(model_target: str) -> str:
+    """``${ddp_strategy:${model._target_}}`` (``conf/trainer/ddp.yaml``): see ``orchestration.launch.ddp_strategy``."""
+    from orchestration.launch import ddp_strategy as strategy
+
+    return strategy(model_target)
+
+
 def register_resolvers() -> None:
-    """``${run_name:...}`` and ``${num_symbols:...}`` used by ``conf/``; call before composing."""
-    for name, fn in (("run_name", run_name), ("num_symbols", num_symbols)):
+    """``${run_name:...}``, ``${num_symbols:...}`` and ``${ddp_strategy:...}`` used by ``conf/``; call before composing."""
+    for name, fn in (("run_name", run_name), ("num_symbols", num_symbols), ("ddp_strategy", ddp_strategy)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 
@@ -113,7 +120,24 @@ def instantiate_group(node: DictConfig, key: str, **kwargs: Any) -> Any:
                 cause = cause.__cause__ or cause.__context__
             raise UserError(f"{key}: {str(exc).splitlines()[0]} (do {_choices('data', 'model')} belong together?)") from None
 
-    return with_prefix(key, build)
+    try:
+        return with_prefix(key, build)
+    except ConfigError as exc:
+        raise ConfigError(typed_key(node, key, str(exc))) from None
+
+
+def typed_key(node: DictConfig, key: str, message: str) -> str:
+    """An error about ``<key>.<name>=...`` names the key the user typed when the config only
+    passes it on: ``model.analyse_seed: ${analyse_seed}`` makes ``analyse_seed=50 is invalid``,
+    not ``model.analyse_seed=50 is invalid``."""
+    import re
+
+    match = re.match(rf"{re.escape(key)}\.(\w+)=", message)
+    if not match or not isinstance(node, DictConfig):
+        return message
+    raw = OmegaConf.to_container(node, resolve=False).get(match.group(1))
+    source = re.fullmatch(r"\$\{([\w.]+)\}", raw) if isinstance(raw, str) else None
+    return source.group(1) + message[match.end() - 1 :] if source else message
 
 
 def _choices(*groups: str) -> str:

@@ -8,9 +8,9 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig
-from pytorch_lightning.strategies import DDPStrategy
+from pytorch_lightning.strategies import DDPStrategy, StrategyRegistry
 
-from base.errors import ConfigError
+from base.errors import ConfigError, check
 
 
 def processes_per_job(trainer_cfg: DictConfig) -> int:
@@ -56,27 +56,51 @@ def joblib_parallelism(n_jobs: int | None, cpus: int) -> int:
     return n_jobs if n_jobs > 0 else max(1, cpus + 1 + n_jobs)
 
 
-def share_machine(hydra_cfg: DictConfig, trainer_cfg: DictConfig) -> dict:
-    """For a job of the joblib launcher: limit torch to its share of the CPU cores (several
-    processes with torch's default threads each oversubscribe the cores: measured on 2 cores,
-    two 2-thread processes ran a tiny RNN 10x slower than one), and give it its own GPU.
+# OMP_NUM_THREADS as the user started the process (this module never sets it)
+USER_THREADS = os.environ.get("OMP_NUM_THREADS")
 
-    Returns what was set, for the log (empty for other launchers)."""
-    if "joblib" not in str(hydra_cfg.launcher.get("_target_", "")):
-        return {}
+
+def set_threads(cfg: DictConfig, hydra_cfg: DictConfig | None = None) -> dict:
+    """torch's intra-op threads for this process, and for a job of the joblib launcher its own GPU.
+
+    ``threads`` (config): a number, or ``auto``: what ``OMP_NUM_THREADS`` says when the user set
+    it, else the study's measured choice (``threads`` of its LightningModule: 1 for the grid and
+    recurrent nets, whose 2-3-unit products gain nothing from more and run 3-6x slower with
+    torch's default while another process keeps a core busy; torch's default for KMNIST). Either
+    way no more than this process's share of the cores: cores / joblib jobs at once, or cores /
+    processes of a DDP run on the CPU (measured on 2 cores: two 2-thread processes ran a tiny RNN
+    10x slower than one, two 1-thread processes both at full speed).
+
+    Returns what was set, for the log."""
     import torch
+    from hydra.utils import get_class
 
-    cpus = os.cpu_count() or 1
-    parallel = joblib_parallelism(hydra_cfg.launcher.get("n_jobs"), cpus)
-    threads = max(1, cpus // parallel)
-    torch.set_num_threads(threads)
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    done = {"parallel_jobs": parallel, "torch_threads": threads}
-    gpus = torch.cuda.device_count()
-    if gpus > 1 and trainer_cfg.get("accelerator") in ("auto", "gpu", "cuda") and processes_per_job(trainer_cfg) == 1:
-        device = int(hydra_cfg.job.num) % gpus  # jobs would all land on GPU 0 otherwise
-        trainer_cfg.devices = [device]
-        done["gpu"] = device
+    setting = cfg.get("threads", "auto")
+    check(setting == "auto" or (isinstance(setting, int) and not isinstance(setting, bool) and setting >= 1), "threads", setting, "auto or an integer >= 1")
+    cpus, done = os.cpu_count() or 1, {}
+    share = cpus
+    launcher = str(hydra_cfg.launcher.get("_target_", "")) if hydra_cfg is not None else ""
+    if "joblib" in launcher:
+        parallel = joblib_parallelism(hydra_cfg.launcher.get("n_jobs"), cpus)
+        share, done["parallel_jobs"] = max(1, cpus // parallel), parallel
+    local = processes_per_job(cfg.trainer) // int(cfg.trainer.get("num_nodes", 1) or 1)
+    if local > 1 and (cfg.trainer.get("accelerator") == "cpu" or not torch.cuda.is_available()):
+        share, done["processes"] = max(1, share // local), local
+    if setting != "auto":
+        threads = setting
+    elif USER_THREADS and "parallel_jobs" not in done and "processes" not in done:
+        threads = None  # the user's choice, which torch has read
+    else:
+        threads = min(getattr(get_class(cfg.model._target_), "threads", None) or share, share)
+    if threads:
+        torch.set_num_threads(threads)
+        done["torch_threads"] = threads
+    if "joblib" in launcher:
+        gpus = torch.cuda.device_count()
+        if gpus > 1 and cfg.trainer.get("accelerator") in ("auto", "gpu", "cuda") and processes_per_job(cfg.trainer) == 1:
+            device = int(hydra_cfg.job.num) % gpus  # jobs would all land on GPU 0 otherwise
+            cfg.trainer.devices = [device]
+            done["gpu"] = device
     return done
 
 
@@ -96,10 +120,23 @@ class SweepGuard(Callback):
 
 
 class PopulationStrategy(DDPStrategy):
-    """Lightning's DDP processes for a population (``seeds=N`` with ``trainer=ddp``): every process
-    trains its share of the seeds on its own (``lightning_modules.seed_share``), so the module is
-    not wrapped in DistributedDataParallel: a population has no gradients to average (each seed's
-    are its own) and keeps its weights as buffers, which DistributedDataParallel refuses."""
+    """Lightning's DDP processes for the grid and recurrent studies (``trainer=ddp``): every
+    process trains its share of the seeds on its own (``lightning_modules.population``), so the
+    module is not wrapped in DistributedDataParallel: its seeds have no gradients to average
+    (each seed's are its own). Registered as ``strategy: ddp_population``, which
+    ``conf/trainer/ddp.yaml`` picks for these studies (``ddp_strategy``)."""
 
     def configure_ddp(self) -> None:
         pass  # Lightning's hook for wrapping the module: nothing to wrap
+
+
+if "ddp_population" not in StrategyRegistry:
+    StrategyRegistry.register("ddp_population", PopulationStrategy, description="DDP processes that each train their share of a population's seeds")
+
+
+def ddp_strategy(model_target: str) -> str:
+    """The DDP strategy a study's module needs: ``ddp_population`` for a module that trains seeds
+    (``ddp_strategy`` of its class), else Lightning's ``ddp``."""
+    from hydra.utils import get_class
+
+    return getattr(get_class(model_target), "ddp_strategy", "ddp")

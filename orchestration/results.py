@@ -9,6 +9,8 @@ import platform
 from datetime import datetime
 from pathlib import Path
 
+import torch
+
 from analysis.parameters import parameter_table
 
 
@@ -27,8 +29,9 @@ def collect_results(cfg, trainer, model, datamodule, callbacks, ckpt_path, out_d
     from callbacks.timer import TrainTimer
 
     timer = next(c for c in callbacks if isinstance(c, TrainTimer))
-    # a population's table is one network's (every seed has the same architecture)
-    rows = parameter_table(model.net if getattr(model, "seed_list", None) else model)
+    # every study's module holds its network as `net` (a population: the analysed seed's; every
+    # seed has the same architecture)
+    rows = parameter_table(torch.nn.ModuleDict({"net": model.net}))
 
     def size(name):
         data = getattr(datamodule, name, None)
@@ -37,7 +40,7 @@ def collect_results(cfg, trainer, model, datamodule, callbacks, ckpt_path, out_d
     results = {
         "experiment": cfg.name,
         "study": model.study,
-        "model": type(getattr(model, "net", model)).__name__,
+        "model": type(model.net).__name__,
         "params": sum(r["params"] for r in rows),
         "seed": cfg.seed,
         "epochs": trainer.current_epoch,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_class
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
@@ -19,7 +20,7 @@ from pytorch_lightning.utilities import rank_zero_only
 from base.errors import ConfigError, UserError, check_int
 from callbacks.timer import TrainTimer
 from orchestration.config import check_checkpoint, check_trainer, instantiate_group
-from orchestration.launch import PopulationStrategy, check_multirun_devices, processes_per_job, share_machine
+from orchestration.launch import check_multirun_devices, set_threads
 from orchestration.results import collect_results, write_json
 from orchestration.studies import STUDIES, printout
 
@@ -27,41 +28,32 @@ log = logging.getLogger("train")
 
 
 def build(cfg: DictConfig):
-    """Seed, then instantiate the data module, model, callbacks, loggers and trainer of ``cfg``.
+    """Seed, then instantiate the data module, model, callbacks, loggers and trainer of ``cfg``,
+    exactly as it says.
 
     Returns ``(datamodule, model, callbacks, trainer)``; the last callback is the ``TrainTimer``.
     The benchmark (``benchmarks/speed.py``) times exactly what this builds.
     """
+    check_seeds(cfg)
     pl.seed_everything(cfg.seed, workers=True)
-    model_args, data_args, replaced = population_arguments(cfg)
-    datamodule = instantiate_group(cfg.data, "data", **data_args)
-    model = instantiate_group(cfg.model, "model", **model_args)
-    # an entry set to null (e.g. callbacks.solved_stopping=null) is left out, and one a population replaces
-    callbacks = [instantiate_group(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None and k not in replaced]
+    datamodule = instantiate_group(cfg.data, "data")
+    model = instantiate_group(cfg.model, "model")
+    # an entry set to null (e.g. callbacks.solved_stopping=null) is left out
+    callbacks = [instantiate_group(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items() if c is not None]
     callbacks.append(TrainTimer())  # train_seconds in results.json: always there
     loggers = [instantiate_group(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items() if c is not None]
-    # a population under several processes: each trains its share of the seeds, nothing to wrap in DDP
-    strategy = {"strategy": PopulationStrategy()} if model_args and processes_per_job(cfg.trainer) > 1 else {}
-    trainer = instantiate_group(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False, **strategy)
+    trainer = instantiate_group(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     return datamodule, model, callbacks, trainer
 
 
-def population_arguments(cfg: DictConfig) -> tuple[dict, dict, list[str]]:
-    """With ``seeds=N`` (N > 1), what turns the config into its study's population: the model's
-    ``_target_``, ``seeds``, ``analyse_seed`` and the study's own settings, the data's, and the
-    callbacks the population replaces; nothing for a single net."""
+def check_seeds(cfg: DictConfig) -> None:
+    """``seeds=N`` is a setting of the studies whose module trains several networks."""
     seeds = cfg.get("seeds", 1)
     check_int("seeds", seeds, 1)
-    if seeds == 1:
-        return {}, {}, []
-    from hydra.utils import get_class
-
-    study = STUDIES[get_class(cfg.model._target_).study]
-    if study.population is None:
+    if seeds > 1 and "seeds" not in cfg.model:
+        study = STUDIES[get_class(cfg.model._target_).study]
         raise ConfigError(f"seeds={seeds} is invalid for the {study.name} study; allowed: 1 (populations train the grid and recurrent nets: "
                           + ", ".join(s.name for s in STUDIES.values() if s.population) + ")")
-    model, data, replaced = study.population_settings(cfg) if study.population_settings else ({}, {}, [])
-    return {"_target_": study.population, "seeds": seeds, "analyse_seed": cfg.get("analyse_seed"), **model}, data, replaced
 
 
 def run(cfg: DictConfig) -> dict | None:
@@ -73,9 +65,9 @@ def run(cfg: DictConfig) -> dict | None:
     check_trainer(cfg.trainer)
     if hydra_cfg.mode == RunMode.MULTIRUN:
         check_multirun_devices(cfg.trainer, str(hydra_cfg.launcher.get("_target_", "")))
-    shared = share_machine(hydra_cfg, cfg.trainer)
-    if shared:
-        log.info("joblib job %s: %s", hydra_cfg.job.num, shared)
+    threads = set_threads(cfg, hydra_cfg)
+    if threads:
+        log.info("machine: %s", threads)
 
     datamodule, model, callbacks, trainer = build(cfg)
     ckpt_path = check_checkpoint(cfg.get("ckpt_path"), model)

@@ -119,7 +119,7 @@ class Study:
     a population (``seeds=N``) is judged by its ``success_rate``; ``success``: whether a run did
     what the study asks (None: the study has no such rule, e.g. KMNIST); ``first_success``: the key
     holding the update of first success; ``printout``: the study's part of the printed report;
-    ``population``: the LightningModule that trains ``seeds=N`` nets at once (None: none).
+    ``population``: its module trains ``seeds=N`` nets at once.
     """
 
     name: str
@@ -127,8 +127,7 @@ class Study:
     success: Optional[Callable[[dict], bool]]
     first_success: Optional[str]
     printout: Callable[[dict], str]
-    population: Optional[str] = None
-    population_settings: Optional[Callable] = None  # cfg -> (model kwargs, data kwargs, callbacks it replaces)
+    population: bool = False
 
     def objective_of(self, results: dict) -> str:
         return "success_rate" if results.get("population") else self.objective
@@ -136,16 +135,6 @@ class Study:
     def print_results(self, results: dict) -> str:
         text = self.printout(results)
         return text + "\n\n" + population_printout(results) if results.get("population") else text
-
-
-def recurrent_population_settings(cfg) -> tuple[dict, dict, list[str]]:
-    """A recurrent population takes the single run's schedule as its own, per seed: the update
-    budget (``trainer.max_steps``), the evaluation interval (``trainer.val_check_interval``) and the
-    early stop and patience (``callbacks.solved_stopping``, which it replaces); the data draws every seed's batches."""
-    stopping = (cfg.get("callbacks") or {}).get("solved_stopping")
-    model = {"max_updates": cfg.trainer.max_steps, "eval_every": cfg.trainer.val_check_interval,
-             "solved_evaluations": stopping.evaluations if stopping else None, "solved_patience": stopping.get("patience", 0) if stopping else None}
-    return model, {"seeds": cfg.seeds, "population": True}, ["solved_stopping"]
 
 
 def study_of(results: dict) -> Study:
@@ -165,9 +154,6 @@ def printout(results: dict) -> str:
 
 STUDIES = {
     "kmnist": Study("kmnist", "test_acc", None, None, kmnist_printout),
-    "grid": Study("grid", "test_acc", lambda r: r["test_acc"] == 1.0, "first_perfect_update", grid_printout,
-                  population="lightning_modules.grid_population.GridPopulation"),
-    "recurrent": Study("recurrent", "det_acc", lambda r: bool(r["solved"]), "first_solved_update", recurrent_printout,
-                       population="lightning_modules.recurrent_population.SequencePopulation",
-                       population_settings=recurrent_population_settings),
+    "grid": Study("grid", "test_acc", lambda r: r["test_acc"] == 1.0, "first_perfect_update", grid_printout, population=True),
+    "recurrent": Study("recurrent", "det_acc", lambda r: bool(r["solved"]), "first_solved_update", recurrent_printout, population=True),
 }

@@ -18,7 +18,7 @@ def run_speed(*args: str, timeout: float = 600, env: dict | None = None) -> subp
 def test_benchmark_covers_every_workload(kmnist_root, tmp_path):
     out = tmp_path / "speed.json"
     proc = run_speed("--nets", "lin,conv", "--epochs", "2", "--repeats", "1", "--updates", "20", "--grid-updates", "3000",
-                     "--grid-hand-updates", "100", "--population-seeds", "3", "--data-root", str(kmnist_root), "--out", str(out))
+                     "--grid-hand-updates", "100", "--population-seeds", "3", "--busy", "srn_anb2n", "--data-root", str(kmnist_root), "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     names = [r["workload"] for r in result["rows"]]
@@ -30,11 +30,17 @@ def test_benchmark_covers_every_workload(kmnist_root, tmp_path):
     assert kmnist["updates_per_unit"] == -(-6284 // 64) and kmnist["reference_s"] > 0  # the bundled sample: 6,284 images
     assert result["kmnist_data"].startswith("6,284 training images (not the 60,000") and result["machine"]["cpus"] >= 1
     assert "| kmnist_conv | epoch (99 updates of 64) |" in proc.stdout
+    # the busy machine: a single SRN and a population, with the study's threads and torch's default
+    busy = result["busy"]
+    assert [(r["workload"], r["threads"].split()[0]) for r in busy] == [("srn_anb2n seeds=1", "auto"), ("srn_anb2n seeds=1", str(os.cpu_count())),
+                                                                         ("srn_anb2n seeds=3", "auto"), ("srn_anb2n seeds=3", str(os.cpu_count()))]
+    assert all(r["alone_s"] > 0 and r["busy_over_alone"] == r["busy_s"] / r["alone_s"] for r in busy)
+    assert busy[0]["threads"] == "auto (1)" and "beside one busy process" in proc.stdout
 
 
 def test_benchmark_rejects_bad_arguments():
     proc = run_speed("--only", "kmnist,speech")
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == "error: --only speech is invalid; allowed: kmnist, grid, recurrent, population"
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == "error: --only speech is invalid; allowed: kmnist, grid, recurrent, population, busy"
     proc = run_speed("--epochs", "1")
     assert proc.returncode == 2 and "--epochs 1 is invalid; allowed: 2 or more" in proc.stderr
 

@@ -35,7 +35,7 @@ def test_every_experiment_composes_and_instantiates(experiment, tmp_path):
     loggers = [instantiate(c) for c in cfg.logger.values()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     assert trainer.max_epochs >= 1
-    assert model.hparams.lr > 0
+    assert (model.hparams.get("lr") or model.hparams.optimizer["lr"]) > 0
 
 
 @pytest.mark.parametrize(
@@ -70,6 +70,9 @@ def test_every_option_of_every_group_composes(group, tmp_path):
 def test_ddp_trainer_config(tmp_path):
     cfg = _compose(["trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2", "trainer.precision=bf16-mixed"], tmp_path)
     assert (cfg.trainer.strategy, cfg.trainer.devices, cfg.trainer.num_nodes, cfg.trainer.precision) == ("ddp", 4, 2, "bf16-mixed")
+    # the grid and recurrent studies split their seeds over the processes: nothing to average
+    for experiment in ("check_sig", "srn_anb2n"):
+        assert _compose([f"experiment={experiment}", "trainer=ddp"], tmp_path).trainer.strategy == "ddp_population"
 
 
 def test_eval_settings_reach_the_grammar_data(tmp_path):
@@ -110,6 +113,9 @@ def test_unknown_group_choice_is_refused_with_allowed_options(tmp_path):
         (["experiment=srn_anb2n", "data.language=abc"], ["data.language='abc'", "anbn, anb2n, anbncn, anb2nc3n"]),
         (["model=srn"], ["data.language", "data=kmnist and model=srn"]),
         (["experiment=srn_anb2n", "model.cell=gru"], ["model.cell='gru'", "srn, lstm"]),
+        (["experiment=srn_anb2n", "model.optimizer.lr=-1"], ["model.optimizer: Adam(lr=-1", "Invalid learning rate: -1"]),
+        (["experiment=srn_anb2n", "model/optimizer=rprop"], ["model/optimizer='rprop'", "adam, rmsprop, sgd"]),
+        (["experiment=srn_anb2n", "threads=0"], ["threads=0 is invalid; allowed: auto or an integer >= 1"]),
         (["model.net=resnet"], ["model.net='resnet'", "lin, full, conv"]),
         (["model=transformer"], ["model='transformer'", "net_conv", "net_full", "net_lin"]),
         (["experiment=kmnist_huge"], ["experiment='kmnist_huge'", "kmnist_conv"]),
@@ -137,7 +143,7 @@ def test_grid_experiments_reproduce_reference_settings(tmp_path):
     sig = _compose(["experiment=check_sig"], tmp_path)
     m = sig.model
     assert (m.hidden_units, m.activation, m.init_std, m.lr, m.weight_decay) == (5, "sigmoid", 0.15, 0.001, 1e-5)
-    assert (m.stop_after_perfect, m.max_updates, m.restarts, m.weights, sig.fit) == (2000, 200_000, 0, None, True)
+    assert (m.stop_after_perfect, sig.trainer.max_steps, m.restarts, m.weights, sig.fit) == (2000, 200_000, 0, None, True)
     step = _compose(["experiment=check_step_manual"], tmp_path)
     w = step.model.weights
     assert (step.model.hidden_units, step.model.activation, step.fit, step.model.weight_scale) == (4, "step", False, 1.0)
@@ -157,7 +163,9 @@ def test_recurrent_reference_experiments_reproduce_reference_settings(experiment
     uniform in +-1/sqrt(H); blocks of n in 1..4, 5 blocks a sequence."""
     cfg = _compose([f"experiment={experiment}"], tmp_path)
     m, d, t = cfg.model, cfg.data, cfg.trainer
-    assert (m.cell, m.hidden_units, m.init, m.optimizer, m.lr, m.weight_decay, m.momentum, m.restarts) == (cell, hidden, init, "sgd", 0.005, 1e-4, 0.0, 0)
+    o = m.optimizer
+    assert (m.cell, m.hidden_units, m.init, m.restarts, m.seeds) == (cell, hidden, init, 0, 1)
+    assert (o._target_, o._partial_, o.lr, o.weight_decay, o.momentum) == ("torch.optim.SGD", True, 0.005, 1e-4, 0.0)
     assert (d.language, d.batch_size, d.max_n, d.blocks) == (language, 1, 4, 5)
     assert (t.max_steps, t.max_epochs) == (100_000, 1) and cfg.callbacks.get("solved_stopping") is None
     assert m.num_symbols == (3 if language == "anb2nc3n" else 2)

@@ -48,12 +48,18 @@ def test_ddp_two_cpu_processes_match_one_device_totals(kmnist_root_odd, tmp_path
 
 
 def test_ddp_two_cpu_processes_for_the_sequence_model(tmp_path):
-    run = tmp_path / "run"
-    proc = run_train("experiment=lstm_anb2nc3n", "trainer=ddp_sim", "trainer.max_steps=300", "trainer.val_check_interval=100", *quiet(run))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    r = load_results(run)
-    assert r["world_size"] == 2
-    # the 100 test sequences and the 40 generalisation sequences split over the processes, each once
+    """The recurrent study splits its seeds over the processes: one network trains on process 0,
+    the other process waits (nothing to average), and the results are those of one process."""
+    runs = {}
+    for name, trainer in (("one", []), ("two", ["trainer=ddp_sim"])):
+        run = tmp_path / name
+        proc = run_train("experiment=lstm_anb2nc3n", *trainer, "trainer.max_steps=300", "trainer.val_check_interval=100", *quiet(run))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs[name] = load_results(run)
+    r = runs["two"]
+    assert r["world_size"] == 2 and runs["one"]["world_size"] == 1
+    assert (r["error"], r["det_acc"], r["lengths_right"]) == (runs["one"]["error"], runs["one"]["det_acc"], runs["one"]["lengths_right"])
+    # every test and generalisation sequence evaluated once
     assert r["test_sequences"] == 100 and r["tested_up_to"] == 40
     assert (run / "train_ddp_process_1.log").is_file() and sorted(p.name for p in run.rglob("results.json")) == ["results.json"]
     assert (run / "figures" / "cell_trajectories.png").is_file()

@@ -72,26 +72,26 @@ def test_the_start_is_kept_across_a_resume():
         _feed(resumed, [{"loss": torch.tensor(25.0)}] * 12)
 
 
-@pytest.mark.parametrize("name, overrides", [
-    ("kmnist", ["experiment=kmnist_full", "trainer.max_epochs=1", "data.source=bundled"]),
-    ("grid", ["experiment=check_sig"]),
-    ("grid population", ["experiment=check_sig", "seeds=3"]),
-    ("srn", ["experiment=srn_anb2n", "trainer.max_steps=300"]),
-    ("lstm population", ["experiment=lstm_anb2nc3n", "seeds=2", "trainer.max_steps=300"]),
+@pytest.mark.parametrize("name, overrides, lr", [
+    ("kmnist", ["experiment=kmnist_full", "trainer.max_epochs=1", "data.source=bundled"], "model.lr"),
+    ("grid", ["experiment=check_sig"], "model.lr"),
+    ("grid population", ["experiment=check_sig", "seeds=3"], "model.lr"),
+    ("srn", ["experiment=srn_anb2n", "trainer.max_steps=300"], "model.optimizer.lr"),
+    ("lstm population", ["experiment=lstm_anb2nc3n", "seeds=2", "trainer.max_steps=300"], "model.optimizer.lr"),
 ])
-def test_a_diverging_run_of_each_study_exits_1_with_one_line(name, overrides, tmp_path):
+def test_a_diverging_run_of_each_study_exits_1_with_one_line(name, overrides, lr, tmp_path):
     run_dir = tmp_path / "run"
-    proc = run_train(*overrides, "model.lr=1e12", *quiet(run_dir))
+    proc = run_train(*overrides, f"{lr}=1e12", *quiet(run_dir))
     assert proc.returncode == 1, proc.stderr[-2000:]
     line = error_line(proc)
-    assert line.startswith("error: training diverged: ") and "model.lr (now 1e+12)" in line, line
+    assert line.startswith("error: training diverged: ") and f"{lr} (now 1e+12)" in line, line
     assert "Traceback" not in proc.stderr
     assert not (run_dir / "results.json").exists()
     assert (run_dir / ".hydra" / "config.yaml").exists() and list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
 
 
 def test_a_diverging_run_in_a_sweep_is_recorded_and_the_sweep_goes_on(tmp_path):
-    proc = run_train("-m", "experiment=srn_anb2n", "trainer.max_steps=250", "model.lr=1e12,0.01",
+    proc = run_train("-m", "experiment=srn_anb2n", "trainer.max_steps=250", "model.optimizer.lr=1e12,0.01",
                      f"hydra.sweep.dir={tmp_path}", "callbacks.progress_bar.refresh_rate=0")
     assert proc.returncode == 1, proc.stderr[-2000:]
     diverged, healthy = tmp_path / "0", tmp_path / "1"

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 def test_analysis_page_recomputes_the_runs_tables(tmp_path):
     outputs = tmp_path / "outputs"
-    for args in (["experiment=check_sig", "model.max_updates=6000"],
+    for args in (["experiment=check_sig", "trainer.max_steps=6000"],
                  ["experiment=lstm_anb2nc3n", "trainer.max_steps=500", "eval.max_n=6"]):
         proc = run_train(*args, f"paths.log_dir={outputs}", "callbacks.progress_bar.refresh_rate=0")
         assert proc.returncode == 0, proc.stderr[-3000:]

@@ -219,13 +219,24 @@ def test_srn_and_lstm_traces_match_their_forward_passes():
     assert set(lstm_tr) == {"hidden", "cell", "input", "forget", "cell_input", "output", "logits", "initial"}
 
 
-def test_uniform_initialisation_uses_the_nets_hidden_units():
-    from lightning_modules.recurrent_nets import initialise
+def test_initialisations_use_the_nets_hidden_units_and_draw_in_parameter_order():
+    """Uniform in +-1/sqrt(H); normal with the given std; and the draws follow the modules'
+    ``parameters()`` order (the SRN's H0 first), one tensor after the other, so a seed gets the
+    weights the torch modules would draw."""
+    from lightning_modules.recurrent_nets import Layout
 
-    for net in (SRN(2, 4), LSTM(2, 4)):
-        initialise(net, "uniform", torch.Generator().manual_seed(0))
-        values = torch.cat([p.flatten() for p in net.parameters() if p.requires_grad])
-        assert values.abs().max() <= 0.5 and values.abs().max() > 0.45  # +-1/sqrt(4)
+    for cls in (SRN, LSTM):
+        layout = cls(2, 4).layout
+        values = layout.initial("uniform", torch.Generator().manual_seed(0))
+        assert values.shape == (layout.size,) and values.abs().max() <= 0.5 and values.abs().max() > 0.45  # +-1/sqrt(4)
+        assert 0.2 < layout.initial(0.3, torch.Generator().manual_seed(1)).std() < 0.4
+        net, generator = cls(2, 4), torch.Generator().manual_seed(2)
+        with torch.no_grad():
+            for p in net.parameters():
+                if p.requires_grad:
+                    p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+        assert torch.equal(net.flat(), layout.initial(0.3, torch.Generator().manual_seed(2)))
+    assert Layout("srn", 2, 2).size == 2 + 4 + 4 + 2 + 4 + 2 and Layout("lstm", 3, 3).size == 96
 
 
 def test_the_stopping_rule_by_hand():

@@ -1,5 +1,6 @@
-"""The grid perceptron: dividing lines, weight checks, the fast path against autograd +
-torch.optim.Adam, and the three experiments end to end through train.py."""
+"""The grid perceptron: dividing lines, weight checks, the stopping rule, and the three
+experiments end to end through train.py (its updates against autograd + torch.optim.Adam are in
+test_population.py)."""
 
 
 import numpy as np
@@ -99,39 +100,28 @@ def test_bad_settings_are_refused(bad):
         GridPerceptron(**bad)
 
 
-class LossRecorder(pl.Callback):
-    def __init__(self):
-        self.losses = []
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        self.losses.append(float(trainer.callback_metrics["loss/train"]))
-
-
-def _train(fast: bool, **kwargs):
-    torch.manual_seed(0)
-    model = GridPerceptron(init_seed=7, fast=fast, **kwargs)
-    recorder = LossRecorder()
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[recorder], log_every_n_steps=1)
-    trainer.fit(model, datamodule=GridDataModule(batches_per_step=250))
-    return model, recorder.losses
-
-
-def test_fast_path_gives_the_same_losses_as_autograd_and_torch_adam():
-    """Same seed: the NumPy path and autograd + torch.optim.Adam agree to 5 decimals."""
-    fast, fast_losses = _train(True, max_updates=3000)
-    slow, slow_losses = _train(False, max_updates=3000)
-    assert fast.updates == slow.updates == 3000 and len(fast_losses) == 12
-    np.testing.assert_allclose(fast_losses, slow_losses, atol=1e-5)
-    for a, b in zip(fast.parameters(), slow.parameters()):
-        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), atol=1e-4)
+def _train(max_steps: int, batches_per_step: int = 250, **kwargs):
+    model = GridPerceptron(init_seed=7, **kwargs)
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=max_steps, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(model, datamodule=GridDataModule(batches_per_step=batches_per_step))
+    return model, trainer
 
 
 def test_training_stops_when_100_percent_has_held():
-    model, _ = _train(True, max_updates=200_000, stop_after_perfect=500)
-    attempt = model.attempts[-1]
+    model, _ = _train(200_000, stop_after_perfect=500)
+    attempt = model.attempts[0][-1]
     assert attempt["first_perfect_update"] is not None
-    assert model.updates == attempt["first_perfect_update"] + 500 - 1  # stops at the 500th right update in a row
+    assert model.updates[0] == attempt["first_perfect_update"] + 500 - 1  # stops at the 500th right update in a row
     assert "held" in attempt["outcome"]
+
+
+def test_the_update_budget_is_trainer_max_steps_in_updates_whatever_the_step_size():
+    """trainer.max_steps counts updates for the grid as for every study: 2,500 updates in steps
+    of 1,000 stop halfway through the third step (Lightning's own step count is 3)."""
+    model, trainer = _train(2_500, batches_per_step=1000, stop_after_perfect=10**6)
+    assert model.updates.tolist() == [2_500] and trainer.global_step == 3 and "budget of 2,500" in model.attempts[0][-1]["outcome"]
+    with pytest.raises(ConfigError, match=r"trainer.max_steps=-1 is invalid for the grid study; allowed: an integer >= 1"):
+        _train(-1)
 
 
 # ---- end to end through train.py ------------------------------------------------------------
@@ -202,7 +192,7 @@ def test_trained_sigmoid_net_with_restarts_reaches_100_percent(tmp_path):
 @pytest.mark.slow
 def test_stuck_run_without_restarts_reports_failure(tmp_path):
     run = tmp_path / "run"
-    proc = run_train("experiment=check_sig", "seed=4", "model.max_updates=20000", *quiet(run))
+    proc = run_train("experiment=check_sig", "seed=4", "trainer.max_steps=20000", *quiet(run))
     assert proc.returncode == 0
     r = load_results(run)
     assert r["test_acc"] < 1 and r["first_perfect_update"] is None and r["updates"] == 20_000

@@ -1,10 +1,20 @@
-"""Many seeds in one process (``seeds=N``): each seed's network ends exactly as it would alone.
+"""Many seeds in one run (``seeds=N``): one module per study trains S >= 1 networks, and each
+seed's network ends exactly as it would alone.
 
 The contract: seed s inside a population ends with the same outcome, the same update of first
 success, the same number of updates and the same weights, bit for bit, as ``seed=s`` trained
-alone, restarts and failures included."""
+alone, restarts and failures included; and what it ends with is what independent computations
+give (torch's own optimisers on the reference's formulas, the plain generator, errors computed
+directly)."""
 
 from __future__ import annotations
+
+import functools
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -12,16 +22,22 @@ import pytorch_lightning as pl
 import torch
 
 from analysis.population import success_rate, updates_distribution
-from conftest import error_line, load_results, quiet, run_train
+from conftest import REPO, error_line, load_results, quiet, run_train
+from datamodules.grammar import CountingLanguage, GrammarDataModule
 from datamodules.grid import GridDataModule
 from lightning_modules.grid import GridPerceptron
-from lightning_modules.grid_fast import adam_updates, size
-from lightning_modules.grid_population import GridPopulation
+from lightning_modules.grid_fast import GridAdam, adam_updates, size
+from lightning_modules.recurrent import SequencePredictor
+from lightning_modules.recurrent_nets import Layout
+from oracles import reference_errors, reference_training
 
 
 def _points():
     x = np.array([[a, b] for a in range(3) for b in range(3)], np.float32)
     return x, (x.sum(1) % 2)[:, None].astype(np.float32)
+
+
+# ---- the grid ----------------------------------------------------------------------------------
 
 
 def test_rows_update_alone_or_together_bit_for_bit():
@@ -49,25 +65,50 @@ def test_rows_update_alone_or_together_bit_for_bit():
     assert r_all.done[4] == 2500 and r_all.streak[4] < 400  # stopped by its limit
 
 
-def _fit(model, batches_per_step=1000):
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, log_every_n_steps=1)
+def test_grid_adam_is_torch_adam_on_the_same_stacked_parameters():
+    """The oracle: three rows stacked in one (3, 21) parameter, updated by autograd through the
+    grid net's formulas (sigmoid(sigmoid(x W1^T + b1) W2^T + b2), BCE per row) and
+    ``torch.optim.Adam`` with weight decay, against ``GridAdam``'s analytic updates: the same
+    weights after 3,000 updates and the same moments."""
+    H, (x, y) = 5, (torch.from_numpy(a) for a in _points())
+    start = torch.randn(3, size(H), generator=torch.Generator().manual_seed(3)) * 0.5
+    theirs = torch.nn.Parameter(start.clone())
+    adam = torch.optim.Adam([theirs], lr=0.01, weight_decay=1e-3)
+    for _ in range(3000):
+        W1, b1, W2, b2 = theirs[:, : 2 * H].view(3, H, 2), theirs[:, 2 * H : 3 * H], theirs[:, 3 * H : 4 * H].view(3, 1, H), theirs[:, 4 * H :]
+        o = torch.sigmoid(torch.sigmoid(x @ W1.transpose(1, 2) + b1[:, None]) @ W2.transpose(1, 2) + b2[:, None])
+        loss = torch.nn.functional.binary_cross_entropy(o, y.expand_as(o), reduction="none").mean(dim=(1, 2)).sum()
+        adam.zero_grad()
+        loss.backward()
+        adam.step()
+    ours = torch.nn.Parameter(start.clone(), requires_grad=False)
+    grid_adam = GridAdam([ours], lr=0.01, weight_decay=1e-3)
+    for _ in range(3):
+        grid_adam.step(hidden=H, points=x, targets=y, limits=np.array([1000, 1000, 1000]))
+    torch.testing.assert_close(ours.detach(), theirs.detach(), atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(grid_adam.state[ours]["exp_avg"], adam.state[theirs]["exp_avg"], atol=1e-6, rtol=1e-3)
+    assert grid_adam.state[ours]["step"].tolist() == [3000] * 3 and int(adam.state[theirs]["step"]) == 3000
+
+
+def _fit(model, batches_per_step=1000, max_steps=200_000, callbacks=()):
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=max_steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=list(callbacks))
     trainer.fit(model, datamodule=GridDataModule(batches_per_step=batches_per_step))
     trainer.test(model, datamodule=GridDataModule(), verbose=False)
     return model
 
 
 def test_each_seed_of_a_population_ends_as_it_would_alone():
-    """Seeds 0-5 with one restart allowed after 5,000 updates: some succeed in their first
-    attempt, some after a restart, some fail twice; a chunk of 700 updates puts every threshold
-    inside a chunk of the population, where the single runs chunk by 1,000."""
-    settings = dict(max_updates=7_000, restarts=1, restart_after=5_000, stop_after_perfect=1500)
-    population = _fit(GridPopulation(seeds=6, init_seed=0, **settings), batches_per_step=700)
+    """Seeds 0-5 with one restart allowed after 5,000 updates and a budget of 12,000: some succeed
+    in their first attempt, some after a restart, some fail; a step of 700 updates puts every
+    threshold inside a step of the population, where the single runs step by 1,000."""
+    settings = dict(restarts=1, restart_after=5_000, stop_after_perfect=1500)
+    population = _fit(GridPerceptron(seeds=6, init_seed=0, **settings), batches_per_step=700, max_steps=12_000)
     outcomes = {r["seed"]: r for r in population.seed_outcomes()}
     assert set(outcomes) == set(range(6))
     kinds = set()
     for seed in range(6):
-        alone = _fit(GridPerceptron(init_seed=seed, **settings), batches_per_step=1000).test_summary()
+        alone = _fit(GridPerceptron(init_seed=seed, **settings), batches_per_step=1000, max_steps=12_000).test_summary()
         mine = outcomes[seed]
         assert mine["updates"] == alone["updates"] and mine["first_perfect_update"] == alone["first_perfect_update"], seed
         assert mine["attempts"] == len(alone["attempts"]) and mine["attempt_records"] == alone["attempts"], seed
@@ -77,6 +118,18 @@ def test_each_seed_of_a_population_ends_as_it_would_alone():
     assert {("failed", 2), ("succeeded", 1), ("succeeded", 2)} <= kinds
 
 
+def test_a_restart_starts_afresh_from_the_seed_the_rule_gives():
+    """The oracle for restarts: seed s re-initialised after 3,000 updates continues as a fresh
+    run of seed s + 1 would (N(0, 0.15) from that seed, a new Adam state): 2,000 updates after the
+    restart its weights are those of ``init_seed=s + 1`` trained 2,000 updates alone."""
+    population = _fit(GridPerceptron(seeds=3, init_seed=20, restarts=1, restart_after=3_000, stop_after_perfect=10**6), max_steps=5_000)
+    for seed in (20, 21, 22):
+        records = population.attempts[population.seed_list.index(seed)].state_dict()
+        assert [r["seed"] for r in records] == [seed, seed + 1] and records[1]["start_update"] == 3_000
+        fresh = _fit(GridPerceptron(init_seed=seed + 1, stop_after_perfect=10**6), max_steps=2_000)
+        assert population.weights_of(seed) == fresh.weights_of(seed + 1), seed
+
+
 def test_population_statistics():
     assert success_rate([True] * 95 + [False] * 5)["interval95"] == [0.888, 0.978]
     d = updates_distribution([100, None, 300, 200, None], [150, 5000, 350, 250, 4000])
@@ -84,10 +137,22 @@ def test_population_statistics():
     assert updates_distribution([None], [10]) == {"succeeded": 0, "censored": 1, "censored_at": [10]}
 
 
+def test_a_grid_seed_moves_between_processes_whole():
+    """What a process sends of a grid seed at the end of training under DDP (``_seed_state``) puts
+    that seed, trained elsewhere, into another process's population exactly."""
+    trained = _fit(GridPerceptron(seeds=3, init_seed=0, restarts=1, restart_after=3000), max_steps=6000)
+    other = GridPerceptron(seeds=3, init_seed=0, restarts=1, restart_after=3000)
+    for i in range(3):
+        other._load_seed_state(i, trained._seed_state(i))
+    for seed in (0, 1, 2):
+        assert other.weights_of(seed) == trained.weights_of(seed)
+    assert other.attempts[1].state_dict() == trained.attempts[1].state_dict() and (other.updates == trained.updates).all()
+
+
 @pytest.mark.slow
 def test_seeds_run_end_to_end_and_in_a_sweep(tmp_path):
     run = tmp_path / "run"
-    proc = run_train("experiment=check_sig", "seeds=6", "seed=2", "model.max_updates=20000", *quiet(run))
+    proc = run_train("experiment=check_sig", "seeds=6", "seed=2", "trainer.max_steps=20000", *quiet(run))
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = load_results(run)
     assert r["population"] == 6 and [s["seed"] for s in r["seeds"]] == [2, 3, 4, 5, 6, 7]
@@ -98,15 +163,18 @@ def test_seeds_run_end_to_end_and_in_a_sweep(tmp_path):
     assert f"Population of 6 seeds (2..7): {outcomes.count('succeeded')}/6 succeeded" in proc.stdout
     figures = {p.name for p in (run / "figures").iterdir()}
     assert {"updates_to_success.png", "hid_5_0.png", "out_5.png", "seed4_hid_5_0.png", "seed4_out_5.png"} <= figures
+    # the saved config names the module that ran, with its seeds
+    saved = (run / "config.yaml").read_text()
+    assert "_target_: lightning_modules.grid.GridPerceptron" in saved and "  seeds: 6" in saved
     # the same seed alone: the same result
     alone = tmp_path / "alone"
-    assert run_train("experiment=check_sig", "seed=3", "model.max_updates=20000", *quiet(alone)).returncode == 0
+    assert run_train("experiment=check_sig", "seed=3", "trainer.max_steps=20000", *quiet(alone)).returncode == 0
     a = load_results(alone)
     assert (a["updates"], a["first_perfect_update"], a["weights"]) == (r["seeds"][1]["updates"], r["seeds"][1]["first_perfect_update"],
                                                                       _weights_from_checkpoint(run, 3))
 
     sweep = tmp_path / "sweep"
-    proc = run_train("-m", "experiment=check_sig", "model.hidden_units=2,5", "seeds=4", "model.max_updates=15000", f"hydra.sweep.dir={sweep}",
+    proc = run_train("-m", "experiment=check_sig", "model.hidden_units=2,5", "seeds=4", "trainer.max_steps=15000", f"hydra.sweep.dir={sweep}",
                      "callbacks.progress_bar.refresh_rate=0")
     assert proc.returncode == 0, proc.stderr[-3000:]
     md = (sweep / "summary.md").read_text()
@@ -116,14 +184,17 @@ def test_seeds_run_end_to_end_and_in_a_sweep(tmp_path):
 
 def _weights_from_checkpoint(run, seed):
     """Seed ``seed``'s weights from a population run's checkpoint."""
-    return GridPopulation.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu").weights_of(seed)
+    return GridPerceptron.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu").weights_of(seed)
 
 
 @pytest.mark.parametrize("overrides, expected", [
     (["experiment=kmnist_lin", "seeds=3"], "seeds=3 is invalid for the kmnist study; allowed: 1"),
     (["experiment=check_sig", "seeds=0"], "seeds=0 is invalid; allowed: an integer >= 1"),
-    (["experiment=check_sig", "seeds=3", "analyse_seed=7"], "model.analyse_seed=7 is invalid; allowed: null (the first seed that succeeds) or one of the trained seeds, 42..44"),
-    (["experiment=check_step_manual", "seeds=3"], "model.activation='step' is invalid"),
+    # the key as the user typed it, not the model's copy of it
+    (["experiment=check_sig", "seeds=3", "analyse_seed=7"], "error: analyse_seed=7 is invalid; allowed: null (the first seed that succeeds) or one of the trained seeds, 42..44"),
+    (["experiment=srn_anb2n", "seeds=3", "analyse_seed=50"], "error: analyse_seed=50 is invalid"),
+    (["experiment=srn_anb2n", "eval.max_n=0"], "error: eval.max_n=0 is invalid; allowed: an integer >= 1"),
+    (["experiment=check_step_manual", "seeds=3"], "error: seeds=3 is invalid; allowed: 1 with hand-set weights"),
 ])
 def test_bad_population_settings_are_one_line(overrides, expected, tmp_path):
     never_download = ["data.source=files", f"data.root={tmp_path / 'none'}"] if "kmnist" in overrides[0] else []
@@ -132,93 +203,126 @@ def test_bad_population_settings_are_one_line(overrides, expected, tmp_path):
     assert expected in error_line(proc)
 
 
+def test_the_config_names_the_module_that_runs_with_its_seeds():
+    proc = run_train("--cfg", "job", "--resolve", "experiment=srn_anb2n", "seeds=20")
+    assert proc.returncode == 0, proc.stderr
+    import yaml
+
+    model = yaml.safe_load(proc.stdout)["model"]
+    assert model["_target_"] == "lightning_modules.recurrent.SequencePredictor" and model["seeds"] == 20
+    assert model["optimizer"]["_target_"] == "torch.optim.Adam" and "max_updates" not in proc.stdout
+
+
 # ---- recurrent nets ----------------------------------------------------------------------------
 
+ADAM = functools.partial(torch.optim.Adam, lr=0.01, fused=True)
 
-def _fit_sequences(model, data, max_steps=None):
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=max_steps or -1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1000, num_sanity_val_steps=0)
+
+def _fit_sequences(model, data, max_steps, val_every=100, callbacks=()):
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=max_steps, val_check_interval=val_every, check_val_every_n_epoch=None,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         callbacks=list(callbacks))
     trainer.fit(model, datamodule=data)
     trainer.test(model, datamodule=data, verbose=False)
-    return model
+    return model, trainer
 
 
-@pytest.mark.parametrize("cell, language, hidden, restart_after, max_updates", [("srn", "anb2n", 2, 500, 1500), ("lstm", "anb2nc3n", 3, 200, 400)])
-def test_each_recurrent_seed_of_a_population_ends_as_a_population_of_one(cell, language, hidden, restart_after, max_updates):
-    """Five seeds with Adam, restarts and the early stop, against each seed alone through the same
-    module: the same outcome, first solve, updates, attempts and weights, bit for bit."""
-    from datamodules.grammar import GrammarDataModule
-    from lightning_modules.recurrent_population import SequencePopulation
+def _sequences(cell, seeds, init_seed, optimizer=ADAM, **kw):
+    language = "anb2n" if cell == "srn" else "anb2nc3n"
+    settings = dict(cell=cell, hidden_units=2 if cell == "srn" else 3, num_symbols=2 if cell == "srn" else 3, init=0.3 if cell == "srn" else "uniform", optimizer=optimizer) | kw
+    data = GrammarDataModule(language=language, batch_size=8, eval_sequences=20, eval_max_n=8, seed=init_seed, seeds=seeds)
+    return SequencePredictor(seeds=seeds, init_seed=init_seed, **settings), data
 
-    settings = dict(cell=cell, hidden_units=hidden, num_symbols=3 if "c" in language else 2, init=0.3 if cell == "srn" else "uniform",
-                    optimizer="adam", lr=0.01, restarts=2, restart_after=restart_after, max_updates=max_updates, eval_every=100, solved_evaluations=3)
-    data = dict(language=language, batch_size=8, eval_sequences=20, eval_max_n=8)
-    population = _fit_sequences(SequencePopulation(seeds=5, init_seed=10, **settings), GrammarDataModule(seed=10, seeds=5, population=True, **data))
-    together = {r["seed"]: r for r in population.seed_outcomes()}
+
+def _stopping(patience=0):
+    from callbacks.solved_stopping import SolvedStopping
+
+    return SolvedStopping(evaluations=3, patience=patience)
+
+
+@pytest.mark.parametrize("cell, restart_after, max_steps, alone", [("srn", 500, 1500, [1]), ("lstm", 200, 400, [2])])
+def test_each_recurrent_seed_of_a_population_ends_as_in_a_smaller_one(cell, restart_after, max_steps, alone):
+    """Five seeds with Adam, restarts and the early stop, against the same seeds in populations
+    of one (the SRN; one LSTM trains through the fused kernel instead, so LSTMs are compared in
+    populations of two): the same outcome, first solve, updates, attempts and weights, bit for bit."""
+    together, _ = _fit_sequences(*_sequences(cell, 5, 10, restarts=2, restart_after=restart_after), max_steps, callbacks=[_stopping()])
+    outcomes = {r["seed"]: r for r in together.seed_outcomes()}
     kinds = set()
-    for seed in range(10, 15):
-        one = _fit_sequences(SequencePopulation(seeds=1, init_seed=seed, **settings), GrammarDataModule(seed=seed, seeds=1, population=True, **data))
-        alone, mine = one.seed_outcomes()[0], together[seed]
-        for key in ("outcome", "updates", "first_solved_update", "stopped_early_at_update", "attempts", "det_acc", "error", "max_n_generalised"):
-            assert alone[key] == mine[key], (seed, key)
-        i = population.seed_list.index(seed)
-        assert torch.equal(one.theta[0], population.theta[i]), seed  # every weight, bit for bit
-        kinds.add((alone["outcome"], alone["attempts"] > 1))
+    size = alone[0]
+    for first in range(10, 15, size):
+        group = list(range(first, min(first + size, 15)))
+        small, _ = _fit_sequences(*_sequences(cell, len(group), first, restarts=2, restart_after=restart_after), max_steps, callbacks=[_stopping()])
+        for j, seed in enumerate(group):
+            mine, other = outcomes[seed], small.seed_outcomes()[j]
+            for key in ("outcome", "updates", "first_solved_update", "stopped_early_at_update", "attempts", "det_acc", "error", "max_n_generalised"):
+                assert other[key] == mine[key], (seed, key)
+            assert torch.equal(small.seed_weights[j], together.seed_weights[seed - 10]), seed  # every weight, bit for bit
+            kinds.add((mine["outcome"], mine["attempts"] > 1))
     assert len(kinds) >= 2, kinds  # not every seed the same story
 
 
-def test_a_population_trains_on_for_its_patience_after_solving():
-    """The same seeds with patience 0, 400 and None (the full schedule): identical until a seed is
-    held solved, then it stops at once, 400 updates later, or never."""
-    from datamodules.grammar import GrammarDataModule
-    from lightning_modules.recurrent_population import SequencePopulation
-
-    settings = dict(cell="srn", hidden_units=2, num_symbols=2, init=0.3, optimizer="adam", lr=0.01, restarts=2, restart_after=1000,
-                    max_updates=3000, eval_every=100, solved_evaluations=3)
-    data = dict(language="anb2n", batch_size=8, eval_sequences=20, eval_max_n=8)
-
-    def outcomes(patience):
-        pop = _fit_sequences(SequencePopulation(seeds=4, init_seed=10, solved_patience=patience, **settings), GrammarDataModule(seed=10, seeds=4, population=True, **data))
-        return {r["seed"]: r for r in pop.seed_outcomes()}
-
-    at_once, later, never = outcomes(0), outcomes(400), outcomes(None)
-    held = [s for s, r in at_once.items() if r["stopped_early_at_update"] is not None]
-    assert held, at_once
-    for s in held:
-        assert later[s]["first_solved_update"] == at_once[s]["first_solved_update"]
-        assert later[s]["stopped_early_at_update"] == at_once[s]["stopped_early_at_update"] + 400 == later[s]["updates"]
-    assert all(r["stopped_early_at_update"] is None and r["updates"] == 3000 for r in never.values())
+def test_one_lstm_through_the_fused_kernel_follows_the_batched_recurrence():
+    """The backend of a single LSTM (torch's fused nn.LSTM) against the batched recurrence that
+    trains it in a population: the same weights after 60 updates, to float rounding."""
+    fused, _ = _fit_sequences(*_sequences("lstm", 1, 7), 60, val_every=1000)
+    batched, _ = _fit_sequences(*_sequences("lstm", 2, 7), 60, val_every=1000)
+    assert fused.fused and not batched.fused
+    torch.testing.assert_close(fused.seed_weights[0].detach(), batched.seed_weights[0].detach(), atol=1e-5, rtol=1e-4)
 
 
-def test_a_population_of_one_follows_the_single_network():
-    """The population's arithmetic (a loop of batched products) against the fused nn.RNN of
-    SequencePredictor: the same initial weights, the same sequences, and the same losses to float
-    rounding over the first updates."""
-    from datamodules.grammar import GrammarDataModule, SequenceStream
-    from lightning_modules.recurrent import SequencePredictor
-    from lightning_modules.recurrent_population import SequencePopulation, forward
+@pytest.mark.parametrize("cell, optimizer", [
+    ("srn", functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9, weight_decay=1e-3)),
+    ("lstm", functools.partial(torch.optim.Adam, lr=0.02, weight_decay=1e-3)),
+])
+def test_a_population_trains_each_seed_as_torch_trains_the_reference_formulas(cell, optimizer):
+    """The oracle: three seeds trained 60 updates in one population (the batched recurrence and
+    its hand-written gradients, a fused optimiser, restarts at update 40) against each seed
+    trained alone by a plain loop: torch's optimiser (not fused) on one flat parameter,
+    autograd through the reference's formulas written step by step, sequences drawn one by one
+    from the seed's generator, and at update 40 the weights of seed + 1 with a new optimiser."""
+    model, data = _sequences(cell, 3, 30, optimizer=functools.partial(optimizer.func, **optimizer.keywords, fused=True), restarts=1, restart_after=40, init=0.001 if cell == "srn" else "uniform")
+    _fit_sequences(model, data, 60, val_every=20)
+    layout = model.layout
+    for i, seed in enumerate(model.seed_list):
+        records = model.attempts[i].state_dict()
+        assert [r["seed"] for r in records] == [seed, seed + 1] and records[1]["start_update"] == 40  # never solved: restarted at 40
+        initial = [layout.initial(model.hparams.init, torch.Generator().manual_seed(s)) for s in (seed, seed + 1)]
+        theirs = reference_training(cell, layout.num_symbols, layout.hidden_units, initial, optimizer, data.language, 5, 8, seed, 60, restart_at={40: initial[1]})
+        torch.testing.assert_close(model.seed_weights[i].detach(), theirs, atol=2e-5, rtol=1e-4)
 
-    single = SequencePredictor(cell="srn", hidden_units=2, num_symbols=2, init=0.3, optimizer="adam", lr=0.01, init_seed=7)
-    pop = SequencePopulation(seeds=1, cell="srn", hidden_units=2, num_symbols=2, init=0.3, optimizer="adam", lr=0.01, init_seed=7)
-    assert all(torch.equal(a, b) for a, b in zip(single.net.state_dict().values(), pop.net_of(7).state_dict().values()))
-    dm = GrammarDataModule(language="anb2n", batch_size=16, seed=7)
-    population_batches = iter(GrammarDataModule(language="anb2n", batch_size=16, seed=7, seeds=1, population=True).train_dataloader())
-    stream = iter(SequenceStream(dm.language, 5, 16, 7))
-    opt = single.configure_optimizers()
-    losses = []
-    for _ in range(30):
-        b, pb = next(stream), next(population_batches)
-        loss = torch.nn.functional.cross_entropy(single(b["inputs"]).flatten(0, 1), b["targets"].flatten(), ignore_index=-100)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        flat = pop.theta.clone().requires_grad_()
-        logits = forward(pop.unflatten(flat), pb["inputs"], pb["inputs"].shape[2], lstm=False)
-        pop_loss = torch.nn.functional.cross_entropy(logits.flatten(0, 2), pb["targets"].flatten(), ignore_index=-100)
-        pop_loss.backward()
-        pop._step(torch.tensor([0]), flat)
-        losses.append((float(loss), float(pop_loss)))
-    np.testing.assert_allclose([a for a, _ in losses], [b for _, b in losses], rtol=1e-5, atol=1e-6)
+
+def test_a_populations_errors_are_those_computed_directly():
+    """``error``, ``error_exact``, ``det_acc`` and the test loss of each seed against the same
+    measures computed from the reference's formulas on that seed's own test sequences, drawn
+    alone from ``numpy.random.default_rng([seed, 2])``."""
+    model, data = _sequences("lstm", 3, 50)
+    _fit_sequences(model, data, 200, val_every=1000)
+    language = CountingLanguage(2, 3, 4)
+    for i, r in enumerate(model.seed_outcomes()):
+        rng = np.random.default_rng([r["seed"], 2])
+        sequences = [language.sequence(language.random_lengths(rng, 5)) for _ in range(20)]
+        direct = reference_errors("lstm", model.seed_weights[i].detach(), 3, 3, sequences)
+        for key, ours in (("error", r["error"]), ("error_exact", r["error_exact"]), ("det_acc", r["det_acc"]), ("loss", r["test_loss"])):
+            assert ours == pytest.approx(direct[key], rel=1e-5, abs=1e-7), (r["seed"], key)
+    assert len({round(r["error"], 6) for r in model.seed_outcomes()}) == 3  # three different nets
+
+
+def test_patience_between_evaluations_stops_each_seed_at_its_own_update():
+    """Evaluations every 100 updates, held solved after 3 in a row, then 130 updates more: each
+    seed stops exactly 130 updates after it was held (not at an evaluation); patience 0 stops
+    at the evaluation itself, and a seed that is never held trains its whole budget."""
+    stop, never = _stopping(patience=130), _stopping(patience=None)
+    patient, _ = _fit_sequences(*_sequences("srn", 4, 10, restarts=2, restart_after=1000), 3000, callbacks=[stop])
+    full, _ = _fit_sequences(*_sequences("srn", 4, 10, restarts=2, restart_after=1000), 3000, callbacks=[never])
+    held = [h for h in stop.held_at if h is not None]
+    assert held and all(h % 100 == 0 for h in held)
+    for i, r in enumerate(patient.seed_outcomes()):
+        if stop.held_at[i] is None:
+            assert r["updates"] == 3000 and r["stopped_early_at_update"] is None
+        else:
+            assert r["stopped_early_at_update"] == r["updates"] == stop.held_at[i] + 130
+    assert all(r["updates"] == 3000 and r["stopped_early_at_update"] is None for r in full.seed_outcomes())
+    assert never.held_at == stop.held_at  # held at the same evaluations: identical until then
 
 
 @pytest.mark.slow
@@ -244,10 +348,10 @@ def test_recurrent_seeds_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("experiment, extra", [("srn_anb2n", ["trainer.max_steps=1000"])])
+@pytest.mark.parametrize("experiment, extra", [("srn_anb2n", ["trainer.max_steps=1000"]), ("check_sig", ["trainer.max_steps=20000"])])
 def test_seeds_split_over_processes_end_as_in_one(experiment, extra, tmp_path):
     """trainer=ddp_sim: two processes train seeds 42, 44 and 43, 45 each, exchange them at the end,
-    and rank 0 writes one results.json with the same seeds as one process gives."""
+    and rank 0 writes one results.json with the same seeds, bit for bit, as one process gives."""
     runs = {}
     for name, trainer in (("one", []), ("two", ["trainer=ddp_sim"])):
         run = tmp_path / name
@@ -256,20 +360,48 @@ def test_seeds_split_over_processes_end_as_in_one(experiment, extra, tmp_path):
         runs[name] = load_results(run)
     one, two = runs["one"], runs["two"]
     assert two["world_size"] == 2 and one["world_size"] == 1
-    keys = ("seed", "outcome", "updates", "attempts", "first_solved_update" if experiment != "check_sig" else "first_perfect_update")
+    keys = ("seed", "outcome", "updates", "attempts", "test_loss", "first_solved_update" if experiment != "check_sig" else "first_perfect_update")
     assert [{k: s[k] for k in keys} for s in two["seeds"]] == [{k: s[k] for k in keys} for s in one["seeds"]]
     assert two["success"] == one["success"] and two["analysed_seed"] == one["analysed_seed"]
     same = ("weights",) if experiment == "check_sig" else ("error", "det_acc", "max_n_generalised")
     assert all(two[k] == one[k] for k in same)
 
 
-def test_a_grid_seed_moves_between_processes_whole():
-    """What a process sends of a grid seed at the end of training under DDP (``_seed_state``) puts
-    that seed, trained elsewhere, into another process's population exactly."""
-    trained = _fit(GridPopulation(seeds=3, init_seed=0, max_updates=6000, restarts=1, restart_after=3000))
-    other = GridPopulation(seeds=3, init_seed=0, max_updates=6000, restarts=1, restart_after=3000)
-    for i in range(3):
-        other._load_seed_state(i, trained._seed_state(i))
-    for seed in (0, 1, 2):
-        assert other.weights_of(seed) == trained.weights_of(seed)
-    assert other.attempts[1].state_dict() == trained.attempts[1].state_dict() and (other.updates == trained.updates).all()
+# ---- a long run survives a kill ------------------------------------------------------------------
+
+
+def _start(overrides, run_dir):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "train.py", *overrides, f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=0"],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides", [
+    ["experiment=check_sig", "seeds=8", "seed=0", "trainer.max_steps=60000", "callbacks.periodic_checkpoint.every_updates=5000", "model.restarts=1", "model.restart_after=30000"],
+    ["experiment=srn_anb2n", "seeds=4", "trainer.max_steps=3000", "model.restart_after=1000", "callbacks.periodic_checkpoint.every_updates=500"],
+], ids=["grid", "srn"])
+def test_a_run_killed_midway_resumes_to_the_same_seeds(overrides, tmp_path):
+    """``kill -9`` once the first periodic checkpoint is on disk, then ``ckpt_path=<it>``: seed by
+    seed the same outcomes, updates, first successes and weights as the run left alone."""
+    full = _start(overrides, tmp_path / "full")
+    killed = _start(overrides, tmp_path / "killed")
+    checkpoint = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and killed.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert killed.poll() is None, "the run ended before its first checkpoint: nothing was killed midway"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert full.wait(timeout=600) == 0, full.stderr.read()[-3000:]
+    assert not (tmp_path / "killed" / "results.json").exists()
+    resumed = _start([*overrides, f"ckpt_path={checkpoint}"], tmp_path / "resumed")
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-3000:]
+    a, b = load_results(tmp_path / "full"), load_results(tmp_path / "resumed")
+    keys = ("seed", "outcome", "updates", "attempts", "test_loss", "first_perfect_update" if "check_sig" in overrides[0] else "first_solved_update")
+    assert [{k: s[k] for k in keys} for s in b["seeds"]] == [{k: s[k] for k in keys} for s in a["seeds"]]
+    assert b["resumed_from"] == str(checkpoint)
+    if "check_sig" in overrides[0]:
+        assert b["weights"] == a["weights"]
+    else:
+        assert (b["error"], b["det_acc"]) == (a["error"], a["det_acc"])

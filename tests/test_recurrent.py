@@ -112,17 +112,42 @@ def test_stream_is_seeded_and_batches_are_padded():
 def test_datamodule_eval_sets_are_fixed_and_not_the_training_stream():
     dm1, dm2 = GrammarDataModule(seed=3), GrammarDataModule(seed=3)
     val1, val2 = list(dm1.val_dataloader()), list(dm2.val_dataloader())
-    assert sum(b["inputs"].shape[0] for b in val1) == 100  # eval.sequences, in batches
+    assert sum(b["inputs"].shape[1] for b in val1) == 100 and val1[0]["inputs"].shape[0] == 1  # eval.sequences of the one seed, in batches
     assert all(torch.equal(a["targets"], b["targets"]) for a, b in zip(val1, val2))
     v1 = val1[0]
     t1 = next(iter(dm1.test_dataloader()[0]))
-    assert sum(b["inputs"].shape[0] for b in dm1.test_dataloader()[0]) == 100
+    assert sum(b["inputs"].shape[1] for b in dm1.test_dataloader()[0]) == 100
     assert not torch.equal(t1["valid"], v1["valid"])  # fresh test sequences
     train = next(iter(dm1.train_dataloader()))
-    assert not torch.equal(train["targets"][0], v1["targets"][0][: train["targets"].shape[1]])
-    gen = dm1.test_dataloader()[1]
-    ns = torch.cat([b["n"][:, 0] for b in gen]).tolist()
-    assert ns == list(range(1, 41))
+    assert not torch.equal(train["targets"][0, 0], v1["targets"][0, 0])
+    gen = list(dm1.test_dataloader()[1])
+    assert len(gen) == 1 and gen[0]["n"][0, :, 0].tolist() == list(range(1, 41))  # one set, shared by every seed
+
+
+def test_each_seeds_sequences_are_those_its_generator_draws_alone():
+    """The oracle for the data of a population: seed s's training batches, validation and test
+    sequences inside a population of four are what the plain generator draws with s's own
+    generators (``default_rng(s)``, ``default_rng([s, 1])``, ``default_rng([s, 2])``), one
+    sequence at a time."""
+    from datamodules.grammar import collate
+
+    dm = GrammarDataModule(language="anb2nc3n", batch_size=3, eval_sequences=7, seed=20, seeds=4)
+    stream = iter(dm.train_dataloader())
+    first, second = next(stream), next(stream)
+    lang = dm.language
+    for i, seed in enumerate(range(20, 24)):
+        alone = iter(SequenceStream(lang, 5, 3, seed))
+        for batch in (first, second):
+            ref = next(alone)
+            T = ref["inputs"].shape[1]
+            assert torch.equal(batch["inputs"][i, :, :T], ref["inputs"]) and torch.equal(batch["targets"][i, :, :T], ref["targets"])
+            assert not batch["valid"][i, :, T:].any()
+        for split, stream_id in (("val", 1), ("test", 2)):
+            rng = np.random.default_rng([seed, stream_id])
+            ref = collate([lang.sequence(lang.random_lengths(rng, 5)) for _ in range(7)], 3, lang.longest(5))
+            got = list(dm.val_dataloader() if split == "val" else dm.test_dataloader()[0])[0]
+            for key in ("inputs", "targets", "probs", "ref_probs", "determined", "valid"):
+                assert torch.equal(got[key][i], ref[key]), (seed, split, key)
 
 
 # ---- the networks against the reference formulas ---------------------------------------------
@@ -211,10 +236,11 @@ def test_always_b_network_has_the_det_acc_worked_out_by_hand():
     """Output weights 0 and bias favouring B: every prediction is B. On a^n b^2n the B's are
     right except the last of each block (it is followed by an A): det_acc = sum(2n - 1) / sum(2n)."""
     dm = GrammarDataModule(language="anb2n", seed=5, eval_sequences=20, eval_max_n=6)
-    model = SequencePredictor(cell="lstm", hidden_units=2, num_symbols=2, init="uniform")
+    model = SequencePredictor(cell="lstm", hidden_units=2, num_symbols=2, init="uniform", init_seed=5)
     with torch.no_grad():
-        model.net.out.weight.zero_()
-        model.net.out.bias.copy_(torch.tensor([0.0, 1.0]))
+        weights = model.layout.views(model.seed_weights[0])
+        weights["out_weight"].zero_()
+        weights["out_bias"].copy_(torch.tensor([0.0, 1.0]))
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
     trainer.test(model, datamodule=dm, verbose=False)
     # block lengths: n at the first A of every block (phase A or reset, step 1)
@@ -266,40 +292,56 @@ def test_gate_table_averages_by_phase():
     assert [(r["phase"], r["positions"], r["input"]) for r in rows] == [("A", 2, [0.5]), ("B", 1, [0.2]), ("reset", 1, [0.9])]
 
 
-class _Strategy:
-    @staticmethod
-    def reduce_boolean_decision(decision, all=True):
-        return bool(decision)
+class _Seeds:
+    """The part of a module SolvedStopping talks to (``base.contracts.StoppableSeeds``): per seed,
+    the validation metric of the last evaluation, and ``end_seed``."""
+
+    def __init__(self, seeds: int):
+        self.seed_list = list(range(seeds))
+        self.values: list = [None] * seeds
+        self.stopped_early: list = [None] * seeds
+        self.step = 0
+
+    def val_metric(self, name):
+        assert name == "det_acc/val"
+        return self.values
+
+    def end_seed(self, index, early=False):
+        if self.stopped_early[index] is None:
+            self.stopped_early[index] = self.step
+
+    def analysed_seed(self):
+        return 0
 
 
-def test_solved_stopping_waits_for_consecutive_solved_evaluations():
+def _drive(cb, seeds, solved_at, steps=2000, every=100):
+    """Updates 1..steps, an evaluation every ``every``; seed i is solved at the evaluations in
+    ``solved_at[i]`` (a set of updates). Returns each seed's stop."""
+    module = _Seeds(seeds)
+    trainer = SimpleNamespace(sanity_checking=False, global_step=0)
+    for step in range(1, steps + 1):
+        trainer.global_step = module.step = step
+        cb.on_train_batch_end(trainer, module, None, None, step)
+        if step % every == 0:
+            module.values = [(1.0 if step in solved_at[i] else 0.9) if module.stopped_early[i] is None else None for i in range(seeds)]
+            cb.on_validation_end(trainer, module)
+    return module.stopped_early
+
+
+def test_solved_stopping_waits_for_consecutive_solved_evaluations_of_each_seed():
     cb = SolvedStopping(evaluations=3)
-    trainer = SimpleNamespace(sanity_checking=False, callback_metrics={}, strategy=_Strategy(), should_stop=False, global_step=0)
-    for step, value in [(100, 1.0), (200, 0.9), (300, 1.0), (400, 1.0)]:
-        trainer.global_step, trainer.callback_metrics = step, {"det_acc/val": torch.tensor(value)}
-        cb.on_validation_end(trainer, None)
-        assert not trainer.should_stop
-    trainer.global_step, trainer.callback_metrics = 500, {"det_acc/val": torch.tensor(1.0)}
-    cb.on_validation_end(trainer, None)
-    assert trainer.should_stop and cb.stopped_at_update == 500 and cb.results() == {"stopped_early_at_update": 500}
+    stops = _drive(cb, 3, [{100, 300, 400, 500}, {100, 200, 300}, {100, 200, 400, 500}])
+    assert stops == [500, 300, None]  # seed 0: held at 500 (100 is broken by 200); seed 1 at 300; seed 2 never 3 in a row
+    assert cb.held_at == [500, 300, None]
 
 
 def test_solved_stopping_trains_on_for_its_patience_or_the_full_schedule():
-    def run(patience):
-        cb = SolvedStopping(evaluations=2, patience=patience)
-        trainer = SimpleNamespace(sanity_checking=False, callback_metrics={"det_acc/val": torch.tensor(1.0)}, strategy=_Strategy(), should_stop=False, global_step=0)
-        for step in range(1, 2001):
-            trainer.global_step = step
-            cb.on_train_batch_end(trainer, None, None, None, step)
-            if step % 100 == 0:
-                cb.on_validation_end(trainer, None)
-            if trainer.should_stop:
-                break
-        return cb.held_at, cb.stopped_at_update
-
-    assert run(0) == (200, 200)  # solved at 100 and 200: held, and stopped at once
-    assert run(700) == (200, 900)
-    assert run(None) == (200, None)  # the full schedule
+    always = [set(range(100, 2001, 100))] * 2
+    assert _drive(SolvedStopping(evaluations=2, patience=0), 2, always) == [200, 200]  # solved at 100 and 200: held, and stopped at once
+    assert _drive(SolvedStopping(evaluations=2, patience=730), 2, always) == [930, 930]  # between evaluations
+    assert _drive(SolvedStopping(evaluations=2, patience=None), 2, always) == [None, None]  # the full schedule
+    later = [set(range(100, 2001, 100)), set(range(600, 2001, 100))]
+    assert _drive(SolvedStopping(evaluations=2, patience=55), 2, later) == [255, 755]  # each seed on its own
 
 
 def test_solved_stopping_settings_are_checked():
@@ -359,7 +401,7 @@ def test_first_solved_is_measured_without_the_early_stop(tmp_path):
     the module, from its attempts) and printed. The reference's SRN with srn_anb2n's faster
     optimiser, so that it solves within a short run."""
     run = tmp_path / "run"
-    proc = run_train("experiment=srn_anb2n_reference", "model.optimizer=adam", "model.lr=0.01", "model.init=0.3", "data.batch_size=16",
+    proc = run_train("experiment=srn_anb2n_reference", "model/optimizer=adam", "model.optimizer.lr=0.01", "model.init=0.3", "data.batch_size=16",
                      "trainer.max_steps=1000", "trainer.val_check_interval=250", *quiet(run))
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = load_results(run)
@@ -378,16 +420,18 @@ def test_error_is_the_references_measure_by_hand():
     from datamodules.grammar import collate
 
     lang = CountingLanguage(2, 0, 4)
-    batch = collate([lang.sequence([2, 1])], 2)
+    batch = {k: v[None] for k, v in collate([lang.sequence([2, 1])], 2).items()}  # one seed's one sequence
     model = SequencePredictor(cell="srn", hidden_units=2, num_symbols=2)
     with torch.no_grad():
-        model.net.out.weight.zero_()
-        model.net.out.bias.zero_()  # logits 0: [0.5, 0.5] everywhere
-    model._evaluate(batch, "test")
-    m = model.eval_metrics["test"]
-    assert float(m["error"].compute()) == pytest.approx((3 * 0.18 + 6 * 0.5) / 18, abs=1e-6)
+        weights = model.layout.views(model.seed_weights[0])
+        weights["out_weight"].zero_()
+        weights["out_bias"].zero_()  # logits 0: [0.5, 0.5] everywhere
+    model.eval_sums["test"].update(torch.tensor([0]), model._evaluate(batch, [0])["sums"])
+    m = model._measured("test")
+    assert m["error"][0] == pytest.approx((3 * 0.18 + 6 * 0.5) / 18, abs=1e-6)
     exact_a = 2 * (0.5 - 0.75) ** 2 + 2 * (0.5 - 2 / 3) ** 2 + 2 * (0.5 - 0.75) ** 2
-    assert float(m["error_exact"].compute()) == pytest.approx((exact_a + 6 * 0.5) / 18, abs=1e-6)
+    assert m["error_exact"][0] == pytest.approx((exact_a + 6 * 0.5) / 18, abs=1e-6)
+    assert m["det_acc"][0] == pytest.approx(2 / 6)  # a tie reads as A (argmax): right only at the last B of each block
 
 
 @pytest.mark.parametrize("language, perfect", [("anb2n", 0.029), ("anb2nc3n", 0.0097)])

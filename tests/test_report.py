@@ -29,7 +29,7 @@ def test_report_from_runs(kmnist_root, tmp_path):
     ):
         proc = run_train(*args, *common)
         assert proc.returncode == 0, proc.stderr[-3000:]
-    sweep = subprocess.run([sys.executable, "train.py", "-m", "experiment=check_sig", "seed=0,4", "model.max_updates=20000", *common],
+    sweep = subprocess.run([sys.executable, "train.py", "-m", "experiment=check_sig", "seed=0,4", "trainer.max_steps=20000", *common],
                            cwd=REPO, capture_output=True, text=True, timeout=600)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
 

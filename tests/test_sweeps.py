@@ -143,7 +143,7 @@ def test_sweep_goes_on_after_a_failed_run_and_summarises_it(kmnist_root, tmp_pat
 def test_grid_seed_sweep_in_parallel_reports_the_success_rate(tmp_path):
     """Seed 4 never reaches 100% (measured); seed 0 does by update 4,772."""
     sweep = tmp_path / "sweep"
-    proc = multirun("experiment=check_sig", "seed=0,4", "model.max_updates=20000", "hydra/launcher=joblib", f"hydra.sweep.dir={sweep}")
+    proc = multirun("experiment=check_sig", "seed=0,4", "trainer.max_steps=20000", "hydra/launcher=joblib", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     md = (sweep / "summary.md").read_text()
     assert "success rate: 1/2 = 50%" in md
@@ -182,7 +182,7 @@ def test_submitit_local_launcher_runs_a_sweep_through_submitit(tmp_path):
     """The SLURM path up to the scheduler: submitit pickles each job, submits it (here to its own
     local executor, not to SLURM), and collects the result; the summary sees every run."""
     sweep = tmp_path / "sweep"
-    proc = multirun("hydra/launcher=submitit_local", "experiment=check_sig", "seed=0,1", "model.max_updates=3000", f"hydra.sweep.dir={sweep}")
+    proc = multirun("hydra/launcher=submitit_local", "experiment=check_sig", "seed=0,1", "trainer.max_steps=3000", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader(open(sweep / "summary.csv")))
     assert [r["seed"] for r in rows] == ["0", "1"] and all(r["status"] == "ok" for r in rows)

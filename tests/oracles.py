@@ -1,0 +1,92 @@
+"""Independent computations the tests compare the project with: the reference's cell formulas
+written out step by step (seq_models.py's SRN and LSTM), run through autograd, on sequences drawn
+one at a time by the plain generator (``CountingLanguage.sequence``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from datamodules.grammar import CountingLanguage, collate
+
+
+def unpack(cell: str, flat: torch.Tensor, symbols: int, hidden: int) -> dict[str, torch.Tensor]:
+    """One network's flat vector (the project's layout: [H0,] W_ih (G, S), W_hh (G, H), b (G,),
+    V (S, H), c (S,), gates i, f, g, o) as the reference's matrices ``x W + h U + b``, ``h V + c``."""
+    G = 4 * hidden if cell == "lstm" else hidden
+    sizes = ([("H0", (hidden,))] if cell == "srn" else []) + [("W", (G, symbols)), ("U", (G, hidden)), ("b", (G,)), ("V", (symbols, hidden)), ("c", (symbols,))]
+    out, start = {}, 0
+    for name, shape in sizes:
+        n = int(np.prod(shape))
+        out[name] = flat[start : start + n].view(shape)
+        start += n
+    for name in ("W", "U", "V"):
+        out[name] = out[name].T  # x W: (S, G); h U: (H, G); h V: (H, S)
+    return out
+
+
+def reference_logits(cell: str, w: dict[str, torch.Tensor], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The reference's formulas on one-hot inputs ``x`` (B, T, S), a Python loop over steps:
+    SRN h_t = tanh(x_t W + h_{t-1} U + b), h_0 = tanh(H0); LSTM [i f g o] = x_t W + h_{t-1} U + b,
+    c_t = f c_{t-1} + i g, h_t = o tanh(c_t), h_0 = c_0 = 0; logits h_t V + c."""
+    B, T, _ = x.shape
+    H = w["U"].shape[0]
+    h = torch.tanh(w["H0"]).expand(B, H) if cell == "srn" else x.new_zeros(B, H)
+    c = x.new_zeros(B, H)
+    hs, cs = [], []
+    for t in range(T):
+        z = x[:, t] @ w["W"] + h @ w["U"] + w["b"]
+        if cell == "lstm":
+            i, f, g, o = torch.sigmoid(z[:, :H]), torch.sigmoid(z[:, H : 2 * H]), torch.tanh(z[:, 2 * H : 3 * H]), torch.sigmoid(z[:, 3 * H :])
+            c = f * c + i * g
+            h = o * torch.tanh(c)
+            cs.append(c)
+        else:
+            h = torch.tanh(z)
+        hs.append(h)
+    hidden = torch.stack(hs, 1)
+    out = {"hidden": hidden, "logits": hidden @ w["V"] + w["c"]}
+    if cs:
+        out["cell"] = torch.stack(cs, 1)
+    return out
+
+
+def reference_training(cell: str, symbols: int, hidden: int, initial: list[torch.Tensor], make_optimizer, language: CountingLanguage,
+                       blocks: int, batch: int, data_seed: int, updates: int, restart_at: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+    """One network trained as the reference would, with torch's own optimiser on one flat
+    parameter and autograd through ``reference_logits``: ``updates`` updates, each on ``batch``
+    fresh sequences drawn one by one from ``numpy.random.default_rng(data_seed)``; at each update
+    in ``restart_at`` the weights are replaced and the optimiser starts afresh. Returns the final
+    flat vector."""
+    p = torch.nn.Parameter(initial[0].clone())
+    opt = make_optimizer([p])
+    rng = np.random.default_rng(data_seed)
+    for u in range(1, updates + 1):
+        seqs = [language.sequence(language.random_lengths(rng, blocks)) for _ in range(batch)]
+        b = collate(seqs, symbols)
+        logits = reference_logits(cell, unpack(cell, p, symbols, hidden), b["inputs"])["logits"]
+        loss = F.cross_entropy(logits.flatten(0, 1), b["targets"].flatten(), ignore_index=-100)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if restart_at and u in restart_at:
+            with torch.no_grad():
+                p.copy_(restart_at[u])
+            opt = make_optimizer([p])
+    return p.detach()
+
+
+def reference_errors(cell: str, flat: torch.Tensor, symbols: int, hidden: int, sequences: list[dict]) -> dict[str, float]:
+    """``error``, ``error_exact``, ``det_acc`` and ``loss`` of one network on ``sequences``,
+    computed directly: the mean over every real position and symbol of the squared difference
+    between softmax(logits) and the reference's (and the exact) target; the share of determined
+    positions whose most likely symbol is the next one; the mean NLL."""
+    b = collate(sequences, symbols)
+    with torch.no_grad():
+        logits = reference_logits(cell, unpack(cell, flat, symbols, hidden), b["inputs"])["logits"]
+    valid, det = b["valid"], b["determined"]
+    p = logits.softmax(-1)[valid]
+    return {"error": float(((p - b["ref_probs"][valid]) ** 2).mean()), "error_exact": float(((p - b["probs"][valid]) ** 2).mean()),
+            "det_acc": float((logits.argmax(-1)[det] == b["targets"][det]).float().mean()),
+            "loss": float(F.cross_entropy(logits[valid], b["targets"][valid]))}
