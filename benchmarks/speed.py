@@ -26,12 +26,16 @@ bundled sample (6,284 training images).
 The population workloads time an update of ``seeds=--population-seeds`` (100) nets
 trained together against that many times one net's update alone (``check_sig``, ``srn_anb2n``,
 ``lstm_anb2nc3n``, every stopping rule off): "project" is the population, "hand" what as many
-separate runs pay for the same updates. Results are printed as a table and written to ``--out`` as JSON.
+separate runs pay for the same updates. The busy workloads (``--busy``) time a single SRN and
+LSTM run, 100-seed populations of both and NetConv, alone and beside another process that keeps
+one core busy, with the study's threads (``threads=auto``) and with torch's default of one per
+core. Results are printed as tables and written to ``--out`` as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -76,10 +80,13 @@ def compose(overrides: list[str], out_dir: Path):
 
 
 def build(overrides: list[str], device: str, out_dir: Path):
+    """What ``train.py`` builds for ``overrides``, with the threads it would use."""
+    from orchestration.launch import set_threads
     from orchestration.run import build as build_run
 
     accelerator = "gpu" if device == "cuda" else "cpu"
     cfg = compose([*overrides, f"trainer.accelerator={accelerator}", "trainer.devices=1"], out_dir)
+    set_threads(cfg)
     return cfg, build_run(cfg)
 
 
@@ -189,7 +196,7 @@ def bench_kmnist(net: str, root: Path, epochs: int, repeats: int, device: str, v
 
 
 def bench_grid(device: str, updates: int, hand_updates: int, scratch: Path) -> list[dict]:
-    overrides = ["experiment=check_sig", f"model.max_updates={updates}", f"model.stop_after_perfect={updates + 1}"]
+    overrides = ["experiment=check_sig", f"trainer.max_steps={updates}", f"model.stop_after_perfect={updates + 1}"]
     cfg, (dm, model, callbacks, trainer) = build(overrides, device, scratch / "grid")
     net = copy.deepcopy(model.net).to(device)
     x, y = dm.points.to(device), dm.targets.to(device)
@@ -204,7 +211,7 @@ def bench_grid(device: str, updates: int, hand_updates: int, scratch: Path) -> l
     sync(device)
     hand = (time.perf_counter() - t0) / hand_updates
     trainer.fit(model, datamodule=dm)
-    assert model.updates == updates, f"the grid run made {model.updates} updates, not {updates}"
+    assert model.updates_done() == updates, f"the grid run made {model.updates_done()} updates, not {updates}"
     project = callbacks[-1].seconds / updates
     r = row("check_sig (H=5)", "update", updates, 9, project, hand, None)
     r["project_total_seconds"] = callbacks[-1].seconds
@@ -215,15 +222,20 @@ def bench_grid(device: str, updates: int, hand_updates: int, scratch: Path) -> l
 
 
 def bench_recurrent(experiment: str, updates: int, repeats: int, device: str, scratch: Path) -> list[dict]:
-    """Hand loop and project in turn, ``repeats`` times; the faster run of each is kept."""
+    """Hand loop and project in turn, ``repeats`` times; the faster run of each is kept. The hand
+    loop trains the same single net (``nn.RNN`` / ``nn.LSTM``, the same initial weights) with
+    the config's optimiser on the same sequences, one update per batch."""
+    from hydra.utils import instantiate
+
     from datamodules.grammar import SequenceStream
+    from lightning_modules.recurrent_nets import sequence_loss
 
     overrides = [f"experiment={experiment}", f"trainer.max_steps={updates}", "trainer.limit_val_batches=0", "callbacks.solved_stopping=null"]
     hand, project = [], []
     for rep in range(repeats):
         cfg, (dm, model, callbacks, trainer) = build(overrides, device, scratch / f"{experiment}_{rep}")
-        hand_model = copy.deepcopy(model).to(device)  # same initial weights; its optimiser, not its loop
-        net, opt = hand_model.net, hand_model.configure_optimizers()
+        net = model.net.to(device)  # the seed's initial weights in torch's own modules
+        opt = instantiate(cfg.model.optimizer)(p for p in net.parameters() if p.requires_grad)
         stream = iter(SequenceStream(dm.language, cfg.data.blocks, cfg.data.batch_size, cfg.data.seed))
         sync(device)
         t0 = time.perf_counter()
@@ -231,7 +243,7 @@ def bench_recurrent(experiment: str, updates: int, repeats: int, device: str, sc
             batch = next(stream)
             inputs, targets = batch["inputs"].to(device), batch["targets"].to(device)
             opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(net(inputs).flatten(0, 1), targets.flatten(), ignore_index=-100)
+            loss = sequence_loss(net(inputs), targets)
             loss.backward()
             opt.step()
         sync(device)
@@ -247,24 +259,88 @@ def bench_recurrent(experiment: str, updates: int, repeats: int, device: str, sc
 POPULATION_UPDATES = {"check_sig": 20_000, "srn_anb2n": 300, "lstm_anb2nc3n": 100}
 
 
+def _no_stopping(experiment: str, updates: int) -> list[str]:
+    if experiment == "check_sig":
+        return [f"trainer.max_steps={updates}", f"model.stop_after_perfect={updates + 1}"]
+    return [f"trainer.max_steps={updates}", f"trainer.val_check_interval={updates}", "callbacks.solved_stopping=null", f"model.restart_after={updates + 1}"]
+
+
+def _seconds_per_update(overrides: list[str], device: str, out: Path, updates: int) -> float:
+    _, (dm, model, callbacks, trainer) = build(overrides, device, out)
+    trainer.fit(model, datamodule=dm)
+    return callbacks[-1].seconds / updates
+
+
 def bench_population(experiment: str, seeds: int, updates: int, device: str, scratch: Path) -> list[dict]:
     """``seeds`` nets trained together against one trained alone, ``updates`` updates each with
     every stopping rule switched off: the cost of an update of the whole population against
     ``seeds`` times the cost of one net's update (what ``seeds`` separate runs pay)."""
-    if experiment == "check_sig":
-        fixed = [f"model.max_updates={updates}", f"model.stop_after_perfect={updates + 1}"]
-    else:
-        fixed = [f"trainer.max_steps={updates}", f"trainer.val_check_interval={updates}", "callbacks.solved_stopping=null", f"model.restart_after={updates + 1}"]
     times = {}
     for n in (seeds, 1):
-        overrides = [f"experiment={experiment}", f"seeds={n}", *fixed] + (["trainer.limit_val_batches=0"] if n == 1 and experiment != "check_sig" else [])
-        cfg, (dm, model, callbacks, trainer) = build(overrides, device, scratch / f"{experiment}_pop{n}")
-        trainer.fit(model, datamodule=dm)
-        times[n] = callbacks[-1].seconds / updates
-    r = row(f"{experiment} seeds={seeds}", "update", 1, cfg.data.get("batch_size", 9), times[seeds], seeds * times[1], None)
+        overrides = [f"experiment={experiment}", f"seeds={n}", *_no_stopping(experiment, updates)] + (["trainer.limit_val_batches=0"] if experiment != "check_sig" else [])
+        times[n] = _seconds_per_update(overrides, device, scratch / f"{experiment}_pop{n}", updates)
+    batch = 9 if experiment == "check_sig" else compose([f"experiment={experiment}"], scratch / "cfg").data.batch_size
+    r = row(f"{experiment} seeds={seeds}", "update", 1, batch, times[seeds], seeds * times[1], None)
     r["population_seeds"] = seeds
     r["single_update_ms"] = 1000 * times[1]
     return [r]
+
+
+# ---- a busy machine ----------------------------------------------------------------------------
+
+# (experiment, seeds, updates: a share of --updates for the recurrent nets, epochs for KMNIST)
+BUSY = [("srn_anb2n", 1, 1.0), ("lstm_anb2nc3n", 1, 1.0), ("srn_anb2n", 100, 0.1), ("lstm_anb2nc3n", 100, 0.05), ("kmnist_conv", 1, 2)]
+
+
+class BusyCore:
+    """Another process keeping one core busy (a Python loop), as any other job on the machine would."""
+
+    def __enter__(self):
+        import subprocess
+
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def bench_busy(device: str, scratch: Path, kmnist: Path | None, workloads=BUSY, updates: int = 1000) -> list[dict]:
+    """Each workload alone and beside one busy process, with the study's threads (``threads=auto``)
+    and with torch's default (one per core, ``threads=<cores>``): seconds per update (KMNIST: per
+    epoch) and the ratio busy / alone."""
+    rows = []
+    cores = os.cpu_count() or 1
+    for experiment, seeds, share in workloads:
+        if experiment.startswith("kmnist"):
+            if kmnist is None:
+                continue
+            overrides = [f"experiment={experiment}", f"data.root={kmnist}", "data.source=files", f"trainer.max_epochs={share}", "trainer.limit_val_batches=0"]
+        else:
+            n = max(10, int(share * updates))
+            overrides = [f"experiment={experiment}", f"seeds={seeds}", *_no_stopping(experiment, n), "trainer.limit_val_batches=0"]
+        for threads in ("auto", str(cores)):
+            measured = {}
+            for busy in (False, True):
+                out = scratch / f"busy_{experiment}_{seeds}_{threads}_{busy}"
+                with (BusyCore() if busy else contextlib.nullcontext()):
+                    _, (dm, model, callbacks, trainer) = build([*overrides, f"threads={threads}"], device, out)
+                    used = torch.get_num_threads()
+                    trainer.fit(model, datamodule=dm)
+                    timer = callbacks[-1]
+                    measured[busy] = min(timer.epoch_seconds) if experiment.startswith("kmnist") else timer.seconds / n
+            rows.append({"workload": f"{experiment} seeds={seeds}", "threads": f"{threads} ({used})", "unit": "epoch" if experiment.startswith("kmnist") else "update",
+                         "alone_s": measured[False], "busy_s": measured[True], "busy_over_alone": measured[True] / measured[False]})
+    return rows
+
+
+def busy_table(rows: list[dict]) -> str:
+    lines = ["| workload | threads | alone, ms per unit | beside a busy process | busy / alone |", "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['workload']} ({r['unit']}) | {r['threads']} | {1000 * r['alone_s']:.2f} | {1000 * r['busy_s']:.2f} | {r['busy_over_alone']:.2f} |")
+    return "\n".join(lines)
 
 
 # ---- report --------------------------------------------------------------------------------
@@ -325,7 +401,7 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="kmnist,grid,recurrent,population", help="comma-separated: kmnist, grid, recurrent, population")
+    parser.add_argument("--only", default="kmnist,grid,recurrent,population,busy", help="comma-separated: kmnist, grid, recurrent, population, busy")
     parser.add_argument("--population-seeds", type=int, default=100, help="seeds of the population workloads (seeds=N against one net alone)")
     parser.add_argument("--nets", default="lin,full,conv", help="comma-separated KMNIST nets")
     parser.add_argument("--epochs", type=int, default=4, help="KMNIST epochs per path (the first is warm-up)")
@@ -336,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, default=REPO / "data", help="KMNIST root with KMNIST/raw/ (else the bundled sample of 6,284 training images)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--variants", default="", help=f"extra KMNIST project runs: comma-separated of {', '.join(VARIANTS)}")
+    parser.add_argument("--busy", default="srn_anb2n,lstm_anb2nc3n,kmnist_conv", help="workloads of --only busy: comma-separated experiments")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "benchmarks" / "speed.json")
     args = parser.parse_args(argv)
 
@@ -343,11 +420,15 @@ def main(argv: list[str] | None = None) -> int:
 
     only = [s for s in args.only.split(",") if s]
     variants = [s for s in args.variants.split(",") if s]
-    for name, values, allowed in (("--only", only, ("kmnist", "grid", "recurrent", "population")), ("--nets", args.nets.split(","), ("lin", "full", "conv")), ("--variants", variants, tuple(VARIANTS))):
+    for name, values, allowed in (("--only", only, ("kmnist", "grid", "recurrent", "population", "busy")), ("--nets", args.nets.split(","), ("lin", "full", "conv")), ("--variants", variants, tuple(VARIANTS))):
         bad = [v for v in values if v not in allowed]
         if bad:
             print(f"error: {name} {','.join(bad)} is invalid; allowed: {', '.join(allowed)}", file=sys.stderr)
             return 2
+    bad = [w for w in args.busy.split(",") if w not in {e for e, _, _ in BUSY}]
+    if bad:
+        print(f"error: --busy {','.join(bad)} is invalid; allowed: {', '.join(sorted({e for e, _, _ in BUSY}))}", file=sys.stderr)
+        return 2
     for name, value, minimum in (("--epochs", args.epochs, 2), ("--repeats", args.repeats, 1), ("--updates", args.updates, 1), ("--grid-updates", args.grid_updates, 1), ("--grid-hand-updates", args.grid_hand_updates, 1)):
         if value < minimum:
             print(f"error: {name} {value} is invalid; allowed: {minimum} or more" + (" (the first epoch is warm-up)" if name == "--epochs" else ""), file=sys.stderr)
@@ -358,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     rows: list[dict] = []
+    busy: list[dict] = []
     data_note = None
     try:
         with tempfile.TemporaryDirectory(prefix="speed-") as tmp:
@@ -374,18 +456,27 @@ def main(argv: list[str] | None = None) -> int:
             if "population" in only:
                 for experiment, updates in POPULATION_UPDATES.items():
                     rows += bench_population(experiment, args.population_seeds, updates, device, scratch)
+            if "busy" in only:
+                root = kmnist_root(args.data_root, scratch)[0] if "kmnist_conv" in args.busy else None
+                workloads = [w for w in BUSY if w[0] in args.busy.split(",")]
+                workloads = [(e, args.population_seeds if s > 1 else 1, u) for e, s, u in workloads]
+                busy = bench_busy(device, scratch, root, workloads, args.updates)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
-    result = {"machine": machine(device), "kmnist_data": data_note, "epochs": args.epochs, "updates": args.updates, "repeats": args.repeats, "rows": rows}
+    result = {"machine": machine(device), "kmnist_data": data_note, "epochs": args.epochs, "updates": args.updates, "repeats": args.repeats, "rows": rows, "busy": busy}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print()
     print(f"machine: {result['machine']}")
     if data_note:
         print(f"KMNIST data: {data_note}")
-    print(table(rows))
+    if rows:
+        print(table(rows))
+    if busy:
+        print("\nbeside one busy process (one core kept busy by another process):")
+        print(busy_table(busy))
     print(f"written to {args.out}")
     return 0
 
