@@ -173,6 +173,31 @@ def training_batch(language: CountingLanguage, lengths: np.ndarray, length: int 
             "valid": torch.from_numpy(valid.reshape(*lead, T))}
 
 
+class BatchTable:
+    """Every sequence of ``blocks`` blocks with lengths in 1..max_n, built once by
+    ``training_batch`` (``max_n ** blocks`` of them: 1,024 for the reference's 4 and 5), so that
+    the batches of many seeds are one gather instead of thousands of sequences built anew. Only
+    for languages whose table is small (``fits``); the others build their batches each time."""
+
+    LIMIT = 1 << 16  # sequences
+
+    def __init__(self, language: CountingLanguage, blocks: int):
+        N = language.max_n
+        grids = np.stack(np.meshgrid(*[np.arange(1, N + 1)] * blocks, indexing="ij"), axis=-1).reshape(-1, blocks)
+        self.fields = training_batch(language, grids, language.longest(blocks))  # row = sum_j (n_j - 1) N^(blocks-1-j)
+        self.weights = N ** np.arange(blocks - 1, -1, -1)
+
+    @staticmethod
+    def fits(language: CountingLanguage, blocks: int) -> bool:
+        return language.max_n ** blocks <= BatchTable.LIMIT
+
+    def batch(self, lengths: np.ndarray) -> dict[str, torch.Tensor]:
+        """What ``training_batch(language, lengths, longest)`` gives, by one gather."""
+        lengths = np.asarray(lengths)
+        rows = torch.from_numpy(((lengths - 1) * self.weights).sum(-1).reshape(-1))
+        return {k: v.index_select(0, rows).reshape(*lengths.shape[:-1], *v.shape[1:]) for k, v in self.fields.items()}
+
+
 class SeedStreams(IterableDataset):
     """For each of ``seeds`` (seed values), the batches a run with that seed trains on, forever:
     ``batch_size`` sequences of ``blocks`` blocks, the block lengths drawn from the seed's own
@@ -194,6 +219,7 @@ class SeedStreams(IterableDataset):
         self.ended = [i not in (active if active is not None else range(len(seeds))) for i in range(len(seeds))]
         self.start = start  # {"batch": k, "states": [generator state at the start of k's chunk, per seed]}
         self._chunk_states: dict[int, list] = {}  # chunk start batch -> generator states there
+        self._table = BatchTable(language, blocks) if BatchTable.fits(language, blocks) else None
 
     def end(self, index: int) -> None:
         self.ended[index] = True
@@ -222,7 +248,10 @@ class SeedStreams(IterableDataset):
             if self.start is None or k >= self.start["batch"]:
                 rows = [i for i, ended in enumerate(self.ended) if not ended and i in drawn]
                 lengths = np.stack([drawn[i][k % K] for i in rows]) if rows else np.ones((0, B, blocks), np.int64)  # none: this process's seeds have all ended
-                yield {**training_batch(self.language, lengths, self.language.longest(blocks)), "rows": torch.tensor(rows, dtype=torch.long)}
+                fields = self._table.batch(lengths) if self._table is not None and rows else training_batch(self.language, lengths, self.language.longest(blocks))
+                # steps: the longest real sequence, which the recurrence runs to (each sequence has 1 + (1 + b + c) sum(n) symbols)
+                steps = int(lengths.sum(-1).max()) * (1 + self.language.b + self.language.c) if rows else 0
+                yield {**fields, "rows": torch.tensor(rows, dtype=torch.long), "steps": steps}
             k += 1
 
 

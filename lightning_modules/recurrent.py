@@ -108,6 +108,7 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         self.layout = Layout(cell, num_symbols, hidden_units)
         self._nets = {"template": NETS[cell](num_symbols, hidden_units)}  # not a submodule: its parameters are not the model's
         self.seed_weights = nn.ParameterList([nn.Parameter(self._initial(a.start(0))) for a in self.attempts])
+        self._param_list: Optional[list[nn.Parameter]] = None
         # one LSTM: torch's fused kernel (~8x faster than the batched recurrence for one net on a CPU)
         self.fused = seeds == 1 and cell == "lstm"
         S = seeds
@@ -127,9 +128,16 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
     def _initial(self, seed: int) -> torch.Tensor:
         return self.layout.initial(self.hparams.init, torch.Generator().manual_seed(int(seed)))
 
+    def _params(self) -> list[nn.Parameter]:
+        """The seeds' parameters as a plain list (``ParameterList`` indexing costs ~5 us each)."""
+        if self._param_list is None:
+            self._param_list = list(self.seed_weights)
+        return self._param_list
+
     def _flat(self, rows: list[int]) -> torch.Tensor:
         """The weights of seeds ``rows`` as one tensor ``(R, P)`` (no gradient)."""
-        return torch.stack([self.seed_weights[i].detach() for i in rows])
+        params = self._params()
+        return torch.stack([params[i].detach() for i in rows])
 
     def net_of(self, seed: int) -> nn.Module:
         """A single ``SRN``/``LSTM`` holding seed ``seed``'s weights (for figures and analysis)."""
@@ -179,17 +187,21 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
             self.manual_backward(loss)
             losses = loss.detach()[None]
         elif active:
-            keep = torch.tensor([drawn.index(i) for i in active], device=self.device)
-            losses, grads = loss_and_grads(self.layout, self._flat(active), batch["inputs"][keep], batch["targets"][keep], batch["valid"][keep])
+            fields = [batch[k] for k in ("inputs", "targets", "valid")]
+            if len(active) < len(drawn):
+                keep = torch.tensor([drawn.index(i) for i in active], device=self.device)
+                fields = [f.index_select(0, keep) for f in fields]
+            losses, grads = loss_and_grads(self.layout, self._flat(active), *fields, steps=batch.get("steps"))
+            params = self._params()
             for i, g in zip(active, grads):  # the seeds without a gradient are skipped by the optimiser
                 # a buffer of its own: a view into the others' gradients would sit at another alignment,
                 # and the fused optimiser's vectorised loop would round a seed differently with other seeds
-                self.seed_weights[i].grad = g.clone()
+                params[i].grad = g.clone()
         else:  # this process's seeds have all ended; the others' have not
             losses = torch.zeros(0, device=self.device)
         opt.step()
-        for p in self.seed_weights:
-            p.grad = None
+        for i in active:
+            self._params()[i].grad = None
         self.train_loss.update(losses)  # (empty on a process whose seeds have all ended: it still takes part in the reduction)
         samples = len(active) * batch["inputs"].shape[1] if active else 0
         return {"loss": losses[None], "samples": samples}  # loss: (1 update, seeds)

@@ -159,7 +159,7 @@ def _run(w: Weights, x: torch.Tensor, B: int, lstm: bool, keep: bool) -> dict:
     what back-propagation needs), all column-major ``(R, H, B)`` per step."""
     R, G, H = w.Wh.shape
     T = x.shape[2] // B
-    X = torch.baddbmm(w.b[:, :, None], w.Wx, x).view(R, G, T, B).permute(2, 0, 1, 3).contiguous().unbind(0)  # x_t W + b, per step
+    X = torch.baddbmm(w.b[:, :, None], w.Wx, x).view(R, G, T, B).unbind(2)  # x_t W + b, per step (views)
     if lstm:
         h = cell = x.new_zeros(R, H, B)
         hs, cells, kept = [h], [cell], []
@@ -230,14 +230,16 @@ def forward(layout: Layout, flat: torch.Tensor, inputs: torch.Tensor, valid: Opt
 
 
 @torch.no_grad()
-def loss_and_grads(layout: Layout, flat: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def loss_and_grads(layout: Layout, flat: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor,
+                   steps: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Each network's loss, the mean NLL of the actual next symbol over its real positions (the
     reference's objective), and its exact gradient with respect to its flat vector.
 
     ``flat`` (R, P); ``inputs`` (R, B, T, S); ``targets`` (R, B, T), -100 at padding; ``valid``
-    (R, B, T). Returns ``loss`` (R,) and ``grads`` (R, P)."""
+    (R, B, T); ``steps``: the longest real sequence, when the caller knows it (else it is
+    read from ``valid``). Returns ``loss`` (R,) and ``grads`` (R, P)."""
     rows, B, T, S = inputs.shape
-    steps = _steps(valid)
+    steps = _steps(valid) if steps is None else steps
     flat, inputs, targets, valid = _padded(layout, flat, inputs, targets, valid)
     R = flat.shape[0]
     w = Weights.of(layout, flat)
@@ -254,12 +256,18 @@ def loss_and_grads(layout: Layout, flat: torch.Tensor, inputs: torch.Tensor, tar
     # ...and the sums over positions run over all T of the batch (zeros after `steps`): the same
     # sums in the same order whatever length the other networks' sequences asked for
     pad = (0, (T - steps) * B)
+
+    def full(steps_list: list[torch.Tensor]) -> torch.Tensor:
+        """Per-step (R, F, B) tensors stacked to (R, F, T B) time-major columns, zeros after them."""
+        zero = steps_list[0].new_zeros(steps_list[0].shape)
+        return torch.stack(steps_list + [zero] * (T - len(steps_list)), dim=2).view(R, -1, T * B)
+
     loss = -F.pad(logp.gather(1, safe)[:, 0] * real, pad).sum(dim=1) / count
     # d loss / d logits = (softmax - onehot(target)) / count, at real positions only
     d_logits = logp.exp_().scatter_add_(1, safe, -torch.ones_like(safe, dtype=logp.dtype))
     d_logits *= (real / count[:, None]).unsqueeze(1)
 
-    states = F.pad(torch.stack(hidden[1:], dim=2).view(R, -1, steps * B), pad)
+    states = full(hidden[1:])
     d_all = F.pad(d_logits, pad)
     dV, dc = torch.bmm(d_all, states.transpose(1, 2)), d_all.sum(dim=2)
     dH = torch.bmm(w.V.transpose(1, 2), d_logits).view(R, -1, steps, B).unbind(2)  # d loss / d h_t from the outputs
@@ -294,8 +302,8 @@ def loss_and_grads(layout: Layout, flat: torch.Tensor, inputs: torch.Tensor, tar
             dz = dh * torch.addcmul(torch.ones_like(h), h, h, value=-1)  # tanh' = 1 - h^2
             dz_steps[t] = dz
             dh = torch.bmm(WhT, dz)
-    dZ = F.pad(torch.stack(dz_steps, dim=2).view(R, G, steps * B), pad)
-    before = F.pad(torch.stack(hidden[:-1], dim=2).view(R, H, steps * B), pad)
+    dZ = full(dz_steps)
+    before = full(hidden[:-1])
     grads = Weights(torch.bmm(dZ, x_all.transpose(1, 2)), torch.bmm(dZ, before.transpose(1, 2)), dZ.sum(dim=2), dV, dc,
                     None if layout.lstm else (dh.sum(dim=2) * (1 - torch.tanh(w.H0) ** 2)))  # h_0 = tanh(H0), shared by the B sequences
     return loss[:rows], grads.flat_grads(layout)[:rows]
