@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pytorch_lightning.callbacks import Checkpoint
 
 from base.contracts import CountsUpdates
 from base.errors import check_int
+from base.files import replaced_atomically
 
 
 class PeriodicCheckpoint(Checkpoint):
@@ -60,7 +60,5 @@ class PeriodicCheckpoint(Checkpoint):
         if self._due is None or now < self._due or trainer.should_stop:
             return
         self._due = (now // self.every_updates + 1) * self.every_updates
-        part = self.path.with_name(self.path.name + ".part")
-        trainer.save_checkpoint(part, weights_only=False)  # on every process (Lightning's rule); rank 0 writes
-        if trainer.is_global_zero:
-            os.replace(part, self.path)
+        with replaced_atomically(self.path, writer=trainer.is_global_zero) as part:
+            trainer.save_checkpoint(part, weights_only=False)  # on every process (Lightning's rule); rank 0 writes

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from base.errors import DataError
+from base.files import replaced_atomically
 
 IMAGES_MAGIC = 0x0803  # unsigned byte, 3 dimensions
 LABELS_MAGIC = 0x0801  # unsigned byte, 1 dimension
@@ -70,11 +71,8 @@ def read_images_and_labels(images_path: Path, labels_path: Path, image_size: int
 
 def gunzip(src: Path, dst: Path) -> None:
     """Decompress ``src`` to ``dst`` (written under a temporary name, so no half file is left)."""
-    tmp = dst.with_name(dst.name + ".part")
     try:
-        with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
+        with replaced_atomically(dst) as tmp, gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
             shutil.copyfileobj(fin, fout)
     except (OSError, EOFError) as exc:
-        tmp.unlink(missing_ok=True)
         raise DataError(f"{src} is corrupt: cannot decompress it ({exc})") from None
-    tmp.replace(dst)

@@ -3,8 +3,6 @@ summary, and what the callbacks measured."""
 
 from __future__ import annotations
 
-import json
-import os
 import platform
 from datetime import datetime
 from pathlib import Path
@@ -67,9 +65,3 @@ def collect_results(cfg, trainer, model, datamodule, callbacks, ckpt_path, out_d
         results["updates_per_second"] = round(results["updates"] / timer.seconds, 1)
     return results
 
-
-def write_json(path: Path, data: dict) -> None:
-    """Write atomically (temporary file, then rename): a reader never sees half a results.json."""
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)

@@ -18,10 +18,11 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities import rank_zero_only
 
 from base.errors import ConfigError, UserError, check_int
+from base.files import write_json
 from callbacks.timer import TrainTimer
 from orchestration.config import check_checkpoint, check_trainer, instantiate_group
 from orchestration.launch import check_multirun_devices, set_threads
-from orchestration.results import collect_results, write_json
+from orchestration.results import collect_results
 from orchestration.studies import STUDIES, printout
 
 log = logging.getLogger("train")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from base.files import replaced_atomically
+
 SAMPLE_DIR = Path(__file__).resolve().parent
 
 # torchvision's raw name -> (bundled file, its MD5)
@@ -42,7 +44,6 @@ def unpack(out_root: Path, train_limit: int | None = None, test_limit: int | Non
         limit = train_limit if name.startswith("train") else test_limit
         if limit is not None:
             array = array[:limit]
-        tmp = raw / f"{name}.part"
-        tmp.write_bytes(struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes())
-        tmp.replace(raw / name)
+        with replaced_atomically(raw / name) as tmp:
+            tmp.write_bytes(struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes())
     return Path(out_root)
