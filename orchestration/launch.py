@@ -89,7 +89,9 @@ def set_threads(cfg: DictConfig, hydra_cfg: DictConfig | None = None) -> dict:
     if setting != "auto":
         threads = setting
     elif USER_THREADS and "parallel_jobs" not in done and "processes" not in done:
-        threads = None  # the user's choice, which torch has read
+        # the user's choice, which torch read at start-up; set again, since an earlier run in this
+        # process (the benchmark, a test) may have changed it
+        threads = int(USER_THREADS) if USER_THREADS.strip().isdigit() and int(USER_THREADS) >= 1 else None
     else:
         threads = min(getattr(get_class(cfg.model._target_), "threads", None) or share, share)
     if threads:

@@ -169,3 +169,91 @@ def test_recurrent_reference_experiments_reproduce_reference_settings(experiment
     assert (d.language, d.batch_size, d.max_n, d.blocks) == (language, 1, 4, 5)
     assert (t.max_steps, t.max_epochs) == (100_000, 1) and cfg.callbacks.get("solved_stopping") is None
     assert m.num_symbols == (3 if language == "anb2nc3n" else 2)
+
+
+def _lightning_checkpoint(path: Path, model, **drop) -> Path:
+    """What Lightning's checkpoint holds that ``check_checkpoint`` reads (``state_dict``, ``epoch``,
+    ``hyper_parameters``), without keys named in ``drop``."""
+    import torch
+
+    ckpt = {"state_dict": model.state_dict(), "epoch": 0, "hyper_parameters": dict(model.hparams)}
+    torch.save({k: v for k, v in ckpt.items() if k not in drop}, path)
+    return path
+
+
+def test_the_checkpoint_check_tells_the_same_net_at_another_size(tmp_path):
+    """NetFull with 95 and with 200 hidden units have the same parameter names; only the shapes
+    tell them apart (a check on names alone would pass a wrong checkpoint)."""
+    from lightning_modules.kmnist import KMNISTClassifier
+    from orchestration.config import check_checkpoint
+    from base.errors import UserError
+
+    small, large = KMNISTClassifier(net="full", hidden_units=95), KMNISTClassifier(net="full", hidden_units=200)
+    assert small.state_dict().keys() == large.state_dict().keys()
+    saved = _lightning_checkpoint(tmp_path / "full95.ckpt", small)
+    assert check_checkpoint(str(saved), KMNISTClassifier(net="full", hidden_units=95)) == str(saved)
+    with pytest.raises(UserError) as caught:
+        check_checkpoint(str(saved), large)
+    line = str(caught.value)
+    assert line.startswith(f"ckpt_path={str(saved)!r} holds a different model") and "'hidden_units': 95" in line and "'hidden_units': 200" in line
+    assert "\n" not in line
+    assert check_checkpoint(None, large) is None
+
+
+@pytest.mark.parametrize("drop, expected", [("state_dict", "is not a Lightning checkpoint"), ("epoch", "is not a Lightning checkpoint")])
+def test_the_checkpoint_check_wants_what_lightning_writes(tmp_path, drop, expected):
+    from lightning_modules.kmnist import KMNISTClassifier
+    from orchestration.config import check_checkpoint
+    from base.errors import UserError
+
+    model = KMNISTClassifier(net="lin")
+    path = _lightning_checkpoint(tmp_path / "lin.ckpt", model, **{drop: True})
+    with pytest.raises(UserError, match=expected):
+        check_checkpoint(str(path), model)
+    with pytest.raises(UserError, match="no such file"):
+        check_checkpoint(str(tmp_path / "none.ckpt"), model)
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="is not a readable checkpoint"):
+        check_checkpoint(str(tmp_path / "junk.ckpt"), model)
+
+
+@pytest.fixture
+def threads_restored():
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("overrides, user, launcher, expected", [
+    (["experiment=srn_anb2n"], None, None, 1),                      # the study's measured choice
+    (["experiment=check_sig"], None, None, 1),
+    (["experiment=kmnist_conv"], None, None, 8),                    # torch's default: every core
+    (["experiment=kmnist_conv", "threads=3"], None, None, 3),       # the config's number wins
+    (["experiment=srn_anb2n", "threads=3"], "2", None, 3),
+    (["experiment=srn_anb2n"], "2", None, 2),                       # the user's OMP_NUM_THREADS wins over the study's
+    (["experiment=kmnist_conv"], None, 4, 2),                       # 4 joblib jobs at once on 8 cores: 2 each
+    (["experiment=kmnist_conv"], "8", 4, 2),                        # ... even when the user asked for more
+    (["experiment=srn_anb2n"], None, 4, 1),
+    (["experiment=kmnist_conv", "trainer=ddp_sim"], None, None, 4),  # 2 DDP processes on the CPU: 4 each
+])
+def test_threads_follow_the_study_the_user_and_the_share_of_cores(overrides, user, launcher, expected, tmp_path, monkeypatch, threads_restored):
+    import torch
+    from omegaconf import OmegaConf
+
+    from orchestration import launch
+
+    monkeypatch.setattr(launch.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(launch, "USER_THREADS", user)
+    torch.set_num_threads(5)  # what an earlier run in this process left: never kept
+    hydra_cfg = None if launcher is None else OmegaConf.create({"launcher": {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", "n_jobs": launcher}})
+    done = launch.set_threads(_compose(overrides, tmp_path), hydra_cfg)
+    assert torch.get_num_threads() == expected and done["torch_threads"] == expected
+
+
+def test_threads_setting_is_checked(tmp_path):
+    from orchestration.launch import set_threads
+
+    with pytest.raises(ConfigError, match=r"threads=0 is invalid; allowed: auto or an integer >= 1"):
+        set_threads(_compose(["experiment=srn_anb2n", "threads=0"], tmp_path))
