@@ -1,6 +1,6 @@
 """Regenerate the README's pictures in ``docs/figures/`` from runs of the project itself.
 
-    python docs/make_figures.py                      # about 35 minutes on a 2-core CPU, offline
+    python docs/make_figures.py                      # about 20 minutes on a 2-core CPU, offline
 
 Runs each experiment the README shows with its defaults (KMNIST on the bundled sample, so that it
 runs anywhere and the same everywhere) into ``--work`` (default ``outputs/docs_figures``), then
@@ -37,7 +37,7 @@ SWEEPS = [
     # 100 seeds per hidden-unit count, each a population: the success rate against H, with intervals
     ("check_sig_population_sweep", ["-m", "experiment=check_sig", "model.hidden_units=2,3,4,5,8", "seeds=100", "seed=0"],
      [("summary.png", "grid_success_rate_by_hidden_units.png"), ("3/figures/updates_to_success.png", "grid_updates_to_success.png")]),
-    # how far the counting generalises (the README's study; 27 of the 35 minutes): job 1 is the
+    # how far the counting generalises (the README's study; 14 of the 20 minutes): job 1 is the
     # LSTM trained on n <= 10 without training on
     ("generalisation_study", ["-m", "experiment=lstm_anb2nc3n,srn_anb2n", "data.max_n=10,4", "callbacks.solved_stopping.patience=5000,0",
                               "seeds=20", "seed=0", "eval.max_n=200", "trainer.max_steps=10000", "hydra/launcher=joblib"],
