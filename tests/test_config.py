@@ -86,12 +86,14 @@ def test_hidden_units_override(tmp_path):
     assert sum(p.numel() for p in instantiate(cfg.model).parameters()) == 795 * 10 + 10
 
 
+@pytest.mark.slow
 def test_hydra_flags_still_work():
     proc = run_train("--cfg", "job", "experiment=kmnist_full", "model.hidden_units=7")
     assert proc.returncode == 0, proc.stderr
     assert "hidden_units: 7" in proc.stdout and "_target_: lightning_modules.kmnist.KMNISTClassifier" in proc.stdout
 
 
+@pytest.mark.slow
 def test_unknown_group_choice_is_refused_with_allowed_options(tmp_path):
     proc = run_train("experiment=nope", f"hydra.run.dir={tmp_path / 'run'}")
     assert proc.returncode == 1 and re.search(r"experiment='nope' .*allowed: .*kmnist_conv", error_line(proc))
@@ -101,6 +103,7 @@ def test_unknown_group_choice_is_refused_with_allowed_options(tmp_path):
     assert "Traceback" not in proc.stderr and not list((tmp_path / "sweep").glob("*/.hydra"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides, must_contain",
     [

@@ -72,6 +72,7 @@ def test_the_start_is_kept_across_a_resume():
         _feed(resumed, [{"loss": torch.tensor(25.0)}] * 12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, overrides, lr", [
     ("kmnist", ["experiment=kmnist_full", "trainer.max_epochs=1", "data.source=bundled"], "model.lr"),
     ("grid", ["experiment=check_sig"], "model.lr"),
@@ -90,6 +91,7 @@ def test_a_diverging_run_of_each_study_exits_1_with_one_line(name, overrides, lr
     assert (run_dir / ".hydra" / "config.yaml").exists() and list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
 
 
+@pytest.mark.slow
 def test_a_diverging_run_in_a_sweep_is_recorded_and_the_sweep_goes_on(tmp_path):
     proc = run_train("-m", "experiment=srn_anb2n", "trainer.max_steps=250", "model.optimizer.lr=1e12,0.01",
                      f"hydra.sweep.dir={tmp_path}", "callbacks.progress_bar.refresh_rate=0")

@@ -217,6 +217,7 @@ def test_user_weights_from_command_line_and_file(tmp_path):
     assert load_results(run)["test_correct"] == 9
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "overrides, must_contain",
     [

@@ -187,6 +187,7 @@ def _weights_from_checkpoint(run, seed):
     return GridPerceptron.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu").weights_of(seed)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides, expected", [
     (["experiment=kmnist_lin", "seeds=3"], "seeds=3 is invalid for the kmnist study; allowed: 1"),
     (["experiment=check_sig", "seeds=0"], "seeds=0 is invalid; allowed: an integer >= 1"),
@@ -203,6 +204,7 @@ def test_bad_population_settings_are_one_line(overrides, expected, tmp_path):
     assert expected in error_line(proc)
 
 
+@pytest.mark.slow
 def test_the_config_names_the_module_that_runs_with_its_seeds():
     proc = run_train("--cfg", "job", "--resolve", "experiment=srn_anb2n", "seeds=20")
     assert proc.returncode == 0, proc.stderr
