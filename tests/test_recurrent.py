@@ -349,6 +349,48 @@ def test_solved_stopping_settings_are_checked():
         SolvedStopping(patience=-1)
     with pytest.raises(ConfigError, match="evaluations=0 is invalid"):
         SolvedStopping(evaluations=0)
+    assert SolvedStopping(evaluations=1, patience=0).evaluations == 1  # one evaluation is allowed
+    default = SolvedStopping()  # the documented defaults: det_acc/val = 1 three times, stop at once
+    assert (default.monitor, default.threshold, default.evaluations, default.patience) == ("det_acc/val", 1.0, 3, 0)
+    with pytest.raises(ConfigError) as caught:
+        SolvedStopping().on_validation_end(SimpleNamespace(sanity_checking=False, global_step=0), object())
+    assert str(caught.value) == ("callbacks.solved_stopping acts on the recurrent study's seeds; object has none "
+                                 "(set callbacks.solved_stopping=null)")
+
+
+def test_solved_stopping_resumes_mid_streak_as_it_would_have_gone_on():
+    """Its state (each seed's streak and when it was held) goes into the checkpoint: a callback
+    restored at update 300 stops the seeds where one that ran through stops them."""
+    solved = [{100, 200, 300, 400, 500}, {300, 400, 500, 600}]
+    through = SolvedStopping(evaluations=3, patience=150)
+    assert _drive(through, 2, solved) == [450, 650]
+    first = SolvedStopping(evaluations=3, patience=150)
+    _drive(first, 2, solved, steps=300)
+    state = first.state_dict()
+    assert state == {"streak": [3, 1], "held_at": [300, None]}
+    assert state["streak"] is not first.streak  # a copy: training on does not change a saved state
+    resumed = SolvedStopping(evaluations=3, patience=150)
+    resumed.load_state_dict(state)
+    module, trainer = _Seeds(2), SimpleNamespace(sanity_checking=False, global_step=0)
+    for step in range(301, 2001):
+        trainer.global_step = module.step = step
+        resumed.on_train_batch_end(trainer, module, None, None, step)
+        if step % 100 == 0:
+            module.values = [(1.0 if step in solved[i] else 0.9) if module.stopped_early[i] is None else None for i in range(2)]
+            resumed.on_validation_end(trainer, module)
+    assert module.stopped_early == [450, 650] and resumed.held_at == [300, 500]
+    state["streak"][0] = 99
+    assert resumed.streak[0] != 99  # loaded as a copy
+
+
+def test_solved_stopping_reports_when_the_analysed_seed_stopped():
+    cb = SolvedStopping(evaluations=2)
+    assert cb.results() == {"stopped_early_at_update": None}  # before the test: nothing known
+    module = _Seeds(3)
+    module.seed_list, module.stopped_early = [7, 8, 9], [None, 400, 900]
+    module.analysed_seed = lambda: 8
+    cb.on_test_end(None, module)
+    assert cb.results() == {"stopped_early_at_update": 400}
 
 
 # ---- end to end ---------------------------------------------------------------------------------
