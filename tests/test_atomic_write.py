@@ -123,3 +123,41 @@ def test_a_torn_file_is_told_from_a_whole_one(tmp_path):
     path.write_text(text[: len(text) // 2])
     with pytest.raises(json.JSONDecodeError):
         whole(path)
+
+
+def test_write_json_writes_indented_json_and_a_final_newline(tmp_path):
+    from base.files import write_json
+
+    path = tmp_path / "results.json"
+    path.write_text("an older version")
+    write_json(path, {"seed": 3, "per_seed": [{"ok": True}]})
+    assert path.read_text() == '{\n  "seed": 3,\n  "per_seed": [\n    {\n      "ok": true\n    }\n  ]\n}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary_one(tmp_path):
+    from base.files import replaced_atomically, write_json
+
+    path = tmp_path / "results.json"
+    path.write_text("old")
+    with pytest.raises(TypeError):
+        write_json(path, {"not json": object()})
+    with pytest.raises(RuntimeError):
+        with replaced_atomically(path) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed by an error mid-write")
+    assert path.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["results.json"]
+
+
+def test_a_process_that_is_not_the_writer_leaves_both_files_alone(tmp_path):
+    from base.files import replaced_atomically
+
+    path, part = tmp_path / "last.ckpt", tmp_path / "last.ckpt.part"
+    path.write_text("old")
+    part.write_text("rank 0 is writing this")
+    with replaced_atomically(path, writer=False) as tmp:
+        assert tmp == part
+    with pytest.raises(RuntimeError):
+        with replaced_atomically(path, writer=False):
+            raise RuntimeError
+    assert path.read_text() == "old" and part.read_text() == "rank 0 is writing this"
