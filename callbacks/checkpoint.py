@@ -43,9 +43,11 @@ class PeriodicCheckpoint(Checkpoint):
     def _updates(trainer, pl_module) -> int:
         return pl_module.updates_done() if isinstance(pl_module, CountsUpdates) else trainer.global_step
 
+    def _next_multiple(self, now: int) -> int:
+        return (now // self.every_updates + 1) * self.every_updates
+
     def on_train_start(self, trainer, pl_module):
-        now = self._updates(trainer, pl_module)
-        self._due = (now // self.every_updates + 1) * self.every_updates
+        self._due = self._next_multiple(self._updates(trainer, pl_module))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if not trainer.enable_validation:
@@ -59,6 +61,6 @@ class PeriodicCheckpoint(Checkpoint):
         now = self._updates(trainer, pl_module)
         if self._due is None or now < self._due or trainer.should_stop:
             return
-        self._due = (now // self.every_updates + 1) * self.every_updates
+        self._due = self._next_multiple(now)
         with replaced_atomically(self.path, writer=trainer.is_global_zero) as part:
             trainer.save_checkpoint(part, weights_only=False)  # on every process (Lightning's rule); rank 0 writes
