@@ -88,8 +88,10 @@ class DivergenceCheck(Callback):
             raise TrainingDiverged(f"training diverged: {where}; {self._advice(pl_module)}")
         if self.rise is None:
             return
-        now = float(torch.stack(self._recent).mean()) if self._recent else 0.0
-        rose = seen and self.start is not None and now > self.rise * max(self.start, 1e-3)  # a start near 0 (a perfect net) is no scale
+        rose, now = False, None
+        if seen and self.start is not None:  # this process trained something: `_recent` has a loss
+            now = float(torch.stack(self._recent).mean())
+            rose = now > self.rise * max(self.start, 1e-3)  # a start near 0 (a perfect net) is no scale
         if trainer.strategy.reduce_boolean_decision(rose, all=False):
             what = (f"the training loss rose to {now:.4g} by update {self._update:,} (mean of the last {self.window} steps), "
                     f"more than {self.rise:g} times its start, {self.start:.4g}") if rose else "the training loss of another process rose far above its start"

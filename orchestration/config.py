@@ -153,8 +153,8 @@ def check_trainer(trainer_cfg: DictConfig) -> None:
 
     def checks():
         check_int("max_epochs", trainer_cfg.get("max_epochs"), 1)
-        steps = trainer_cfg.get("max_steps", -1)
-        check(steps == -1 or (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1), "max_steps", steps, "-1 (no limit) or an integer >= 1")
+        steps = trainer_cfg.get("max_steps")  # absent: Lightning's default, -1
+        check(steps is None or steps == -1 or (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 1), "max_steps", steps, "-1 (no limit) or an integer >= 1")
 
     with_prefix("trainer", checks)
 

@@ -126,12 +126,13 @@ def _metric(results: dict, key: str):
     return results.get(key)
 
 
-def _plot(sweep: dict, summary: dict, path: Path) -> None:
-    """The main metric against the swept value (a numeric key other than the seed, when there is one)."""
+def summary_figure(sweep: dict, summary: dict):
+    """The main metric against the swept value (a numeric key other than the seed, when there is
+    one), as a matplotlib ``Figure``; None when no finished run has a main metric."""
     main = summary.get("main_metric")
     points = [(r["swept"], r["results"][main]) for r in sweep["rows"] if r["results"] and main]
     if not points:
-        return
+        return None
     # population runs carry the 95% interval of their success rate: drawn as error bars
     intervals = {id(r["swept"]): r["results"]["success"]["interval95"] for r in sweep["rows"]
                  if r["results"] and main == "success_rate" and "success" in r["results"]}
@@ -165,7 +166,7 @@ def _plot(sweep: dict, summary: dict, path: Path) -> None:
         title += f"; {summary['success']['succeeded']}/{summary['success']['of']} succeeded"
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=100)
+    return fig
 
 
 def write_summary(sweep_dir: Path) -> dict:
@@ -195,8 +196,9 @@ def write_summary(sweep_dir: Path) -> dict:
         lines.append(f"- updates to first success: mean {u['mean']:,.0f}, std {u['std']:,.0f}")
     lines += ["", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in rows]
-    _plot(sweep, summary, sweep_dir / "summary.png")
-    if (sweep_dir / "summary.png").exists():
+    fig = summary_figure(sweep, summary)
+    if fig is not None:
+        fig.savefig(sweep_dir / "summary.png", dpi=100)
         lines += ["", "![main metric against the swept value](summary.png)"]
     (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
     (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

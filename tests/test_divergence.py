@@ -72,6 +72,133 @@ def test_the_start_is_kept_across_a_resume():
         _feed(resumed, [{"loss": torch.tensor(25.0)}] * 12)
 
 
+def test_the_documented_defaults():
+    check = DivergenceCheck()
+    assert (check.rise, check.window, check.check_every, check.start) == (10.0, 10, 10, None)
+
+
+def _step(check, trainer, out, i=0):
+    check.on_train_batch_end(trainer, _module(), out, None, i)
+
+
+def test_the_check_runs_every_check_every_steps_and_at_each_epochs_end():
+    check, trainer = DivergenceCheck(check_every=4), _trainer(1)
+    check.on_train_start(trainer, _module())
+    _step(check, trainer, {"loss": torch.tensor(math.nan)})
+    for i in range(2):  # steps 2 and 3: not looked at yet (no host synchronisation)
+        trainer.global_step += 1
+        _step(check, trainer, {"loss": torch.tensor(1.0)}, i)
+    trainer.global_step += 1
+    with pytest.raises(TrainingDiverged, match="at update 1 the training loss became nan"):
+        _step(check, trainer, {"loss": torch.tensor(1.0)})  # step 4
+    check = DivergenceCheck(check_every=1000)
+    check.on_train_start(trainer, _module())
+    _step(check, trainer, {"loss": torch.tensor(math.inf)})
+    with pytest.raises(TrainingDiverged, match="became inf"):
+        check.on_train_epoch_end(trainer, _module())
+
+
+def test_the_update_a_step_reports_and_outputs_without_a_dict():
+    """A population's step reports its last update (``global_step`` counts steps there); a bare
+    tensor and ``None`` (a skipped step) are outputs Lightning allows."""
+    with pytest.raises(TrainingDiverged, match="at update 499 the training loss became nan"):
+        _feed(DivergenceCheck(), [{"loss": torch.tensor([[0.5], [math.nan], [0.5]]), "update": 500, "global_step": 1}])
+    check, trainer = DivergenceCheck(check_every=1), _trainer(7)
+    check.on_train_start(trainer, _module())
+    check.on_train_batch_end(trainer, _module(), None, None, 0)  # nothing to record
+    check.on_train_batch_end(trainer, _module(), torch.tensor(0.5), None, 0)
+    assert check.start == 0.5
+    with pytest.raises(TrainingDiverged, match="at update 7 the training loss became nan"):
+        check.on_train_batch_end(trainer, _module(), torch.tensor(math.nan), None, 1)
+
+
+def test_the_first_bad_update_is_kept_even_when_it_is_update_0():
+    """-1 means "none yet": update 0 is an update like any other, and a later bad loss does not
+    replace the first."""
+    with pytest.raises(TrainingDiverged, match="at update 0 the training loss became nan"):
+        _feed(DivergenceCheck(check_every=1000), [{"loss": torch.tensor(math.nan), "update": 0}, {"loss": torch.tensor(math.inf), "update": 5}])
+
+
+def test_a_process_that_trained_nothing_checks_with_the_others():
+    """In a population split over processes, one may hold no seeds: its steps return empty losses,
+    and it still takes part in every decision without failing."""
+    empty = [{"loss": torch.zeros(0)} for _ in range(12)]
+    _feed(DivergenceCheck(check_every=5), empty)
+    resumed = DivergenceCheck(check_every=5)  # ... also after a resume, which restores the start
+    resumed.load_state_dict({"start": 1.0})
+    _feed(resumed, [dict(step) for step in empty])
+    check = DivergenceCheck(check_every=1)
+    check._check(_trainer(), _module())  # before any step
+
+
+def test_the_rise_is_measured_against_rise_times_the_start():
+    start = [{"loss": torch.tensor(2.0)}]
+    _feed(DivergenceCheck(rise=10), start + [{"loss": torch.tensor(20.0)}] * 10)  # exactly 10x: not more than
+    _feed(DivergenceCheck(rise=10), start + [{"loss": torch.tensor(6.0)}] * 10)   # 3x
+    with pytest.raises(TrainingDiverged, match=r"rose to 20.01 by update 11 \(mean of the last 10 steps\), more than 10 times its start, 2;"):
+        _feed(DivergenceCheck(rise=10), start + [{"loss": torch.tensor(20.01)}] * 10)
+    # a perfect start (loss ~0) is no scale: 1e-3 is, so a climb to 0.5 is divergence
+    with pytest.raises(TrainingDiverged, match="more than 10 times its start, 0.0001"):
+        _feed(DivergenceCheck(rise=10), [{"loss": torch.tensor(1e-4)}] + [{"loss": torch.tensor(0.5)}] * 10)
+    _feed(DivergenceCheck(rise=10), [{"loss": torch.tensor(1e-4)}] + [{"loss": torch.tensor(0.009)}] * 10)
+
+
+class _AnotherProcess:
+    """Two processes: the other one's decision is ``others``; every decision is "any", not "all"."""
+
+    def __init__(self, others):
+        self.others = others
+
+    def reduce_boolean_decision(self, decision, all=True):
+        assert all is False, "a single process's bad loss must stop every process"
+        return bool(decision) or self.others
+
+
+@pytest.mark.parametrize("rise", [10.0, None])
+def test_a_loss_that_went_bad_on_another_process_stops_this_one_too(rise):
+    trainer = SimpleNamespace(global_step=1, strategy=_AnotherProcess(others=True))
+    check = DivergenceCheck(rise=rise, check_every=1)
+    check.on_train_start(trainer, _module())
+    with pytest.raises(TrainingDiverged) as caught:
+        check.on_train_batch_end(trainer, _module(), {"loss": torch.tensor(1.0)}, None, 0)
+    assert str(caught.value) == ("training diverged: a training loss on another process became NaN or infinite; "
+                                 "try a smaller model.lr (now 0.5); the logs and any checkpoints written so far stay in the run folder")
+
+
+def test_a_loss_that_rose_on_another_process_stops_this_one_too():
+    class RoseElsewhere(_AnotherProcess):
+        calls = 0
+
+        def reduce_boolean_decision(self, decision, all=True):
+            self.calls += 1
+            return super().reduce_boolean_decision(decision, all) if self.calls % 2 == 1 else True
+
+    trainer = SimpleNamespace(global_step=1, strategy=RoseElsewhere(others=False))
+    check = DivergenceCheck(check_every=1)
+    check.on_train_start(trainer, _module())
+    with pytest.raises(TrainingDiverged) as caught:
+        check.on_train_batch_end(trainer, _module(), {"loss": torch.tensor(1.0)}, None, 0)
+    assert str(caught.value).startswith("training diverged: the training loss of another process rose far above its start; try a smaller model.lr")
+    trainer.strategy = _AnotherProcess(others=False)  # and with `all` checked on this decision too
+    with pytest.raises(TrainingDiverged, match="rose to"):
+        _step(check, trainer, {"loss": torch.tensor(30.0)})
+    check.on_train_start(trainer, _module())
+
+
+@pytest.mark.parametrize("hparams, advice", [
+    ({"lr": 0.5}, "try a smaller model.lr (now 0.5)"),
+    ({"lr": 0.5, "optimizer": {"_partial_": True, "lr": 0.01}}, "try a smaller model.lr (now 0.5)"),
+    ({"optimizer": {"_partial_": True, "lr": 0.01}}, "try a smaller model.optimizer.lr (now 0.01)"),
+    ({"optimizer": {"_partial_": True}}, "try a smaller model.optimizer.lr"),
+    ({"optimizer": "adam"}, "try a smaller model.lr"),
+    ({}, "try a smaller model.lr"),
+    ({"lr": math.nan}, "try a smaller model.lr"),
+    ({"lr": "${lr}"}, "try a smaller model.lr"),
+])
+def test_the_advice_names_the_learning_rate_key_of_the_module(hparams, advice):
+    assert DivergenceCheck._advice(SimpleNamespace(hparams=hparams)) == advice + "; the logs and any checkpoints written so far stay in the run folder"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name, overrides, lr", [
     ("kmnist", ["experiment=kmnist_full", "trainer.max_epochs=1", "data.source=bundled"], "model.lr"),

@@ -219,3 +219,171 @@ def test_runs_of_several_studies_or_without_one_get_no_common_objective(tmp_path
     fake_job(old, 0, ["seed=0"], {k: v for k, v in grid_result(0, 1.0, 100).items() if k != "study"})
     summary = write_summary(old)
     assert summary["main_metric"] is None and "success" not in summary and (old / "summary.md").is_file()
+
+
+# ---- the summary's files, word for word (in process) -----------------------------------------
+
+
+def _seed_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    fake_job(sweep, 0, ["experiment=check_sig", "+seed=2"], grid_result(2, 1.0, 4772) | {"train_seconds": 1.5})
+    fake_job(sweep, 1, ["experiment=check_sig", "seed=5"], grid_result(5, 0.8) | {"train_seconds": 2.5})
+    fake_job(sweep, 2, ["experiment=check_sig", "seed=7"], error="ConfigError: model.lr=a|b is invalid")
+    fake_job(sweep, 10, ["experiment=check_sig", "seed=9"])
+    return sweep
+
+
+def test_the_summary_files_of_a_seed_sweep(tmp_path, capsys):
+    from orchestration.sweep import SweepSummary
+
+    sweep = _seed_sweep(tmp_path)
+    data = collect_sweep(sweep)
+    assert [r["dir"] for r in data["rows"]] == [str(sweep / j) for j in ("0", "1", "2", "10")]
+    assert [r["overrides"] for r in data["rows"]][:2] == [{"experiment": "check_sig", "seed": "2"}, {"experiment": "check_sig", "seed": "5"}]
+    assert [r["status"] for r in data["rows"]] == ["ok", "ok", "failed", "failed"]
+    summary = write_summary(sweep)
+    assert summary == {
+        "runs": 4, "finished": 2, "failed": 2, "main_metric": "test_acc",
+        "test_acc": {"mean": pytest.approx(0.9), "std": pytest.approx(0.1414, abs=1e-4), "n": 2},
+        "train_seconds": {"mean": 2.0, "std": pytest.approx(0.7071, abs=1e-4), "n": 2},
+        "success": {"succeeded": 1, "of": 2, "rate": 0.5, "interval95": [0.095, 0.905]},
+        "updates_to_success": {"mean": 4772.0, "std": 0.0, "n": 1},
+    }
+    header = "| job | seed | status | params | test_acc | test_loss | updates | first_perfect_update | attempts | train_seconds | failure |"
+    assert (sweep / "summary.md").read_text() == "\n".join([
+        f"# Sweep {sweep}", "", "2 of 4 runs finished; 2 failed.", "",
+        "- test_acc: mean 0.9000, std 0.1414 over 2 runs",
+        "- training time: mean 2.0 s, std 0.7 s",
+        "- success rate: 1/2 = 50% (95% interval 10%-90%)",  # Wilson at 1 of 2: 0.095-0.905
+        "- updates to first success: mean 4,772, std 0",
+        "", header, "|" + " --- |" * 11,
+        "| 0 | 2 | ok | 21 | 1 | 0.1 | 20000 | 4772 | 1 | 1.5 |  |",
+        "| 1 | 5 | ok | 21 | 0.8 | 0.1 | 20000 |  | 1 | 2.5 |  |",
+        "| 2 | 7 | failed |  |  |  |  |  |  |  | ConfigError: model.lr=a/b is invalid |",
+        "| 10 | 9 | failed |  |  |  |  |  |  |  | no results.json (the run stopped before the end) |",
+        "", "![main metric against the swept value](summary.png)",
+    ]) + "\n"
+    assert list(csv.reader(open(sweep / "summary.csv", newline=""))) == [
+        header.strip("| ").split(" | "),
+        ["0", "2", "ok", "21", "1", "0.1", "20000", "4772", "1", "1.5", ""],
+        ["1", "5", "ok", "21", "0.8", "0.1", "20000", "", "1", "2.5", ""],
+        ["2", "7", "failed", "", "", "", "", "", "", "", "ConfigError: model.lr=a|b is invalid"],
+        ["10", "9", "failed", "", "", "", "", "", "", "", "no results.json (the run stopped before the end)"],
+    ]
+    assert "\r\n" in open(sweep / "summary.csv", newline="").read()  # the csv module's line ends, written as they are
+    text = (sweep / "summary.json").read_text()
+    assert json.loads(text) == summary and text.startswith('{\n  "runs": 4,\n') and text.endswith("}\n")
+    with pytest.raises(SystemExit) as caught:
+        SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    assert caught.value.code == 1
+    out = capsys.readouterr()
+    assert out.out == f"sweep summary: {sweep / 'summary.md'}\n"
+    assert out.err == f"error: 2 of 4 runs failed; see {sweep / 'summary.md'}\n"
+    ok = tmp_path / "ok"
+    fake_job(ok, 0, ["seed=1"], grid_result(1, 1.0, 10))
+    SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(ok)}}}))  # nothing failed: no exit
+    assert capsys.readouterr().err == "" and (ok / "summary.md").is_file()
+
+
+def test_a_sweep_with_no_finished_run_has_no_figure(tmp_path):
+    sweep = tmp_path / "sweep"
+    fake_job(sweep, 0, ["seed=1"], error="RuntimeError: boom")
+    summary = write_summary(sweep)
+    assert summary == {"runs": 1, "finished": 0, "failed": 1, "main_metric": None}
+    assert not (sweep / "summary.png").exists() and "summary.png" not in (sweep / "summary.md").read_text()
+
+
+def test_override_values_read_as_numbers_and_keys_without_their_prefix(tmp_path):
+    from orchestration.sweep import _value
+
+    assert [(_value(t), type(_value(t))) for t in ("10", "1e3", "2.0", "0.5", "abc", "-3")] == [
+        (10, int), (1000, int), (2.0, float), (0.5, float), ("abc", str), (-3, int)]
+    sweep = tmp_path / "sweep"
+    fake_job(sweep, 0, ["+data.extra=k=v", "~trainer.logger", "seed=1"], grid_result(1, 1.0))
+    fake_job(sweep, 1, ["+data.extra=k=v", "model.hidden_units=3"], grid_result(2, 1.0))
+    fake_job(sweep, "x", ["seed=3"], grid_result(3, 1.0))  # not a number: after the numbered jobs
+    fake_job(sweep, "a", ["seed=4"], grid_result(4, 1.0))
+    data = collect_sweep(sweep)
+    assert [r["job"] for r in data["rows"]] == ["0", "1", "a", "x"]
+    assert data["rows"][0]["overrides"] == {"data.extra": "k=v", "trainer.logger": "", "seed": "1"}
+    assert data["swept"] == ["data.extra", "model.hidden_units", "seed", "trainer.logger"]
+    assert data["rows"][1]["swept"] == {"data.extra": "k=v", "model.hidden_units": 3, "seed": None, "trainer.logger": None}
+
+
+def _population(hidden, rate, interval):
+    return {"study": "recurrent", "population": 10, "params": 18, "success_rate": rate, "train_seconds": 30.0,
+            "success": {"succeeded": int(10 * rate), "of": 10, "rate": rate, "interval95": interval}, "det_acc": 1.0}
+
+
+def test_a_sweep_of_populations_is_judged_by_their_success_rates(tmp_path):
+    from orchestration.sweep import summary_figure, table_rows
+
+    sweep = tmp_path / "sweep"
+    fake_job(sweep, 0, ["experiment=srn_anb2n", "model.hidden_units=2"], _population(2, 0.3, [0.108, 0.603]))
+    fake_job(sweep, 1, ["experiment=srn_anb2n", "model.hidden_units=3"], error="RuntimeError: boom")
+    data = collect_sweep(sweep)
+    assert data["swept"] == ["model.hidden_units"]  # two values are a sweep
+    summary = summarise(data)
+    assert summary["main_metric"] == "success_rate" and summary["success_rate"] == {"mean": 0.3, "std": 0.0, "n": 1}
+    assert "success" not in summary  # a mean of success rates is no success rate
+    header, rows = table_rows(data)
+    assert header[:7] == ["job", "model.hidden_units", "status", "params", "population", "success_rate", "success_interval95"]
+    assert rows[0][:7] == ["0", "2", "ok", "18", "10", "0.3", "0.108-0.603"]
+    fake_job(sweep, 2, ["experiment=srn_anb2n", "model.hidden_units=4"], _population(4, 0.9, [0.596, 0.982]))
+    fig = summary_figure(collect_sweep(sweep), summarise(collect_sweep(sweep)))
+    ax = fig.axes[0]
+    (line,) = ax.get_lines()[:1]
+    assert list(line.get_xdata()) == [2, 4] and list(line.get_ydata()) == [0.3, 0.9] and line.get_linestyle() == "-"
+    bars = [c for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]
+    (segments,) = [lc.get_segments() for lc in bars[0].lines[2]]
+    assert [(s[0][1], s[1][1]) for s in segments] == [pytest.approx((0.108, 0.603)), pytest.approx((0.596, 0.982))]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["95% interval (Wilson)"]
+    assert ax.get_xscale() == "linear" and ax.get_ylabel() == "success_rate" and ax.get_xlabel() == "model.hidden_units"
+    assert ax.get_title() == "2 of 3 runs finished"
+
+
+def test_the_figure_of_a_seed_sweep_and_of_a_size_sweep(tmp_path):
+    from orchestration.sweep import summary_figure
+
+    sweep = _seed_sweep(tmp_path)
+    fig = summary_figure(collect_sweep(sweep), summarise(collect_sweep(sweep)))
+    ax = fig.axes[0]
+    points, mean = ax.get_lines()
+    assert list(points.get_xdata()) == [2, 5] and list(points.get_ydata()) == [1.0, 0.8]
+    assert points.get_linestyle() == "None" and points.get_marker() == "o"  # seeds are not a scale: no line between them
+    assert list(mean.get_ydata()) == [pytest.approx(0.9)] * 2 and mean.get_linestyle() == ":"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["mean 0.9"]
+    assert ax.get_title() == "2 of 4 runs finished; 1/2 succeeded" and ax.title.get_fontsize() == 10
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_xscale()) == ("seed", "test_acc", "linear")
+    assert ax.get_legend().get_texts()[0].get_fontsize() == 8
+    assert tuple(fig.get_size_inches()) == (6, 4)
+    sizes = tmp_path / "sizes"
+    for i, h in enumerate([10, 160, 40]):
+        fake_job(sizes, i, ["experiment=kmnist_full", f"model.hidden_units={h}", f"seed={i}"],
+                 {"study": "kmnist", "params": 795 * h + 10, "test_acc": 0.5 + h / 1000, "test_loss": 1.0, "train_seconds": 2.0})
+    ax = summary_figure(collect_sweep(sizes), summarise(collect_sweep(sizes))).axes[0]
+    line = ax.get_lines()[0]
+    assert list(line.get_xdata()) == [10, 40, 160] and line.get_linestyle() == "-"  # the size, not the seed, sorted
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "model.hidden_units"  # a range of 10x or more
+    narrow = tmp_path / "narrow"
+    for i, h in enumerate([10, 90]):
+        fake_job(narrow, i, [f"model.hidden_units={h}"], {"study": "kmnist", "params": 1, "test_acc": 0.5, "test_loss": 1.0, "train_seconds": 2.0})
+    assert summary_figure(collect_sweep(narrow), summarise(collect_sweep(narrow))).axes[0].get_xscale() == "linear"
+    negative = tmp_path / "negative"
+    for i, h in enumerate([-1, 100]):
+        fake_job(negative, i, [f"model.lr={h}"], {"study": "kmnist", "params": 1, "test_acc": 0.5, "test_loss": 1.0, "train_seconds": 2.0})
+    assert summary_figure(collect_sweep(negative), summarise(collect_sweep(negative))).axes[0].get_xscale() == "linear"
+
+
+def test_the_figure_of_a_sweep_over_names(tmp_path):
+    from orchestration.sweep import summary_figure
+
+    sweep = tmp_path / "sweep"
+    for i, name in enumerate(["kmnist_lin", "kmnist_full"]):
+        fake_job(sweep, i, [f"experiment={name}"], {"study": "kmnist", "params": 1, "test_acc": 0.6 + i / 10, "test_loss": 1.0, "train_seconds": 2.0})
+    ax = summary_figure(collect_sweep(sweep), summarise(collect_sweep(sweep))).axes[0]
+    labels = ax.get_xticklabels()
+    assert [t.get_text() for t in labels] == ["experiment=kmnist_lin", "experiment=kmnist_full"]
+    assert (labels[0].get_rotation(), labels[0].get_fontsize(), labels[0].get_horizontalalignment()) == (45, 7, "right")
+    assert list(ax.get_lines()[0].get_xdata()) == [0, 1] and list(ax.get_lines()[0].get_ydata()) == [0.6, 0.7]
+    assert ax.get_xlabel() == ""
