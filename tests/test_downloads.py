@@ -1,0 +1,232 @@
+"""Downloads, the KMNIST data module's messages and its loaders, in process: what a fetch reads
+and reports, which mirror's error wins, where the temporary folder lives, the log lines a user
+reads, and the samplers' promises (every test image once, a shuffle fixed by seed and epoch)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import shutil
+import urllib.error
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from base.errors import DataError
+from datamodules import download
+from datamodules.download import CorruptDownload, DownloadError, fetch, fetch_all
+from datamodules.kmnist import KMNISTDataModule
+from datamodules.tensor_batches import EpochShuffleSampler, EvalShardSampler, TensorBatches, batch_loader
+
+
+class _Response(io.BytesIO):
+    def __init__(self, data: bytes, reads: list):
+        super().__init__(data)
+        self.reads = reads
+
+    def read(self, size=-1):
+        self.reads.append(size)
+        return super().read(size)
+
+
+@pytest.fixture
+def served(monkeypatch):
+    """``urlopen`` replaced by a server of ``files`` (url -> bytes); records each call's timeout and read sizes."""
+    state = SimpleNamespace(files={}, calls=[], reads=[])
+
+    def urlopen(url, timeout=None):
+        state.calls.append((url, timeout))
+        if "://" not in url:  # as urllib says it
+            raise ValueError(f"unknown url type: {url!r}")
+        if url not in state.files:
+            raise urllib.error.URLError("Connection refused")
+        return _Response(state.files[url], state.reads)
+
+    monkeypatch.setattr(download.urllib.request, "urlopen", urlopen)
+    return state
+
+
+def test_fetch_reads_in_chunks_with_a_timeout_and_counts_every_byte(served, tmp_path):
+    data = bytes(range(256)) * (4096 * 2 + 100)  # 2 MiB + 25,600 bytes: three chunks
+    served.files["http://m/f.gz"] = data
+    fetch("http://m/f.gz", tmp_path / "f.gz", hashlib.md5(data).hexdigest())
+    assert (tmp_path / "f.gz").read_bytes() == data
+    assert served.calls == [("http://m/f.gz", download.TIMEOUT_S)] and download.TIMEOUT_S == 30
+    assert served.reads == [download.CHUNK] * 4 and download.CHUNK == 1 << 20  # the 4th read finds the end
+    with pytest.raises(CorruptDownload) as caught:
+        fetch("http://m/f.gz", tmp_path / "g.gz", "0" * 32, timeout=5)
+    assert str(caught.value) == f"http://m/f.gz is corrupt or truncated: 2,122,752 bytes with MD5 {hashlib.md5(data).hexdigest()}, expected MD5 {'0' * 32}"
+    assert served.calls[-1] == ("http://m/f.gz", 5)
+
+
+def test_fetch_names_why_it_could_not_download(served, tmp_path):
+    with pytest.raises(DownloadError) as caught:
+        fetch("http://m/none.gz", tmp_path / "x", "0" * 32)
+    assert str(caught.value) == "cannot download http://m/none.gz: Connection refused"  # the URLError's reason
+    with pytest.raises(DownloadError) as caught:
+        fetch("no-scheme", tmp_path / "x", "0" * 32, timeout=1)  # a ValueError: it has no reason
+    assert str(caught.value) == "cannot download no-scheme: unknown url type: 'no-scheme'"
+
+
+def test_fetch_all_tries_each_mirror_and_reports_a_corrupt_file_before_an_unreachable_one(served, tmp_path):
+    good = b"kmnist"
+    md5 = hashlib.md5(good).hexdigest()
+    served.files["http://second/a.gz"] = good
+    target = tmp_path / "raw"
+    fetch_all(["http://first/", "http://second//"], {"a.gz": md5}, target)
+    assert [url for url, _ in served.calls] == ["http://first/a.gz", "http://second/a.gz"]  # one "/" between base and name
+    assert (target / "a.gz").read_bytes() == good and [p.name for p in target.iterdir()] == ["a.gz"]  # the temporary folder is gone
+    served.files["http://second/b.gz"] = b"other"
+    for order in (["http://first", "http://second"], ["http://second", "http://first"]):
+        with pytest.raises(DataError) as caught:
+            fetch_all(order, {"b.gz": md5}, tmp_path / "raw2")
+        assert type(caught.value) is CorruptDownload and str(caught.value).startswith("http://second/b.gz is corrupt or truncated")
+        assert list((tmp_path / "raw2").iterdir()) == []
+    with pytest.raises(DownloadError, match=r"^cannot download http://first/c.gz: Connection refused$"):
+        fetch_all(["http://first", "http://third"], {"c.gz": md5}, tmp_path / "raw3")
+
+
+def test_fetch_all_downloads_into_a_temporary_folder_beside_the_target(monkeypatch, tmp_path):
+    seen = []
+
+    def fake_fetch(url, dest, md5):
+        seen.append(dest.parent)
+        assert dest.parent.parent.parent == tmp_path and dest.parent.name.startswith(".download-")  # inside the target
+        dest.write_text(url)
+
+    monkeypatch.setattr(download, "fetch", fake_fetch)
+    fetch_all(["http://m"], {"a": "x", "b": "y"}, tmp_path / "raw")
+    assert len(set(seen)) == 1 and not seen[0].exists()
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["a", "b"]
+
+    def prepare(tmp):  # unpacks into new names, and cleans up after itself
+        (tmp / "a.out").write_text("unpacked")
+        moved = tmp.parent / "a.out"
+        (tmp / "a.out").replace(moved)
+        shutil.rmtree(tmp)
+        return [moved]
+
+    fetch_all(["http://m"], {"a": "x"}, tmp_path / "raw4", prepare=prepare)  # a folder already gone is no error
+    assert (tmp_path / "raw4" / "a.out").read_text() == "unpacked"
+
+
+def test_the_kmnist_messages_a_user_reads(tmp_path, monkeypatch, caplog, kmnist_mirror):
+    url, folder, checksums = kmnist_mirror
+    caplog.set_level(logging.INFO, logger="datamodules.kmnist")
+    dm = KMNISTDataModule(root=str(tmp_path / "data"), source="download", mirror=url, checksums=checksums)
+    dm.prepare_data()
+    raw = dm.raw_folder
+    names = "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz"
+    assert f"Downloading KMNIST ({names}) from {url} into {raw}" in [r.getMessage() for r in caplog.records]
+    dm.setup("fit")
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == ["KMNIST train split: 6284 images (the official split has 60000)"]  # the test split is the official 10,000
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    files = KMNISTDataModule(root=str(tmp_path / "data"), source="files")
+    with pytest.raises(DataError) as caught:
+        files.prepare_data()
+    expected = "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte"
+    assert str(caught.value) == (f"KMNIST files missing in {raw} (data.source=files): expected {expected}"
+                                 " (uncompressed IDX, or the same names with .gz); missing: t10k-labels-idx1-ubyte")
+    with pytest.raises(DataError, match=r"\(data.source=files\): expected"):
+        files.setup("fit")
+    unprepared = KMNISTDataModule(root=str(tmp_path / "data"), source="download", mirror=url)
+    with pytest.raises(DataError, match=r"\(not prepared\): expected .*; missing: t10k-labels-idx1-ubyte$"):
+        unprepared.setup("test")
+
+
+def test_only_the_missing_labels_are_fetched_and_checked_again(tmp_path, kmnist_mirror, caplog):
+    """One file of a pair missing: only it is downloaded, and the pair is not re-read from the
+    temporary folder (its images are not there)."""
+    url, folder, checksums = kmnist_mirror
+    root = tmp_path / "data"
+    KMNISTDataModule(root=str(root), source="download", mirror=url, checksums=checksums).prepare_data()
+    raw = root / "KMNIST" / "raw"
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    caplog.set_level(logging.INFO, logger="datamodules.kmnist")
+    dm = KMNISTDataModule(root=str(root), source="download", mirror=url, checksums=checksums)
+    dm.prepare_data()
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("Downloading")] == [
+        f"Downloading KMNIST (t10k-labels-idx1-ubyte.gz) from {url} into {raw.resolve()}"]
+    dm.setup()
+    assert len(dm.test_set) == 10_000 and dm.data_source == "download"
+
+
+def test_the_download_failure_line_and_the_fallback_warning(tmp_path, caplog):
+    closed = "http://127.0.0.1:9/"
+    dm = KMNISTDataModule(root=str(tmp_path / "data"), source="download", mirror=closed)
+    with pytest.raises(DataError) as caught:
+        dm.prepare_data()
+    assert str(caught.value).endswith(". Nothing was written there; data.mirror=<url> names another server, data.source=bundled uses the bundled sample")
+    caplog.set_level(logging.WARNING, logger="datamodules.kmnist")
+    auto = KMNISTDataModule(root=str(tmp_path / "data"), source="auto", mirror=closed)
+    auto.prepare_data()
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message.startswith("KMNIST could not be downloaded (cannot download http://127.0.0.1:9/train-images-idx3-ubyte.gz: ")
+    assert "training on the bundled sample, 6,284 training images instead (data.source=bundled): about a tenth" in message
+    assert message.endswith(f"put the four files in {auto.raw_folder}, or set data.mirror=<url>")
+
+
+def test_setup_for_test_only_loads_no_training_set_and_on_device_places_the_data(tmp_path):
+    dm = KMNISTDataModule(root=str(tmp_path), source="bundled")
+    dm.setup("test")
+    assert dm.train_set is None and len(dm.test_set) == 10_000
+    dm.setup("fit")
+    assert len(dm.train_set) == 6_284
+    placed = []
+
+    class Data:
+        def to(self, device):
+            placed.append(device)
+            return self
+
+    data = Data()
+    assert dm._placed(data) is data and placed == []  # on_device off
+    on = KMNISTDataModule(root=str(tmp_path), source="bundled", on_device=True)
+    assert on._placed(data) is data and placed == []  # no trainer yet
+    on.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("meta")), world_size=1, global_rank=0)
+    assert on._placed(data) is data and placed == [torch.device("meta")]
+
+
+def test_the_evaluation_loader_shards_over_processes_without_repeating_a_sample(tmp_path):
+    dm = KMNISTDataModule(root=str(tmp_path), source="bundled", eval_batch_size=1000)
+    dm.setup("test")
+    assert [len(b[0]) for b in dm.test_dataloader()] == [1000] * 10  # no trainer: one process, in order
+    seen = []
+    for rank in range(3):
+        dm.trainer = SimpleNamespace(world_size=3, global_rank=rank)
+        loader = dm.val_dataloader()
+        assert isinstance(loader.sampler, EvalShardSampler)
+        seen += [int(i) for i in loader.sampler]
+        assert sum(len(b[1]) for b in loader) == len(range(rank, 10_000, 3))
+    assert sorted(seen) == list(range(10_000))
+    dm.trainer = SimpleNamespace(world_size=1, global_rank=0)
+    assert not isinstance(dm.val_dataloader().sampler, EvalShardSampler)
+
+
+def test_tensor_batches_and_their_samplers():
+    x, y = torch.arange(20.0).view(10, 2), torch.arange(10)
+    data = TensorBatches(x, y)
+    assert len(data) == 10
+    got = data.__getitems__([3, 1])
+    assert torch.equal(got[0], x[[3, 1]]) and torch.equal(got[1], y[[3, 1]])
+    sampler = EpochShuffleSampler(data, seed=5)
+    assert sampler.epoch == 0
+    assert list(sampler) == torch.randperm(10, generator=torch.Generator().manual_seed(5)).tolist()
+    sampler.set_epoch(2)
+    assert list(sampler) == torch.randperm(10, generator=torch.Generator().manual_seed(7)).tolist()  # seed + epoch
+    shard = EvalShardSampler(data, num_replicas=4, rank=3)
+    assert list(shard) == [3, 7] and len(shard) == 2 and shard.shuffle is False and shard.drop_last is False
+    loader = batch_loader(data, 4)
+    assert [b[1].tolist() for b in loader] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]] and loader.num_workers == 0
+    shuffled = batch_loader(data, 4, shuffle=True, seed=5)
+    assert [i for b in shuffled for i in b[1].tolist()] == list(EpochShuffleSampler(data, seed=5))
+    assert batch_loader(data, 4, shuffle=True).sampler.seed == 0
+    grouped = batch_loader(data, 3, batches_per_item=2, shuffle=False)
+    items = [[b[1].tolist() for b in item] for item in grouped]
+    assert items == [[[0, 1, 2], [3, 4, 5]], [[6, 7, 8], [9]]] and grouped.num_workers == 0
+    sharded = batch_loader(data, 2, distributed=(3, 1))
+    assert [b[1].tolist() for b in sharded] == [[1, 4], [7]] and isinstance(sharded.sampler, EvalShardSampler)

@@ -1,0 +1,109 @@
+"""The recurrent study's data streams in process: a stream's position before any batch, a stream
+resumed from it drawing what the uninterrupted one draws, the data module's checkpointed state,
+and the per-seed evaluation sets against each seed's generator drawn alone. (The kill-and-resume
+runs of train.py in tests/test_population.py check the same end to end.)"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from datamodules.grammar import CountingLanguage, GrammarDataModule, SeedStreams, collate
+
+LANG = CountingLanguage(2, 0, 4)
+
+
+def _take(stream, k):
+    it = iter(stream)
+    return [next(it) for _ in range(k)]
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) if torch.is_tensor(a[k]) else a[k] == b[k] for k in a)
+
+
+@pytest.mark.parametrize("resume_at", [0, 1, 5, 6, 7, 13])
+def test_a_stream_resumed_from_its_state_draws_what_the_uninterrupted_stream_draws(resume_at):
+    batches = _take(SeedStreams(LANG, 5, 2, seeds=[3, 4, 5], chunk=6), 16)
+    interrupted = SeedStreams(LANG, 5, 2, seeds=[3, 4, 5], chunk=6)
+    _take(interrupted, resume_at + 1)  # trained on resume_at batches; Lightning had fetched one more
+    state = interrupted.state_at(resume_at)
+    assert state["batch"] == resume_at and state["chunk_start"] == resume_at - resume_at % 6 and len(state["states"]) == 3
+    resumed = SeedStreams(LANG, 5, 2, seeds=[3, 4, 5], start=state, chunk=6)
+    again = _take(resumed, 16 - resume_at)
+    assert len(again) == 16 - resume_at and all(_same(a, b) for a, b in zip(again, batches[resume_at:]))
+
+
+def test_the_state_of_a_position_whose_chunk_is_gone_or_not_drawn_is_empty():
+    stream = SeedStreams(LANG, 5, 1, seeds=[0], chunk=4)
+    assert stream.state_at(0) == {}  # nothing drawn yet
+    _take(stream, 13)  # chunks at 0, 4, 8, 12 drawn; 0 and 4 forgotten (only the one before the newest is kept)
+    assert stream.state_at(2) == {} and stream.state_at(5) == {}
+    assert stream.state_at(9)["chunk_start"] == 8 and stream.state_at(12)["chunk_start"] == 12
+    assert stream.state_at(16) == {}
+
+
+def test_each_seeds_batches_are_its_own_generators_draws():
+    """Seed s's block lengths are ``default_rng(s).integers(1, N + 1, (chunk, B, blocks))``, a
+    chunk at a time, whatever the other seeds are; an ended seed leaves the batches."""
+    stream = SeedStreams(LANG, 3, 2, seeds=[7, 9], chunk=5)
+    batches = _take(stream, 7)
+    drawn = []
+    for row, seed in enumerate([7, 9]):
+        rng = np.random.default_rng(seed)
+        lengths = np.concatenate([rng.integers(1, 5, size=(5, 2, 3)), rng.integers(1, 5, size=(5, 2, 3))])
+        drawn.append(lengths)
+        for k, batch in enumerate(batches):
+            alone = collate([LANG.sequence(l) for l in lengths[k]], 2, LANG.longest(3))
+            assert torch.equal(batch["inputs"][row], alone["inputs"]) and torch.equal(batch["targets"][row], alone["targets"])
+    for k, batch in enumerate(batches):  # the longest sequence of any seed: 1 + 3 sum(n) symbols, 3 sum(n) inputs
+        assert batch["steps"] == max(int(d[k].sum(-1).max()) for d in drawn) * 3
+    assert all(b["rows"].tolist() == [0, 1] for b in batches)
+    stream.end(0)
+    later = next(iter(SeedStreams(LANG, 3, 2, seeds=[7, 9], active=[1], chunk=5)))
+    assert later["rows"].tolist() == [1] and torch.equal(later["inputs"][0], batches[0]["inputs"][1])
+    none = next(iter(SeedStreams(LANG, 3, 2, seeds=[7, 9], active=[], chunk=5)))
+    assert none["rows"].tolist() == [] and none["steps"] == 0 and none["inputs"].shape[0] == 0
+
+
+def test_the_data_modules_state_is_the_streams_position_at_the_trainers_step():
+    dm = GrammarDataModule(language="anb2n", seeds=2, seed=10)
+    assert dm.state_dict() == {}  # no stream yet
+    dm.trainer = SimpleNamespace(world_size=1, global_rank=0, global_step=3)
+    loader = dm.train_dataloader()
+    assert dm.state_dict() == {}  # nothing drawn
+    it = iter(loader)
+    drawn = [next(it) for _ in range(6)]
+    state = dm.state_dict()
+    assert state == {"stream": dm.stream.state_at(3)} and state["stream"]["batch"] == 3
+    fresh = GrammarDataModule(language="anb2n", seeds=2, seed=10)
+    fresh.trainer = dm.trainer
+    fresh.load_state_dict(state)
+    resumed = iter(fresh.train_dataloader())
+    assert all(_same(next(resumed), b) for b in drawn[3:])
+    assert fresh._resume is None  # used once: a later dataloader starts over
+    fresh.load_state_dict({})
+    assert fresh._resume is None
+
+
+def test_every_seeds_evaluation_sets_are_its_generator_drawn_alone():
+    dm = GrammarDataModule(language="anb2nc3n", max_n=10, blocks=2, eval_sequences=3, seed=4, seeds=3)
+    lang = dm.language
+    for split, stream in (("val", 1), ("test", 2)):
+        for seed in (4, 5, 6):
+            rng = np.random.default_rng([seed, stream])
+            alone = [lang.sequence(rng.integers(1, 11, size=2)) for _ in range(3)]
+            got = dm.eval_sequences(split, seed)
+            assert len(got) == 3 and all(np.array_equal(a["symbols"], b["symbols"]) for a, b in zip(got, alone))
+    assert all(np.array_equal(a["symbols"], b["symbols"]) for a, b in zip(dm.test_sequences_of(5), dm.eval_sequences("test", 5)))
+    assert all(np.array_equal(a["symbols"], b["symbols"]) for a, b in zip(dm.test_sequences, dm.eval_sequences("test", 4)))
+    assert not np.array_equal(dm.eval_sequences("val", 4)[0]["symbols"], dm.eval_sequences("test", 4)[0]["symbols"])
+    with pytest.raises(ValueError):
+        dm.test_sequences_of(7)  # not one of this run's seeds
+    batch = dm.batch_of_blocks([[1], [2, 1]])
+    one = collate([lang.sequence([1]), lang.sequence([2, 1])], 3)
+    assert batch.keys() == one.keys() and all(torch.equal(batch[k], one[k]) for k in batch)
+    assert batch["inputs"].shape == (2, len(lang.sequence([2, 1])["targets"]), 3)
