@@ -17,9 +17,10 @@ from analysis.recurrent import generalisation
 from base.contracts import SeedData, ShownNet
 from base.errors import ConfigError, check, check_choice, check_int
 from lightning_modules.metrics import PerSeedSums
+from lightning_modules.objectives import Objective
 from lightning_modules.optimizers import optimizer_factory
 from lightning_modules.population import SeedPopulation
-from lightning_modules.recurrent_nets import CELLS, NETS, Layout, forward, fused_logits, loss_and_grads, sequence_loss
+from lightning_modules.recurrent_nets import CELLS, Layout, forward, fused_logits, loss_and_grads, make_net
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,17 @@ REFERENCE_SGD = {"_target_": "torch.optim.SGD", "lr": 0.005, "weight_decay": 1e-
 EVAL_SUMS = ("nll", "positions", "squared_error", "squared_error_exact", "determined_right", "determined")
 VAL_NAMES = {"loss": "loss/val", "error": "error/val", "error_exact": "error_exact/val", "det_acc": "det_acc/val"}
 TEST_NAMES = {"loss": "hp/loss_test", "error": "hp/error_test", "error_exact": "hp/error_exact_test", "det_acc": "hp/det_acc_test"}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def clip_per_row(grads: torch.Tensor, max_norm: float) -> torch.Tensor:
+    """Each row (a seed's gradient ``(R, P)``) scaled as ``torch.nn.utils.clip_grad_norm_`` scales
+    one network's: by ``min(1, max_norm / (norm + 1e-6))``."""
+    norms = torch.linalg.vector_norm(grads, dim=1, keepdim=True)
+    return grads * (max_norm / (norms + 1e-6)).clamp(max=1.0)
 
 
 class SequencePredictor(SeedPopulation, pl.LightningModule):
@@ -73,6 +85,16 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
             left that to the user.
         analyse_seed: the seed whose net the figures and the printout show (default: the first
             one solved on the test).
+        objective, loss: ``next_symbol`` (the reference's softmax and NLL) or ``legal_next`` (a
+            sigmoid per symbol towards the set of legal next symbols, ``loss`` ``mse`` or ``bce``);
+            see ``lightning_modules.objectives``.
+        peepholes: the LSTM's peephole connections (Gers & Schmidhuber 2001): the input and forget
+            gates see c_{t-1}, the output gate c_t; ``nn.LSTM`` has none, so the batched
+            recurrence trains such a net even alone.
+        forget_bias, input_bias: the LSTM's initial forget- and input-gate biases (e.g. +1 and
+            -1, as npow/schmidhuber-problems starts); None keeps the drawn values.
+        clip_grad_norm: each seed's gradient scaled to at most this 2-norm before its update
+            (torch's ``clip_grad_norm_`` rule, per seed as if it trained alone); None: no clipping.
     """
 
     study = "recurrent"  # results.json's family (orchestration.studies)
@@ -92,6 +114,12 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         restarts: int = 0,
         restart_after: int = 20_000,
         analyse_seed: Optional[int] = None,
+        objective: str = "next_symbol",
+        loss: Optional[str] = None,
+        peepholes: bool = False,
+        forget_bias: Optional[float] = None,
+        input_bias: Optional[float] = None,
+        clip_grad_norm: Optional[float] = None,
     ):
         super().__init__()
         check_choice("cell", cell, CELLS)
@@ -100,17 +128,22 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         check(init == "uniform" or (isinstance(init, (int, float)) and not isinstance(init, bool) and init > 0), "init", init, "a number > 0 (std of a normal) or 'uniform'")
         check_int("restarts", restarts, 0)
         check_int("restart_after", restart_after, 1)
+        self.objective = Objective.of(objective, loss)
+        check(peepholes is False or (peepholes is True and cell == "lstm"), "peepholes", peepholes, "true or false (true only with cell=lstm)")
+        for key, value in (("forget_bias", forget_bias), ("input_bias", input_bias)):
+            check(value is None or (cell == "lstm" and _is_number(value)), key, value, "null or a number (with cell=lstm)")
+        check(clip_grad_norm is None or (_is_number(clip_grad_norm) and clip_grad_norm > 0), "clip_grad_norm", clip_grad_norm, "null or a number > 0")
         self._make_optimizer, description = optimizer_factory(REFERENCE_SGD if optimizer is None else optimizer)
         self.save_hyperparameters(ignore=["optimizer"])
         self.hparams["optimizer"] = description  # plain: checkpoints load with weights_only=True
         self.automatic_optimization = False
         self._population(seeds, init_seed, restarts, restart_after, analyse_seed)
-        self.layout = Layout(cell, num_symbols, hidden_units)
-        self._nets = {"template": NETS[cell](num_symbols, hidden_units)}  # not a submodule: its parameters are not the model's
+        self.layout = Layout(cell, num_symbols, hidden_units, peepholes)
+        self._nets = {"template": make_net(cell, num_symbols, hidden_units, peepholes)}  # not a submodule: its parameters are not the model's
         self.seed_weights = nn.ParameterList([nn.Parameter(self._initial(a.start(0))) for a in self.attempts])
         self._param_list: Optional[list[nn.Parameter]] = None
-        # one LSTM: torch's fused kernel (~8x faster than the batched recurrence for one net on a CPU)
-        self.fused = seeds == 1 and cell == "lstm"
+        # one LSTM: torch's fused kernel (~8x faster than the batched recurrence for one net on a CPU), which has no peepholes
+        self.fused = seeds == 1 and cell == "lstm" and not peepholes
         S = seeds
         self.ended_at: list[Optional[int]] = [None] * S  # the update at which a seed stopped
         self.stopped_early: list[Optional[int]] = [None] * S  # ... when a stopping rule stopped it
@@ -126,7 +159,14 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
 
     # -- weights ---------------------------------------------------------------------------------
     def _initial(self, seed: int) -> torch.Tensor:
-        return self.layout.initial(self.hparams.init, torch.Generator().manual_seed(int(seed)))
+        """Seed ``seed``'s initial weights, with the gate biases ``forget_bias``/``input_bias`` set
+        (torch's gate order i, f, g, o)."""
+        flat = self.layout.initial(self.hparams.init, torch.Generator().manual_seed(int(seed)))
+        H, bias = self.hparams.hidden_units, self.layout.views(flat)["bias"]
+        for value, gate in ((self.hparams.get("input_bias"), 0), (self.hparams.get("forget_bias"), 1)):
+            if value is not None:
+                bias[gate * H : (gate + 1) * H] = float(value)
+        return flat
 
     def _params(self) -> list[nn.Parameter]:
         """The seeds' parameters as a plain list (``ParameterList`` indexing costs ~5 us each)."""
@@ -142,7 +182,7 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
     def net_of(self, seed: int) -> nn.Module:
         """A single ``SRN``/``LSTM`` holding seed ``seed``'s weights (for figures and analysis)."""
         hp = self.hparams
-        return NETS[hp.cell](hp.num_symbols, hp.hidden_units).load_flat(self.seed_weights[self.seed_list.index(seed)])
+        return make_net(hp.cell, hp.num_symbols, hp.hidden_units, self.layout.peepholes).load_flat(self.seed_weights[self.seed_list.index(seed)])
 
     @property
     def net(self) -> nn.Module:
@@ -180,18 +220,23 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         drawn = batch["rows"].tolist()
         active = [i for i in drawn if not self.ended[i]]
         opt = self.optimizers()
+        clip = self.hparams.get("clip_grad_norm")
         if self.fused and active:
             logits = fused_logits(self._nets["template"], self.seed_weights[0], batch["inputs"][0])
-            loss = sequence_loss(logits, batch["targets"][0])
+            loss = self.objective.mean_loss(logits, batch["targets"][0], batch["inputs"][0])
             opt.zero_grad()
             self.manual_backward(loss)
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.seed_weights[0], clip)
             losses = loss.detach()[None]
         elif active:
             fields = [batch[k] for k in ("inputs", "targets", "valid")]
             if len(active) < len(drawn):
                 keep = torch.tensor([drawn.index(i) for i in active], device=self.device)
                 fields = [f.index_select(0, keep) for f in fields]
-            losses, grads = loss_and_grads(self.layout, self._flat(active), *fields, steps=batch.get("steps"))
+            losses, grads = loss_and_grads(self.layout, self._flat(active), *fields, steps=batch.get("steps"), objective=self.objective)
+            if clip is not None:
+                grads = clip_per_row(grads, clip)
             params = self._params()
             for i, g in zip(active, grads):  # the seeds without a gradient are skipped by the optimiser
                 # a buffer of its own: a view into the others' gradients would sit at another alignment,
@@ -238,14 +283,15 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         b = {k: (v.expand(len(rows), *v.shape[1:]) if v.shape[0] == 1 else v[idx]) for k, v in batch.items()}
         valid, det, targets = b["valid"], b["determined"], b["targets"]
         logits = forward(self.layout, self._flat(rows), b["inputs"], valid)["logits"]
-        logp = torch.log_softmax(logits, dim=-1)
-        nll = -logp.gather(-1, targets.clamp(min=0)[..., None])[..., 0] * valid
-        probs = logp.exp()
+        objective = self.objective
+        nll = objective.per_position(logits, targets, b["inputs"]) * valid  # the objective's loss (the NLL for next_symbol)
+        probs = objective.distribution(logits)
         squared = ((probs - b["ref_probs"]) ** 2).sum(-1) * valid  # the reference's measure
         squared_exact = ((probs - b["probs"]) ** 2).sum(-1) * valid
-        right = (logits.argmax(-1) == targets) & det
+        hit = objective.right(logits, targets, b["inputs"])
+        right = hit & det
         sums = torch.stack([t.flatten(1).sum(1).double() for t in (nll, valid, squared, squared_exact, right, det)], dim=1)
-        return {"logits": logits, "sums": sums, "wrong": ((logits.argmax(-1) != targets) & det).sum(-1)}
+        return {"logits": logits, "sums": sums, "wrong": (~hit & det).sum(-1)}
 
     def _measured(self, stage: str) -> dict[str, list[Optional[float]]]:
         """Per seed, the means of the last ``stage`` pass (reduced over processes; None for a seed

@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_modules.objectives import NEXT_SYMBOL, Objective
+
 CELLS = ("srn", "lstm")
 
 
@@ -48,6 +50,7 @@ class Layout:
     cell: str
     num_symbols: int
     hidden_units: int
+    peepholes: bool = False  # the LSTM's peephole weights (Gers & Schmidhuber 2001), last in the layout
 
     @property
     def lstm(self) -> bool:
@@ -58,7 +61,9 @@ class Layout:
         S, H = self.num_symbols, self.hidden_units
         G = 4 * H if self.lstm else H
         shapes = {} if self.lstm else {"H0": (H,)}
-        return shapes | {"weight_ih": (G, S), "weight_hh": (G, H), "bias": (G,), "out_weight": (S, H), "out_bias": (S,)}
+        shapes |= {"weight_ih": (G, S), "weight_hh": (G, H), "bias": (G,), "out_weight": (S, H), "out_bias": (S,)}
+        # last, so that a seed's other weights are drawn as without peepholes
+        return shapes | ({"peephole": (3, H)} if self.lstm and self.peepholes else {})
 
     @property
     def size(self) -> int:
@@ -105,6 +110,7 @@ class Weights:
     V: torch.Tensor  # (R, S, H): output weights
     c: torch.Tensor  # (R, S)
     H0: Optional[torch.Tensor]  # (R, H): the SRN's learnable initial state, before its tanh
+    P: Optional[torch.Tensor] = None  # (R, 3, H, 1): the peephole weights of the input, forget and output gates
 
     @classmethod
     def of(cls, layout: Layout, flat: torch.Tensor) -> "Weights":
@@ -114,7 +120,8 @@ class Weights:
         if layout.lstm:
             order = _gate_order(layout.hidden_units).to(flat.device)
             Wx, Wh, b = Wx[:, order], Wh[:, order], b[:, order]
-        return cls(Wx, Wh, b, v["out_weight"], v["out_bias"], v.get("H0"))
+        peep = v.get("peephole")
+        return cls(Wx, Wh, b, v["out_weight"], v["out_bias"], v.get("H0"), None if peep is None else peep[..., None])
 
     def flat_grads(self, layout: Layout) -> torch.Tensor:
         """These tensors read as gradients, back in the flat layout: ``(R, P)``."""
@@ -122,7 +129,8 @@ class Weights:
         if layout.lstm:
             inverse = torch.argsort(_gate_order(layout.hidden_units)).to(Wx.device)
             Wx, Wh, b = Wx[:, inverse], Wh[:, inverse], b[:, inverse]
-        parts = {"weight_ih": Wx, "weight_hh": Wh, "bias": b, "H0": self.H0, "out_weight": self.V, "out_bias": self.c}
+        parts = {"weight_ih": Wx, "weight_hh": Wh, "bias": b, "H0": self.H0, "out_weight": self.V, "out_bias": self.c,
+                 "peephole": None if self.P is None else self.P[..., 0]}
         return torch.cat([parts[name].reshape(len(Wx), -1) for name in layout.shapes], dim=1)
 
 
@@ -163,11 +171,20 @@ def _run(w: Weights, x: torch.Tensor, B: int, lstm: bool, keep: bool) -> dict:
     if lstm:
         h = cell = x.new_zeros(R, H, B)
         hs, cells, kept = [h], [cell], []
+        peep = None if w.P is None else w.P.unbind(1)  # (R, H, 1) each: input, forget, output
         for t in range(T):
             z = torch.bmm(w.Wh, h).add_(X[t]).view(R, 4, H, B).transpose(0, 1).contiguous()  # (4, R, H, B): i, f, o, g
-            s, g = torch.sigmoid(z[:3]), torch.tanh(z[3])
-            i, f, o = s.unbind(0)
-            cell = torch.addcmul(f * cell, i, g)  # c_t = f c_{t-1} + i g
+            if peep is None:
+                s, g = torch.sigmoid(z[:3]), torch.tanh(z[3])
+                i, f, o = s.unbind(0)
+                cell = torch.addcmul(f * cell, i, g)  # c_t = f c_{t-1} + i g
+            else:  # the input and forget gates see c_{t-1}, the output gate c_t
+                z[0].addcmul_(peep[0], cell)
+                z[1].addcmul_(peep[1], cell)
+                i, f, g = torch.sigmoid(z[0]), torch.sigmoid(z[1]), torch.tanh(z[3])
+                cell = torch.addcmul(f * cell, i, g)
+                o = torch.sigmoid(z[2].addcmul_(peep[2], cell))
+                s = torch.stack([i, f, o])
             tc = torch.tanh(cell)
             h = o * tc  # h_t = o tanh(c_t)
             hs.append(h)
@@ -231,13 +248,14 @@ def forward(layout: Layout, flat: torch.Tensor, inputs: torch.Tensor, valid: Opt
 
 @torch.no_grad()
 def loss_and_grads(layout: Layout, flat: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor,
-                   steps: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each network's loss, the mean NLL of the actual next symbol over its real positions (the
-    reference's objective), and its exact gradient with respect to its flat vector.
+                   steps: Optional[int] = None, objective: Optional[Objective] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each network's loss over its real positions (``objective``; default the reference's, the
+    mean NLL of the actual next symbol) and its exact gradient with respect to its flat vector.
 
     ``flat`` (R, P); ``inputs`` (R, B, T, S); ``targets`` (R, B, T), -100 at padding; ``valid``
     (R, B, T); ``steps``: the longest real sequence, when the caller knows it (else it is
     read from ``valid``). Returns ``loss`` (R,) and ``grads`` (R, P)."""
+    objective = objective or NEXT_SYMBOL
     rows, B, T, S = inputs.shape
     steps = _steps(valid) if steps is None else steps
     flat, inputs, targets, valid = _padded(layout, flat, inputs, targets, valid)
@@ -251,8 +269,6 @@ def loss_and_grads(layout: Layout, flat: torch.Tensor, inputs: torch.Tensor, tar
     tgt = targets[:, :, :steps].transpose(1, 2).reshape(R, steps * B)
     real = tgt >= 0
     count = real.sum(dim=1).clamp(min=1)
-    logp = torch.log_softmax(logits, dim=1)
-    safe = tgt.clamp(min=0)[:, None, :]
     # ...and the sums over positions run over all T of the batch (zeros after `steps`): the same
     # sums in the same order whatever length the other networks' sequences asked for
     pad = (0, (T - steps) * B)
@@ -262,10 +278,9 @@ def loss_and_grads(layout: Layout, flat: torch.Tensor, inputs: torch.Tensor, tar
         zero = steps_list[0].new_zeros(steps_list[0].shape)
         return torch.stack(steps_list + [zero] * (T - len(steps_list)), dim=2).view(R, -1, T * B)
 
-    loss = -F.pad(logp.gather(1, safe)[:, 0] * real, pad).sum(dim=1) / count
-    # d loss / d logits = (softmax - onehot(target)) / count, at real positions only
-    d_logits = logp.exp_().scatter_add_(1, safe, -torch.ones_like(safe, dtype=logp.dtype))
-    d_logits *= (real / count[:, None]).unsqueeze(1)
+    per_position, d_logits = objective.loss_and_grad(logits, tgt, x)  # (R, steps B), (R, S, steps B): at every column
+    loss = F.pad(per_position * real, pad).sum(dim=1) / count
+    d_logits *= (real / count[:, None]).unsqueeze(1)  # the mean over real positions
 
     states = full(hidden[1:])
     d_all = F.pad(d_logits, pad)
@@ -275,23 +290,35 @@ def loss_and_grads(layout: Layout, flat: torch.Tensor, inputs: torch.Tensor, tar
     R_, G, H = w.Wh.shape
     dz_steps: list[torch.Tensor] = [None] * steps  # type: ignore[list-item]
     dh = torch.zeros_like(hidden[0])
+    dP = None
     if layout.lstm:
         cells, kept = run["cell"], run["gates"]
         dcell = torch.zeros_like(dh)
         dz4 = x.new_empty(steps, 4, R, H, B)
+        peep = None if w.P is None else w.P.unbind(1)
+        if peep is not None:
+            dP = torch.zeros_like(w.P[..., 0])  # (R, 3, H)
         for t in range(steps - 1, -1, -1):
             dh = dh + dH[t]
             s, g, tc, s_d, g_d, tc_d = kept[t]
             i, f, o = s.unbind(0)
-            dcell = dcell.addcmul_(dh * o, tc_d)
             d = dz4[t]
+            torch.mul(dh, tc, out=d[2])  # d o
+            d[2].mul_(s_d[2])  # d z_o
+            dcell = dcell.addcmul_(dh * o, tc_d)
+            if peep is not None:  # c_t reaches the output gate: z_o += p_o c_t
+                dcell.addcmul_(d[2], peep[2])
             torch.mul(dcell, g, out=d[0])  # d i
             torch.mul(dcell, cells[t], out=d[1])  # d f
-            torch.mul(dh, tc, out=d[2])  # d o
             torch.mul(dcell, i, out=d[3])  # d g
-            d[:3].mul_(s_d)
+            d[:2].mul_(s_d[:2])
             d[3].mul_(g_d)
             dcell = dcell * f
+            if peep is not None:  # c_{t-1} reaches the input and forget gates
+                dcell.addcmul_(d[0], peep[0]).addcmul_(d[1], peep[1])
+                dP[:, 0] += (d[0] * cells[t]).sum(dim=2)
+                dP[:, 1] += (d[1] * cells[t]).sum(dim=2)
+                dP[:, 2] += (d[2] * cells[t + 1]).sum(dim=2)
             dz = d.transpose(0, 1).reshape(R, G, B)
             dz_steps[t] = dz
             dh = torch.bmm(WhT, dz)
@@ -305,7 +332,8 @@ def loss_and_grads(layout: Layout, flat: torch.Tensor, inputs: torch.Tensor, tar
     dZ = full(dz_steps)
     before = full(hidden[:-1])
     grads = Weights(torch.bmm(dZ, x_all.transpose(1, 2)), torch.bmm(dZ, before.transpose(1, 2)), dZ.sum(dim=2), dV, dc,
-                    None if layout.lstm else (dh.sum(dim=2) * (1 - torch.tanh(w.H0) ** 2)))  # h_0 = tanh(H0), shared by the B sequences
+                    None if layout.lstm else (dh.sum(dim=2) * (1 - torch.tanh(w.H0) ** 2)),  # h_0 = tanh(H0), shared by the B sequences
+                    None if dP is None else dP[..., None])
     return loss[:rows], grads.flat_grads(layout)[:rows]
 
 
@@ -323,10 +351,10 @@ class _Net(nn.Module):
 
     cell: str
 
-    def __init__(self, num_symbols: int, hidden_units: int):
+    def __init__(self, num_symbols: int, hidden_units: int, peepholes: bool = False):
         super().__init__()
         self.hidden_units, self.num_symbols = hidden_units, num_symbols
-        self.layout = Layout(self.cell, num_symbols, hidden_units)
+        self.layout = Layout(self.cell, num_symbols, hidden_units, peepholes)
 
     def _named(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -385,19 +413,27 @@ class LSTM(_Net):
     cell = "lstm"
     GATES = ("input", "forget", "cell_input", "output")
 
-    def __init__(self, num_symbols: int, hidden_units: int):
-        super().__init__(num_symbols, hidden_units)
+    def __init__(self, num_symbols: int, hidden_units: int, peepholes: bool = False):
+        super().__init__(num_symbols, hidden_units, peepholes)
         self.lstm = nn.LSTM(num_symbols, hidden_units, batch_first=True)
         _freeze_zero(self.lstm.bias_hh_l0)
         self.out = nn.Linear(hidden_units, num_symbols)
+        # nn.LSTM has no peepholes: with them, the batched recurrence computes the net
+        self.peephole = nn.Parameter(torch.zeros(3, hidden_units)) if peepholes else None
 
     def _named(self):
         r = self.lstm
-        return {"weight_ih": r.weight_ih_l0, "weight_hh": r.weight_hh_l0, "bias": r.bias_ih_l0,
-                "out_weight": self.out.weight, "out_bias": self.out.bias}
+        named = {"weight_ih": r.weight_ih_l0, "weight_hh": r.weight_hh_l0, "bias": r.bias_ih_l0,
+                 "out_weight": self.out.weight, "out_bias": self.out.bias}
+        return named | ({"peephole": self.peephole} if self.peephole is not None else {})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """One-hot inputs (B, T, S) -> logits (B, T, S), through torch's fused ``nn.LSTM``."""
+        """One-hot inputs (B, T, S) -> logits (B, T, S), through torch's fused ``nn.LSTM``
+        (through the batched recurrence with peepholes; differentiable either way)."""
+        if self.peephole is not None:
+            named = self._named()
+            flat = torch.cat([named[k].flatten() for k in self.layout.shapes])
+            return forward(self.layout, flat[None], x[None])["logits"][0]
         hidden, _ = self.lstm(x)
         return self.out(hidden)
 
@@ -405,11 +441,18 @@ class LSTM(_Net):
 NETS = {"srn": SRN, "lstm": LSTM}
 
 
+def make_net(cell: str, num_symbols: int, hidden_units: int, peepholes: bool = False) -> _Net:
+    """An ``SRN`` or ``LSTM`` (with peepholes, for an LSTM that has them)."""
+    return LSTM(num_symbols, hidden_units, peepholes) if peepholes else NETS[cell](num_symbols, hidden_units)
+
+
 def fused_logits(net: _Net, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``net``'s fused forward pass (``nn.RNN`` / ``nn.LSTM``) with the weights of the flat vector
     ``flat`` (P,) instead of its own, differentiable with respect to ``flat``: logits (B, T, S) of
     one-hot inputs ``x`` (B, T, S). ``torch.func.functional_call`` puts views of ``flat`` in place
     of the module's parameters for this one call."""
+    if net.layout.peepholes:
+        raise ValueError("torch's fused LSTM has no peepholes: use the batched recurrence (forward)")
     v = net.layout.views(flat)
     prefix = "lstm" if net.cell == "lstm" else "rnn"
     params = {f"{prefix}.weight_ih_l0": v["weight_ih"], f"{prefix}.weight_hh_l0": v["weight_hh"], f"{prefix}.bias_ih_l0": v["bias"],
@@ -421,5 +464,6 @@ def fused_logits(net: _Net, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor
 
 def sequence_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean NLL of the actual next symbol over the real (non-padding) positions: logits (B, T, S),
-    targets (B, T) with -100 at padding."""
+    targets (B, T) with -100 at padding (the reference's objective; ``Objective.mean_loss`` gives
+    any objective's)."""
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)

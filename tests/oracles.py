@@ -11,11 +11,13 @@ import torch.nn.functional as F
 from datamodules.grammar import CountingLanguage, collate
 
 
-def unpack(cell: str, flat: torch.Tensor, symbols: int, hidden: int) -> dict[str, torch.Tensor]:
+def unpack(cell: str, flat: torch.Tensor, symbols: int, hidden: int, peepholes: bool = False) -> dict[str, torch.Tensor]:
     """One network's flat vector (the project's layout: [H0,] W_ih (G, S), W_hh (G, H), b (G,),
-    V (S, H), c (S,), gates i, f, g, o) as the reference's matrices ``x W + h U + b``, ``h V + c``."""
+    V (S, H), c (S,)[, peepholes (3, H)], gates i, f, g, o) as the reference's matrices
+    ``x W + h U + b``, ``h V + c`` (and ``P``: the input, forget and output gates' peephole weights)."""
     G = 4 * hidden if cell == "lstm" else hidden
     sizes = ([("H0", (hidden,))] if cell == "srn" else []) + [("W", (G, symbols)), ("U", (G, hidden)), ("b", (G,)), ("V", (symbols, hidden)), ("c", (symbols,))]
+    sizes += [("P", (3, hidden))] if peepholes else []
     out, start = {}, 0
     for name, shape in sizes:
         n = int(np.prod(shape))
@@ -37,7 +39,13 @@ def reference_logits(cell: str, w: dict[str, torch.Tensor], x: torch.Tensor) -> 
     hs, cs = [], []
     for t in range(T):
         z = x[:, t] @ w["W"] + h @ w["U"] + w["b"]
-        if cell == "lstm":
+        if cell == "lstm" and "P" in w:  # Gers & Schmidhuber's peepholes: i and f see c_{t-1}, o sees c_t
+            i = torch.sigmoid(z[:, :H] + w["P"][0] * c)
+            f = torch.sigmoid(z[:, H : 2 * H] + w["P"][1] * c)
+            c = f * c + i * torch.tanh(z[:, 2 * H : 3 * H])
+            h = torch.sigmoid(z[:, 3 * H :] + w["P"][2] * c) * torch.tanh(c)
+            cs.append(c)
+        elif cell == "lstm":
             i, f, g, o = torch.sigmoid(z[:, :H]), torch.sigmoid(z[:, H : 2 * H]), torch.tanh(z[:, 2 * H : 3 * H]), torch.sigmoid(z[:, 3 * H :])
             c = f * c + i * g
             h = o * torch.tanh(c)
@@ -90,3 +98,16 @@ def reference_errors(cell: str, flat: torch.Tensor, symbols: int, hidden: int, s
     return {"error": float(((p - b["ref_probs"][valid]) ** 2).mean()), "error_exact": float(((p - b["probs"][valid]) ** 2).mean()),
             "det_acc": float((logits.argmax(-1)[det] == b["targets"][det]).float().mean()),
             "loss": float(F.cross_entropy(logits[valid], b["targets"][valid]))}
+
+
+def legal_targets(sequence: dict, symbols: int) -> np.ndarray:
+    """The legal next symbols (T, S) of one ``CountingLanguage.sequence``, read off its symbols:
+    after an a, a or b (the language has no bound on n); after a b or c, the one that follows."""
+    sym = sequence["symbols"]
+    legal = np.zeros((len(sym) - 1, symbols), np.float32)
+    for t in range(len(sym) - 1):
+        if sym[t] == 0:
+            legal[t, 0] = legal[t, 1] = 1.0
+        else:
+            legal[t, sym[t + 1]] = 1.0
+    return legal
