@@ -16,8 +16,9 @@ from torchmetrics import MeanMetric
 from analysis.recurrent import generalisation
 from base.contracts import SeedData, ShownNet
 from base.errors import ConfigError, check, check_choice, check_int
+from lightning_modules.dekf import DEKF, RTRL
 from lightning_modules.metrics import PerSeedSums
-from lightning_modules.objectives import Objective
+from lightning_modules.objectives import Objective, legal_set
 from lightning_modules.optimizers import optimizer_factory
 from lightning_modules.population import SeedPopulation
 from lightning_modules.recurrent_nets import CELLS, Layout, forward, fused_logits, loss_and_grads, make_net
@@ -191,7 +192,15 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
 
     # -- training --------------------------------------------------------------------------------
     def configure_optimizers(self):
-        return self._make_optimizer(self.seed_weights.parameters())
+        optimizer = self._make_optimizer(self.seed_weights.parameters())
+        if isinstance(optimizer, DEKF):
+            optimizer.attach(self.layout)
+        return optimizer
+
+    @property
+    def kalman(self) -> bool:
+        """Trained by the decoupled extended Kalman filter (``model/optimizer=dekf``)."""
+        return self._make_optimizer.func is DEKF  # optimizer_factory gives a functools.partial of the class
 
     def setup(self, stage: str) -> None:
         dm = self.trainer.datamodule
@@ -199,6 +208,8 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
             raise ConfigError(f"the recurrent model needs the counting-language data (data=grammar), not {type(dm).__name__}")
         if dm.language.num_symbols != self.hparams.num_symbols:
             raise ConfigError(f"model.num_symbols={self.hparams.num_symbols} does not match the data: {dm.hparams.language} has {dm.language.num_symbols} symbols")
+        if self.kalman and dm.hparams.batch_size != 1:
+            raise ConfigError(f"data.batch_size={dm.hparams.batch_size} is invalid with model/optimizer=dekf; allowed: 1 (the filter takes one string at a time)")
         if dm.seed_list != self.seed_list:
             raise ConfigError(f"the data's seeds {dm.seed_list[0]}..{dm.seed_list[-1]} are not the model's {self.seed_list[0]}..{self.seed_list[-1]} (data.seed, data.seeds)")
         if self.generalisation_wrong is None:
@@ -221,7 +232,9 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         active = [i for i in drawn if not self.ended[i]]
         opt = self.optimizers()
         clip = self.hparams.get("clip_grad_norm")
-        if self.fused and active:
+        if self.kalman:
+            losses = self._kalman_step(batch, drawn, active, opt.optimizer) if active else torch.zeros(0, device=self.device)
+        elif self.fused and active:
             logits = fused_logits(self._nets["template"], self.seed_weights[0], batch["inputs"][0])
             loss = self.objective.mean_loss(logits, batch["targets"][0], batch["inputs"][0])
             opt.zero_grad()
@@ -250,6 +263,39 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         self.train_loss.update(losses)  # (empty on a process whose seeds have all ended: it still takes part in the reduction)
         samples = len(active) * batch["inputs"].shape[1] if active else 0
         return {"loss": losses[None], "samples": samples}  # loss: (1 update, seeds)
+
+    @torch.no_grad()
+    def _kalman_step(self, batch: dict, drawn: list[int], active: list[int], dekf: DEKF) -> torch.Tensor:
+        """One string per seed, symbol by symbol: the outputs and their Jacobian (``RTRL``), then
+        the filter's update of that seed's weights, before the next symbol. Returns each seed's
+        loss on the string (the objective's mean over its symbols, measured before each update)."""
+        rows = torch.tensor([drawn.index(i) for i in active], device=self.device)
+        x, targets, valid = (batch[k].index_select(0, rows)[:, 0] for k in ("inputs", "targets", "valid"))  # (A, T, ...)
+        params = [self._params()[i] for i in active]
+        flat = torch.stack([p.detach() for p in params])
+        rtrl = RTRL(self.layout, flat)
+        steps = int(valid.sum(1).max())
+        total = torch.zeros(len(active), dtype=flat.dtype, device=flat.device)
+        legal = self.objective.legal_next
+        for t in range(steps):
+            logits, dlogits = rtrl.step(flat, x[:, t])
+            tgt = targets[:, t]
+            if legal:
+                y = torch.sigmoid(logits)
+                d = legal_set(x[:, t], tgt)
+                H = (y * (1 - y))[..., None] * dlogits
+            else:
+                y = torch.softmax(logits, dim=-1)
+                d = torch.nn.functional.one_hot(tgt.clamp(min=0), y.shape[-1]).to(y.dtype)
+                H = (torch.diag_embed(y) - y[:, :, None] * y[:, None, :]) @ dlogits
+            total += self.objective.per_position(logits, tgt, x[:, t]) * valid[:, t]
+            for k, p in enumerate(params):
+                if valid[k, t]:
+                    dekf.update(p, H[k], d[k] - y[k])
+            flat = torch.stack([p.detach() for p in params])
+        for p in params:
+            dekf.end_string(p)
+        return total / valid.sum(1).clamp(min=1)
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         self.stop_when_every_seed_has_ended()

@@ -149,3 +149,110 @@ def test_the_default_objective_is_the_references():
     assert model.objective == Objective("next_symbol", "nll") and model.hparams.objective == "next_symbol"
     assert SequencePredictor(objective="legal_next").objective.loss == "mse"
     assert not SequencePredictor(cell="lstm", peepholes=True).fused  # torch's fused LSTM has no peepholes
+
+
+# ---- the decoupled extended Kalman filter -------------------------------------------------------
+
+
+def test_the_kalman_update_of_a_linear_model_is_recursive_least_squares():
+    """Measurements y_k = h_k . w + noise, one at a time, with Q = 0 and a fixed R: the filter
+    is recursive least squares and ends at the regularised least-squares solution
+    (I / p0 + H^T H / r)^-1 H^T y / r, whatever the order of the data."""
+    from lightning_modules.dekf import DEKF
+
+    g = torch.Generator().manual_seed(3)
+    X = torch.randn(200, 5, generator=g, dtype=torch.float64)
+    y = X @ torch.tensor([1.0, -2.0, 0.5, 3.0, 0.0], dtype=torch.float64) + 0.1 * torch.randn(200, generator=g, dtype=torch.float64)
+    p0, r = 10.0, 0.5
+    w = torch.nn.Parameter(torch.zeros(5, dtype=torch.float64))
+    dekf = DEKF([w], p0=p0, decoupling="none")
+    for h, target in zip(X, y):
+        dekf.update(w, h[None], (target - h @ w.detach())[None], r=r, q=0.0)
+    theirs = torch.linalg.solve(torch.eye(5, dtype=torch.float64) / p0 + X.T @ X / r, X.T @ y / r)
+    torch.testing.assert_close(w.detach(), theirs, atol=1e-9, rtol=1e-9)
+    # two measurements at once are the same as one after the other
+    w2 = torch.nn.Parameter(torch.zeros(5, dtype=torch.float64))
+    batch = DEKF([w2], p0=p0, decoupling="none")
+    for k in range(0, 200, 2):
+        batch.update(w2, X[k : k + 2], y[k : k + 2] - X[k : k + 2] @ w2.detach(), r=r, q=0.0)
+    torch.testing.assert_close(w2.detach(), theirs, atol=1e-9, rtol=1e-9)
+
+
+def test_the_noise_is_annealed_log_linearly_and_the_settings_checked():
+    from lightning_modules.dekf import DEKF
+
+    dekf = DEKF([torch.nn.Parameter(torch.zeros(1))], r_start=100.0, r_end=1.0, q_start=1e-2, q_end=1e-6, anneal_strings=100)
+    assert dekf.annealed(0) == pytest.approx((100.0, 1e-2))
+    assert dekf.annealed(50) == pytest.approx((10.0, 1e-4))
+    assert dekf.annealed(100) == pytest.approx((1.0, 1e-6)) and dekf.annealed(1000) == pytest.approx((1.0, 1e-6))
+    assert DEKF([torch.nn.Parameter(torch.zeros(1))], q_end=0.0, anneal_strings=10).annealed(5)[1] == pytest.approx(0.005)
+    for kwargs, line in [({"p0": 0}, "p0=0 is invalid; allowed: a number > 0"), ({"q_end": -1}, "q_end=-1 is invalid; allowed: a number >= 0"),
+                         ({"anneal_strings": 0}, "anneal_strings=0 is invalid; allowed: an integer >= 1"),
+                         ({"decoupling": "layers"}, "decoupling='layers' is invalid; allowed: one of units, none")]:
+        with pytest.raises(ConfigError) as caught:
+            DEKF([torch.nn.Parameter(torch.zeros(1))], **kwargs)
+        assert str(caught.value) == line
+
+
+@pytest.mark.parametrize("cell, peepholes", [("srn", False), ("lstm", False), ("lstm", True)])
+def test_rtrl_gives_autograds_jacobian_of_every_output(cell, peepholes):
+    """For fixed weights, the outputs' derivatives that RTRL carries forward equal the Jacobian
+    torch.func.jacfwd computes through the batched recurrence (float64)."""
+    from torch.func import jacfwd
+
+    from lightning_modules.dekf import RTRL
+
+    layout = Layout(cell, 3, 3, peepholes)
+    flat = torch.randn(2, layout.size, dtype=torch.float64, generator=torch.Generator().manual_seed(5)) * 0.5
+    x = collate([CountingLanguage(1, 1, 5).sequence([2, 1])], 3)["inputs"][0].double()
+    rtrl = RTRL(layout, flat)
+    for r in range(2):
+        J = jacfwd(lambda w: forward(layout, w[None], x[None, None])["logits"][0, 0])(flat[r])
+        assert J.shape == (x.shape[0], 3, layout.size)
+    jac = [jacfwd(lambda w: forward(layout, w[None], x[None, None])["logits"][0, 0])(flat[r]) for r in range(2)]
+    logits_all = forward(layout, flat, x[None, None].expand(2, 1, -1, -1))["logits"][:, 0]
+    for t in range(x.shape[0]):
+        logits, dlogits = rtrl.step(flat, x[t].expand(2, -1))
+        torch.testing.assert_close(logits, logits_all[:, t])
+        for r in range(2):
+            torch.testing.assert_close(dlogits[r], jac[r][t])
+
+
+def test_the_groups_split_the_weights_by_unit():
+    from lightning_modules.dekf import weight_groups
+
+    layout = Layout("lstm", 3, 2, peepholes=True)
+    groups = weight_groups(layout, "units")
+    assert [len(g) for g in groups] == [4 * (3 + 2 + 1) + 3] * 2 + [2 + 1] * 3
+    assert sorted(torch.cat(groups).tolist()) == list(range(layout.size))
+    index = layout.views(torch.arange(layout.size))
+    assert set(index["weight_hh"][[1, 3, 5, 7]].flatten().tolist()) <= set(groups[1].tolist())  # unit 1's rows of every gate
+    assert [len(g) for g in weight_groups(Layout("srn", 2, 2), "units")] == [2 + 2 + 1 + 1] * 2 + [3] * 2
+    assert [len(g) for g in weight_groups(layout, "none")] == [layout.size]
+
+
+def test_a_kalman_run_learns_a_short_language_online(tmp_path):
+    """A few hundred strings of a^n b^n c^n (n <= 3), one at a time: the filter moves every
+    seed's weights, keeps a state per seed, and the loss falls."""
+    import functools
+
+    import pytorch_lightning as pl
+
+    from datamodules.grammar import GrammarDataModule
+    from lightning_modules.dekf import DEKF
+
+    model = SequencePredictor(seeds=2, cell="lstm", hidden_units=3, num_symbols=3, init="uniform", objective="legal_next", peepholes=True,
+                              optimizer=functools.partial(DEKF, anneal_strings=100))
+    data = GrammarDataModule(language="anbncn", max_n=3, blocks=1, batch_size=1, eval_sequences=5, eval_max_n=6, seeds=2)
+    before = [w.detach().clone() for w in model.seed_weights]
+    trainer = pl.Trainer(max_steps=300, val_check_interval=100, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, limit_val_batches=1)
+    trainer.fit(model, datamodule=data)
+    dekf = trainer.optimizers[0]
+    assert isinstance(dekf, DEKF) and all(dekf.strings_seen(w) == 300 for w in model.seed_weights)
+    assert all(not torch.equal(a, w.detach()) for a, w in zip(before, model.seed_weights))
+    trainer.test(model, datamodule=data, verbose=False)
+    assert all(v is not None and v > 0.5 for v in model.last_test["det_acc"])
+    with pytest.raises(ConfigError, match=r"^data.batch_size=2 is invalid with model/optimizer=dekf; allowed: 1"):
+        pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False).fit(
+            SequencePredictor(cell="lstm", num_symbols=3, optimizer=functools.partial(DEKF)), datamodule=GrammarDataModule(language="anbncn", batch_size=2))
