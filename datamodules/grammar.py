@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from base.errors import check_choice, check_int
+from base.errors import check, check_choice, check_int
 from base.languages import A, B, C, LANGUAGES, PHASE_A, PHASE_B, PHASE_C, PHASE_RESET, SYMBOLS
 from base.seeds import seeds_of_rank
 
@@ -284,17 +284,23 @@ class GrammarDataModule(pl.LightningDataModule):
     Under several processes each trains its share of the seeds (``base.seeds.seeds_of_rank``),
     and draws and evaluates only those.
 
+    Model selection (``select_lengths``, e.g. 11..20 beyond a training bound of 10): at every
+    evaluation the module also runs one single-block sequence per length n in the list (n a's,
+    then the b's and c's, then the next a), and keeps each seed's best net on them beside the
+    final one. These are not the test's sequences, which have two blocks per length.
+
     Args:
         language: anbn, anb2n, anbncn or anb2nc3n.
         max_n: block lengths are uniform in 1..max_n (reference 4).
         blocks: blocks per sequence (reference 5).
         seeds: how many networks train, each on its own data.
+        select_lengths: block lengths of the model-selection sequences (None: no selection).
     """
 
     EVAL_BATCH = 25  # sequences per evaluation batch and seed (100 seeds: ~15 MB a batch)
 
     def __init__(self, language: str = "anb2n", max_n: int = 4, blocks: int = 5, batch_size: int = 1,
-                 eval_sequences: int = 100, eval_max_n: int = 40, seed: int = 0, seeds: int = 1):
+                 eval_sequences: int = 100, eval_max_n: int = 40, seed: int = 0, seeds: int = 1, select_lengths: list[int] | None = None):
         super().__init__()
         check_choice("language", language, tuple(LANGUAGES))
         check_int("max_n", max_n, 1)
@@ -303,12 +309,17 @@ class GrammarDataModule(pl.LightningDataModule):
         check_int("eval_sequences", eval_sequences, 1)
         check_int("eval_max_n", eval_max_n, 1)
         check_int("seeds", seeds, 1)
+        if select_lengths is not None:
+            select_lengths = list(select_lengths)  # (a ListConfig from Hydra)
+            ok = len(select_lengths) > 0 and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in select_lengths)
+            check(ok and len(set(select_lengths)) == len(select_lengths), "select_lengths", select_lengths, "null or a list of distinct integers >= 1")
         self.save_hyperparameters()
         b, c = LANGUAGES[language]
         self.language = CountingLanguage(b, c, max_n)
         self.symbols = SYMBOLS[: self.language.num_symbols]
         self.seed_list = [seed + i for i in range(seeds)]
         self.generalisation_sequences = [self.language.sequence([n, n]) for n in range(1, eval_max_n + 1)]
+        self.selection_sequences = [self.language.sequence([n]) for n in select_lengths] if select_lengths else []
         self._eval: dict[str, list[list[dict]]] = {}
         self.stream: SeedStreams | None = None
         self._resume: dict | None = None
@@ -388,7 +399,10 @@ class GrammarDataModule(pl.LightningDataModule):
         return DataLoader(EveryProcess(self._stacked(self._sets(split), self.language.longest(self.hparams.blocks))), batch_size=None)
 
     def val_dataloader(self):
-        return self._loader("val")
+        if not self.selection_sequences:
+            return self._loader("val")
+        sel = self.batch(self.selection_sequences)  # the same for every seed, like the generalisation test
+        return [self._loader("val"), DataLoader(EveryProcess([{k: v[None] for k, v in sel.items()}]), batch_size=None)]
 
     def test_dataloader(self):
         gen = self.batch(self.generalisation_sequences)

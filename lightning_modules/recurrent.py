@@ -151,9 +151,14 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         self.first_solved: list[Optional[int]] = [None] * S  # the first evaluation solved, in any attempt
         self.first_solved_seconds: list[Optional[float]] = [None] * S
         self.train_loss = MeanMetric(nan_strategy="disable")  # over seeds and updates since the last evaluation; no host sync per step
-        self.eval_sums = nn.ModuleDict({stage: PerSeedSums(S, EVAL_SUMS) for stage in ("val", "test")})
+        self.eval_sums = nn.ModuleDict({stage: PerSeedSums(S, EVAL_SUMS) for stage in ("val", "test", "test_selected")})
         self.eval_max_n: Optional[int] = None
         self.generalisation_wrong: Optional[PerSeedSums] = None
+        # model selection (data.select_lengths): per seed, the best net on the selection sequences
+        self.select_lengths: list[int] = []
+        self.selection_wrong: Optional[PerSeedSums] = None
+        self.generalisation_wrong_selected: Optional[PerSeedSums] = None
+        self.selected: list[Optional[dict]] = [None] * S  # {"update", "fraction_right", "weights"}
         self.last_val: dict[str, list[Optional[float]]] = {}
         self.last_test: dict[str, Any] = {}
         self._t0 = time.perf_counter()
@@ -214,7 +219,12 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
             raise ConfigError(f"the data's seeds {dm.seed_list[0]}..{dm.seed_list[-1]} are not the model's {self.seed_list[0]}..{self.seed_list[-1]} (data.seed, data.seeds)")
         if self.generalisation_wrong is None:
             self.eval_max_n = dm.hparams.eval_max_n
-            self.generalisation_wrong = PerSeedSums(len(self.seed_list), tuple(str(n) for n in range(1, self.eval_max_n + 1))).to(self.device)
+            lengths = tuple(str(n) for n in range(1, self.eval_max_n + 1))
+            self.generalisation_wrong = PerSeedSums(len(self.seed_list), lengths).to(self.device)
+            self.select_lengths = list(dm.hparams.get("select_lengths") or [])
+            if self.select_lengths:
+                self.selection_wrong = PerSeedSums(len(self.seed_list), tuple(str(n) for n in self.select_lengths)).to(self.device)
+                self.generalisation_wrong_selected = PerSeedSums(len(self.seed_list), lengths).to(self.device)
 
     def on_fit_start(self):
         self._t0 = time.perf_counter()
@@ -321,14 +331,15 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
 
     # -- evaluation ------------------------------------------------------------------------------
     @torch.no_grad()
-    def _evaluate(self, batch: dict, rows: list[int]) -> dict[str, torch.Tensor]:
+    def _evaluate(self, batch: dict, rows: list[int], flat: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         """Seeds ``rows`` on their own sequences: per seed and sequence ``(R, N, ...)`` fields of
-        ``batch`` (or one set shared by every seed, ``(1, N, ...)``). Returns ``logits`` and the
-        sums ``EVAL_SUMS`` (R, 6)."""
+        ``batch`` (or one set shared by every seed, ``(1, N, ...)``), with their weights (or
+        ``flat`` (R, P)). Returns ``logits``, the sums ``EVAL_SUMS`` (R, 6) and the wrong
+        determined positions per sequence ``wrong`` (R, N)."""
         idx = torch.tensor(rows, device=self.device)
         b = {k: (v.expand(len(rows), *v.shape[1:]) if v.shape[0] == 1 else v[idx]) for k, v in batch.items()}
         valid, det, targets = b["valid"], b["determined"], b["targets"]
-        logits = forward(self.layout, self._flat(rows), b["inputs"], valid)["logits"]
+        logits = forward(self.layout, self._flat(rows) if flat is None else flat, b["inputs"], valid)["logits"]
         objective = self.objective
         nll = objective.per_position(logits, targets, b["inputs"]) * valid  # the objective's loss (the NLL for next_symbol)
         probs = objective.distribution(logits)
@@ -358,11 +369,26 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
     def _mine_training(self) -> list[int]:
         return [i for i in self.my_seeds() if not self.ended[i]]
 
-    def validation_step(self, batch, batch_idx):
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         rows = self._mine_training()
+        if dataloader_idx == 1:  # the model-selection sequences: the wrong determined positions per length
+            wrong = self._evaluate(batch, rows)["wrong"] if rows else torch.zeros(0, len(self.select_lengths), dtype=torch.long)
+            self.selection_wrong.update(torch.tensor(rows, dtype=torch.long), wrong)
+            return
         # (an empty update when this process's seeds have all ended: every process takes part in the reduction)
         sums = self._evaluate(batch, rows)["sums"] if rows else torch.zeros(0, len(EVAL_SUMS), dtype=torch.float64)
         self.eval_sums["val"].update(torch.tensor(rows, dtype=torch.long), sums)
+
+    def _select(self, evaluated: set[int], step: int) -> None:
+        """After an evaluation: each evaluated seed's net is kept when it gets more selection lengths
+        right than its best so far (the earliest of equals)."""
+        wrong = torch.stack(list(self.selection_wrong.per_seed().values()), dim=1).cpu()  # (seeds, lengths)
+        self.selection_wrong.reset()
+        for i in sorted(evaluated):
+            fraction = float((wrong[i] == 0).double().mean())
+            best = self.selected[i]
+            if best is None or fraction > best["fraction_right"]:
+                self.selected[i] = {"update": step, "fraction_right": fraction, "weights": self.seed_weights[i].detach().clone()}
 
     def on_validation_epoch_end(self):
         evaluated = set(self._mine_training())
@@ -378,8 +404,12 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         if self.population:
             self.log("population/training", float(sum(not self.ended[i] for i in self.my_seeds())), reduce_fx="sum", sync_dist=True)
         if self.trainer.sanity_checking:
+            if self.selection_wrong is not None:
+                self.selection_wrong.reset()
             return
         step = self.trainer.global_step
+        if self.selection_wrong is not None:  # before a restart replaces a seed's weights
+            self._select(evaluated, step)
         for i in sorted(evaluated):
             self._after_evaluation(i, measured["det_acc"][i] == 1.0, step)
 
@@ -417,6 +447,13 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
             self.eval_sums["test"].update(torch.tensor(rows), out["sums"])
         else:  # one sequence per block length, the same for every seed: the errors per length
             self.generalisation_wrong.update(torch.tensor(rows), out["wrong"])
+        if self.select_lengths:  # the selected nets on the same test sequences
+            flat = torch.stack([(self.selected[i] or {}).get("weights", self._params()[i].detach()).to(self.device) for i in rows])
+            chosen = self._evaluate(batch, rows, flat)
+            if dataloader_idx == 0:
+                self.eval_sums["test_selected"].update(torch.tensor(rows), chosen["sums"])
+            else:
+                self.generalisation_wrong_selected.update(torch.tensor(rows), chosen["wrong"])
 
     def on_test_epoch_end(self):
         measured = self._measured("test")
@@ -426,6 +463,15 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         gen = [generalisation(lengths, (row == 0).tolist()) for row in wrong]
         self.last_test = {**measured, "solved": [v == 1.0 for v in measured["det_acc"]], "generalisation": gen,
                           "sequences": self.trainer.datamodule.hparams.eval_sequences}
+        if self.select_lengths:
+            chosen = self._measured("test_selected")
+            wrong = torch.stack(list(self.generalisation_wrong_selected.per_seed().values()), dim=1).cpu()
+            self.generalisation_wrong_selected.reset()
+            self.last_test["selected"] = [
+                {"update": (self.selected[i] or {}).get("update"), "selection_fraction_right": (self.selected[i] or {}).get("fraction_right"),
+                 "test_loss": chosen["loss"][i], "det_acc": chosen["det_acc"][i], "solved": chosen["det_acc"][i] == 1.0,
+                 **generalisation(lengths, (wrong[i] == 0).tolist())}
+                for i in range(len(self.seed_list))]
         if self.population:
             solved = self.last_test["solved"]
             self.log_dict({"hp/success_rate": sum(solved) / len(solved), "hp/det_acc_test": statistics.fmean(measured["det_acc"])}, sync_dist=True)
@@ -471,6 +517,7 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
                 "test_loss": t["loss"][i], "error": t["error"][i], "error_exact": t["error_exact"][i], "det_acc": t["det_acc"][i], "solved": bool(t["solved"][i]),
                 "max_n_generalised": g["max_n_generalised"], "fraction_lengths_right": g["fraction_lengths_right"], "lengths_right": g["lengths_right"],
                 "attempt_records": attempts,
+                **({"selected": t["selected"][i]} if "selected" in t else {}),
             })
         return out
 
@@ -487,6 +534,8 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
             "test_sequences": t["sequences"], **gen, "attempts": mine["attempt_records"],
             "first_solved_update": mine["first_solved_update"], "first_solved_seconds": self.first_solved_seconds[i],
         }
+        if "selected" in mine:  # model selection: the analysed seed's best net on the selection sequences, tested
+            summary["selection"] = {"lengths": self.select_lengths, "sequences": "one block per length", **mine["selected"]}
         if not self.population:
             return summary
         generalised = Counter(r["max_n_generalised"] for r in per_seed)
@@ -496,10 +545,13 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
             "max_n_generalised_counts": {str(n): generalised[n] for n in sorted(generalised)},
             "fraction_lengths_right_median": statistics.median(r["fraction_lengths_right"] for r in per_seed),
             "fraction_lengths_right_best": max(r["fraction_lengths_right"] for r in per_seed),
+            **({"selected_max_n_generalised_counts": dict(sorted(Counter(str(r["selected"]["max_n_generalised"]) for r in per_seed).items(), key=lambda kv: int(kv[0]))),
+                "selected_fraction_lengths_right_median": statistics.median(r["selected"]["fraction_lengths_right"] for r in per_seed)}
+               if "selected" in mine else {}),
         }
 
     # -- checkpoints and processes ---------------------------------------------------------------------
-    STATE = ("ended", "ended_at", "stopped_early", "first_solved", "first_solved_seconds")
+    STATE = ("ended", "ended_at", "stopped_early", "first_solved", "first_solved_seconds", "selected")
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["attempts"] = [a.state_dict() for a in self.attempts]
@@ -512,7 +564,10 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
             setattr(self, k, list(v))
 
     def _seed_state(self, i: int) -> dict:
-        return {"weights": self.seed_weights[i].detach().cpu(), "attempts": self.attempts[i].state_dict(), **{k: getattr(self, k)[i] for k in self.STATE}}
+        state = {k: getattr(self, k)[i] for k in self.STATE}
+        if state["selected"] is not None:
+            state["selected"] = {**state["selected"], "weights": state["selected"]["weights"].cpu()}
+        return {"weights": self.seed_weights[i].detach().cpu(), "attempts": self.attempts[i].state_dict(), **state}
 
     def _load_seed_state(self, i: int, state: dict) -> None:
         with torch.no_grad():

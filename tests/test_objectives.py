@@ -256,3 +256,50 @@ def test_a_kalman_run_learns_a_short_language_online(tmp_path):
     with pytest.raises(ConfigError, match=r"^data.batch_size=2 is invalid with model/optimizer=dekf; allowed: 1"):
         pl.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False).fit(
             SequencePredictor(cell="lstm", num_symbols=3, optimizer=functools.partial(DEKF)), datamodule=GrammarDataModule(language="anbncn", batch_size=2))
+
+
+# ---- model selection ------------------------------------------------------------------------------
+
+
+def test_each_seed_keeps_its_best_net_on_the_selection_lengths_and_both_are_tested():
+    """Two LSTMs trained 240 updates, evaluated every 40 on single-block strings of n = 5, 6, 7
+    beyond the training bound 4: each seed's kept net gets as many selection lengths right as
+    its weights say when the formulas are run on those strings directly, at least as many as
+    the final net, and its test figures are those of the kept weights."""
+    import pytorch_lightning as pl
+
+    from datamodules.grammar import GrammarDataModule
+
+    model = SequencePredictor(seeds=2, cell="lstm", hidden_units=3, num_symbols=3, init="uniform",
+                              optimizer={"_target_": "torch.optim.Adam", "lr": 0.05})
+    data = GrammarDataModule(language="anbncn", max_n=4, blocks=2, batch_size=4, eval_sequences=5, eval_max_n=8, seeds=2, select_lengths=[5, 6, 7])
+    trainer = pl.Trainer(max_steps=240, val_check_interval=40, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, datamodule=data)
+    trainer.test(model, datamodule=data, verbose=False)
+    language = data.language
+
+    def lengths_right(flat, lengths, blocks=1):
+        right = []
+        for n in lengths:
+            seq = language.sequence([n] * blocks)
+            b = collate([seq], 3)
+            logits = reference_logits("lstm", unpack("lstm", flat, 3, 3), b["inputs"])["logits"][0]
+            det = torch.from_numpy(seq["determined"])
+            right.append(bool((logits.argmax(-1)[det] == b["targets"][0][det]).all()))
+        return right
+
+    outcomes = model.seed_outcomes()
+    for i, r in enumerate(outcomes):
+        chosen = model.selected[i]
+        assert chosen["update"] in range(40, 241, 40) and r["selected"]["update"] == chosen["update"]
+        assert chosen["fraction_right"] == pytest.approx(sum(lengths_right(chosen["weights"], [5, 6, 7])) / 3)
+        assert chosen["fraction_right"] >= sum(lengths_right(model.seed_weights[i].detach(), [5, 6, 7])) / 3
+        tested = lengths_right(chosen["weights"], range(1, 9), blocks=2)  # the test's strings: two blocks per length
+        assert r["selected"]["lengths_right"] == [n for n, ok in zip(range(1, 9), tested) if ok]
+        assert r["lengths_right"] == [n for n, ok in zip(range(1, 9), lengths_right(model.seed_weights[i].detach(), range(1, 9), blocks=2)) if ok]
+    summary = model.test_summary()
+    assert summary["selection"]["lengths"] == [5, 6, 7] and summary["selection"]["sequences"] == "one block per length"
+    assert "selected_max_n_generalised_counts" in summary and sum(summary["selected_max_n_generalised_counts"].values()) == 2
+    assert GrammarDataModule(language="anbncn").selection_sequences == []
+    with pytest.raises(ConfigError, match=r"^select_lengths=\[5, 5\] is invalid; allowed: null or a list of distinct integers >= 1$"):
+        GrammarDataModule(select_lengths=[5, 5])
