@@ -277,8 +277,8 @@ class GrammarDataModule(pl.LightningDataModule):
       (``numpy.random.default_rng([seed, 1])``);
     - test: another ``eval_sequences`` fresh sequences from a third stream (``[seed, 2]``, so the
       reported ``solved`` is not measured on the sequences that decided when to stop), then one
-      sequence per block length n = 1..``eval_max_n`` (40), each two blocks of length n, the same
-      for every seed, to measure how far the counting generalises.
+      sequence per block length n = 1..``eval_max_n`` (40), each ``eval_blocks`` (2) blocks of
+      length n, the same for every seed, to measure how far the counting generalises.
 
     The evaluation batches stack every seed's sequences: ``(seeds, sequences, T, ...)``.
     Under several processes each trains its share of the seeds (``base.seeds.seeds_of_rank``),
@@ -295,12 +295,16 @@ class GrammarDataModule(pl.LightningDataModule):
         blocks: blocks per sequence (reference 5).
         seeds: how many networks train, each on its own data.
         select_lengths: block lengths of the model-selection sequences (None: no selection).
+        eval_blocks: blocks per generalisation test string: 2 (a block of n, then another: the
+            count must also reset, as in the reference's study) or 1 (one string a^n b^kn c^mn
+            from the initial state, then the next a: the literature's test).
     """
 
     EVAL_BATCH = 25  # sequences per evaluation batch and seed (100 seeds: ~15 MB a batch)
 
     def __init__(self, language: str = "anb2n", max_n: int = 4, blocks: int = 5, batch_size: int = 1,
-                 eval_sequences: int = 100, eval_max_n: int = 40, seed: int = 0, seeds: int = 1, select_lengths: list[int] | None = None):
+                 eval_sequences: int = 100, eval_max_n: int = 40, seed: int = 0, seeds: int = 1, select_lengths: list[int] | None = None,
+                 eval_blocks: int = 2):
         super().__init__()
         check_choice("language", language, tuple(LANGUAGES))
         check_int("max_n", max_n, 1)
@@ -309,6 +313,7 @@ class GrammarDataModule(pl.LightningDataModule):
         check_int("eval_sequences", eval_sequences, 1)
         check_int("eval_max_n", eval_max_n, 1)
         check_int("seeds", seeds, 1)
+        check(eval_blocks in (1, 2), "eval_blocks", eval_blocks, "1 or 2")
         if select_lengths is not None:
             select_lengths = list(select_lengths)  # (a ListConfig from Hydra)
             ok = len(select_lengths) > 0 and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in select_lengths)
@@ -318,7 +323,7 @@ class GrammarDataModule(pl.LightningDataModule):
         self.language = CountingLanguage(b, c, max_n)
         self.symbols = SYMBOLS[: self.language.num_symbols]
         self.seed_list = [seed + i for i in range(seeds)]
-        self.generalisation_sequences = [self.language.sequence([n, n]) for n in range(1, eval_max_n + 1)]
+        self.generalisation_sequences = [self.language.sequence([n] * eval_blocks) for n in range(1, eval_max_n + 1)]
         self.selection_sequences = [self.language.sequence([n]) for n in select_lengths] if select_lengths else []
         self._eval: dict[str, list[list[dict]]] = {}
         self.stream: SeedStreams | None = None

@@ -230,3 +230,78 @@ def test_tensor_batches_and_their_samplers():
     assert items == [[[0, 1, 2], [3, 4, 5]], [[6, 7, 8], [9]]] and grouped.num_workers == 0
     sharded = batch_loader(data, 2, distributed=(3, 1))
     assert [b[1].tolist() for b in sharded] == [[1, 4], [7]] and isinstance(sharded.sampler, EvalShardSampler)
+
+
+# ---- the data modules' settings, line by line -----------------------------------------------------
+
+_MD5S = "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz"
+
+
+@pytest.mark.parametrize("kwargs, line", [
+    ({"mirror": "ftp-host"}, "mirror='ftp-host' is invalid; allowed: null or a base URL such as http://host/kmnist/"),
+    ({"checksums": {"a": "b"}}, f"checksums={{'a': 'b'}} is invalid; allowed: null (the official MD5s) or a mapping of {_MD5S} to MD5s"),
+    ({"batch_size": 0}, "batch_size=0 is invalid; allowed: an integer >= 1"),
+    ({"eval_batch_size": 0}, "eval_batch_size=0 is invalid; allowed: an integer >= 1"),
+    ({"batches_per_step": 0}, "batches_per_step=0 is invalid; allowed: an integer >= 1"),
+    ({"std": 0}, "std=0 is invalid; allowed: a number > 0"),
+    ({"shuffle": "yes"}, "shuffle='yes' is invalid; allowed: true or false"),
+    ({"on_device": 1}, "on_device=1 is invalid; allowed: true or false"),
+])
+def test_kmnist_data_settings(kwargs, line):
+    from base.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        KMNISTDataModule(**kwargs)
+    assert str(caught.value) == line
+
+
+def test_kmnist_data_defaults_and_the_smallest_settings(tmp_path):
+    dm = KMNISTDataModule()
+    hp = dm.hparams
+    assert (hp.root, hp.source, hp.batch_size, hp.eval_batch_size, hp.shuffle, hp.seed, hp.batches_per_step, hp.on_device) == ("data", "auto", 64, 1000, True, 0, 1, False)
+    assert dm.raw_folder == (Path("data") / "KMNIST" / "raw").resolve() and dm._downloaded is False
+    small = KMNISTDataModule(root=str(tmp_path), source="bundled", batch_size=1, eval_batch_size=1, batches_per_step=1)
+    small.setup("test")
+    assert len(next(iter(small.test_dataloader()))[1]) == 1
+    assert small._resolve_source() == "bundled"
+
+
+def test_the_grid_data():
+    from base.errors import ConfigError
+    from datamodules.grid import GridDataModule, RepeatBatch, RepeatedBatch, grid_points
+
+    dm = GridDataModule(batches_per_step=3)
+    assert dm.hparams.batches_per_step == 3 and GridDataModule().hparams.batches_per_step == 1000
+    points, targets = grid_points()
+    assert torch.equal(dm.test_set.tensors[0], points) and torch.equal(dm.test_set.tensors[1], targets)
+    (test_batch,) = list(dm.test_dataloader())  # the 9 points once
+    assert torch.equal(test_batch[0], points) and torch.equal(test_batch[1], targets)
+    item = next(iter(dm.train_dataloader()))
+    assert isinstance(item, RepeatedBatch) and len(item) == 3
+    assert GridDataModule(batches_per_step=1).hparams.batches_per_step == 1
+    with pytest.raises(ConfigError) as caught:
+        GridDataModule(batches_per_step=0)
+    assert str(caught.value) == "batches_per_step=0 is invalid; allowed: an integer >= 1"
+    repeated = RepeatedBatch(points, targets, times=2)
+    assert repeated[-2][0] is points and repeated[1][1] is targets
+    for bad in (2, -3):
+        with pytest.raises(IndexError) as caught:
+            repeated[bad]
+        assert caught.value.args == (bad,)
+    assert len(list(RepeatBatch(points, targets, times=3))) == 3 and len(list(RepeatBatch(points, targets, times=1, group=4))) == 1
+    forever = iter(RepeatBatch(points))
+    assert all(next(forever)[0] is points for _ in range(50))
+
+
+def test_tensor_batches_refuse_unequal_lengths():
+    with pytest.raises(ValueError) as caught:
+        TensorBatches(torch.zeros(3), torch.zeros(4))
+    assert str(caught.value) == "TensorBatches needs tensors with the same first dimension"
+    with pytest.raises(ValueError):
+        TensorBatches()
+    with pytest.raises(ValueError):
+        TensorBatches(torch.zeros(4), torch.zeros(4), torch.zeros(5))
+    data = TensorBatches(torch.arange(3.0), torch.arange(3))
+    assert data.to("cpu") is data and data[1] == (torch.tensor(1.0), torch.tensor(1))
+    moved = data.to("meta")
+    assert moved is not data and moved.device.type == "meta" and len(moved) == 3

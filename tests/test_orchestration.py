@@ -372,17 +372,18 @@ def test_results_json_holds_what_every_run_reports(tmp_path):
     from orchestration.results import collect_results, device_name
 
     timer = TrainTimer()
-    timer.seconds, timer.samples = 2.00049, 1001
+    timer.seconds, timer.samples = 2.50049, 1001
     cfg = OmegaConf.create({"name": "check_sig", "seed": 7})
     r = collect_results(cfg, _Trainer(), _Module(), _Data(), [object(), timer, _Measured()], "last.ckpt", tmp_path)
     expected = {
         "experiment": "check_sig", "study": "grid", "model": "_Net", "params": 2 * 3 + 3 + 3 * 1, "seed": 7,
-        "epochs": 3, "global_step": 120, "test_acc": 0.5, "updates": 500, "train_seconds": 2.0,  # rounded to 3 decimals
-        "train_samples_per_second": 500.4, "hparams": {"hidden_units": 3, "lr": 0.1}, "data_source": "bundled sample",  # 1001 / 2.00049 = 500.377
+        "epochs": 3, "global_step": 120, "test_acc": 0.5, "updates": 500, "train_seconds": 2.5,  # rounded to 3 decimals
+        "train_samples_per_second": 400.3, "hparams": {"hidden_units": 3, "lr": 0.1}, "data_source": "bundled sample",  # 1001 / 2.50049 = 400.32
         "train_size": 9, "test_size": 4, "device": device_name(_Trainer()), "world_size": 2, "precision": "32-true",
-        "resumed_from": "last.ckpt", "run_dir": str(tmp_path), "gate_table": [1, 2], "updates_per_second": 249.9,  # 500 / 2.00049
+        "resumed_from": "last.ckpt", "run_dir": str(tmp_path), "gate_table": [1, 2], "updates_per_second": 200.0,  # 500 / 2.50049 = 199.96
     }
     assert {k: r[k] for k in expected} == expected
+    assert isinstance(r["train_seconds"], float) and isinstance(r["updates_per_second"], float)
     assert [(row["layer"], row["params"]) for row in r["parameter_table"]] == [("net.hidden", 2 * 3 + 3), ("net.out", 3)]  # a row per layer
     assert set(r) == set(expected) | {"parameter_table", "finished_at"}
     assert device_name(_Trainer()) == f"cpu ({platform.processor() or platform.machine()})"

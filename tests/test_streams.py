@@ -107,3 +107,14 @@ def test_every_seeds_evaluation_sets_are_its_generator_drawn_alone():
     one = collate([lang.sequence([1]), lang.sequence([2, 1])], 3)
     assert batch.keys() == one.keys() and all(torch.equal(batch[k], one[k]) for k in batch)
     assert batch["inputs"].shape == (2, len(lang.sequence([2, 1])["targets"]), 3)
+
+
+def test_the_generalisation_strings_have_one_or_two_blocks_per_length():
+    two = GrammarDataModule(language="anbncn", eval_max_n=3)
+    one = GrammarDataModule(language="anbncn", eval_max_n=3, eval_blocks=1)
+    lang = two.language
+    assert [s["symbols"].tolist() for s in one.generalisation_sequences] == [lang.sequence([n])["symbols"].tolist() for n in (1, 2, 3)]
+    assert [s["symbols"].tolist() for s in two.generalisation_sequences] == [lang.sequence([n, n])["symbols"].tolist() for n in (1, 2, 3)]
+    assert one.generalisation_sequences[1]["symbols"].tolist() == [0, 0, 1, 1, 2, 2, 0]  # a a b b c c | a
+    with pytest.raises(Exception, match=r"^eval_blocks=3 is invalid; allowed: 1 or 2$"):
+        GrammarDataModule(eval_blocks=3)

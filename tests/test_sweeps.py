@@ -387,3 +387,64 @@ def test_the_figure_of_a_sweep_over_names(tmp_path):
     assert (labels[0].get_rotation(), labels[0].get_fontsize(), labels[0].get_horizontalalignment()) == (45, 7, "right")
     assert list(ax.get_lines()[0].get_xdata()) == [0, 1] and list(ax.get_lines()[0].get_ydata()) == [0.6, 0.7]
     assert ax.get_xlabel() == ""
+
+
+def _kmnist_job(sweep, i, overrides, acc=0.5):
+    fake_job(sweep, i, overrides, {"study": "kmnist", "params": 1, "test_acc": acc, "test_loss": 1.0, "train_seconds": 2.0})
+
+
+def _axes(sweep):
+    from orchestration.sweep import summary_figure
+
+    data = collect_sweep(sweep)
+    return summary_figure(data, summarise(data)).axes[0]
+
+
+def test_the_figures_axis_is_the_swept_setting_other_than_the_seed_and_its_scale(tmp_path):
+    both = tmp_path / "both"  # "seed" sorts before "trainer.max_steps": the other key is still the axis
+    for i, (seed, steps) in enumerate([(0, 100), (1, 100), (0, 50)]):
+        _kmnist_job(both, i, [f"seed={seed}", f"trainer.max_steps={steps}"], acc=[0.9, 0.8, 0.7][i])
+    ax = _axes(both)
+    line = ax.get_lines()[0]
+    assert ax.get_xlabel() == "trainer.max_steps"
+    assert list(line.get_xdata()) == [50, 100, 100] and list(line.get_ydata()) == [0.7, 0.9, 0.8]  # sorted by x only: equal x keep the jobs' order
+    seeds = tmp_path / "seeds"
+    for i, seed in enumerate([1, 20]):
+        _kmnist_job(seeds, i, [f"seed={seed}"])
+    assert _axes(seeds).get_xscale() == "linear"  # seeds 1 and 20 are no scale
+    for name, values, scale in [("ten", [1, 10], "log"), ("zero", [0, 100], "linear"), ("half", [0.5, 10], "log")]:
+        sweep = tmp_path / name
+        for i, v in enumerate(values):
+            _kmnist_job(sweep, i, [f"model.lr={v}"])
+        assert _axes(sweep).get_xscale() == scale, name
+
+
+def test_the_figures_marks_colours_and_layout(tmp_path):
+    from matplotlib.colors import to_hex
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    from orchestration.sweep import summary_figure
+
+    names = tmp_path / "names"
+    for i, (e, m) in enumerate([("kmnist_lin", "net_lin"), ("kmnist_full", "net_full")]):
+        _kmnist_job(names, i, [f"experiment={e}", f"model={m}"], acc=0.6 + i / 10)
+    ax = _axes(names)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["experiment=kmnist_lin, model=net_lin", "experiment=kmnist_full, model=net_full"]
+    points, mean = ax.get_lines()
+    assert points.get_marker() == "o" and points.get_linestyle() == "None"
+    assert mean.get_color() == "grey"
+    sweep = tmp_path / "pop"
+    fake_job(sweep, 0, ["model.hidden_units=2"], _population(2, 0.3, [0.108, 0.603]))
+    fake_job(sweep, 1, ["model.hidden_units=4"], _population(4, 0.9, [0.596, 0.982]))
+    data = collect_sweep(sweep)
+    fig = summary_figure(data, summarise(data))
+    assert isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine)
+    (bars,) = [c for c in fig.axes[0].containers if type(c).__name__ == "ErrorbarContainer"]
+    data_line, caps, (segments,) = bars.lines
+    assert data_line is None  # fmt="none": the bars only, the line is drawn once
+    assert caps[0].get_markersize() == 2 * 4  # capsize 4
+    assert to_hex(segments.get_colors()[0]) == to_hex("tab:blue")
+    write_summary(sweep)
+    from PIL import Image
+
+    assert Image.open(sweep / "summary.png").size == (600, 400)  # 6 x 4 inches at 100 dpi
