@@ -84,6 +84,14 @@ def recurrent_printout(r: dict) -> str:
         out.append(f"Attempt {a['attempt']} (seed {a['seed']}): {a['updates']:,} updates from update {a['start_update']:,}, {first}; {a['outcome']}")
     if r.get("first_solved_update") is not None:
         out.append(f"First solved after {r['first_solved_update']:,} updates ({r['first_solved_seconds']:.1f} s)")
+    sel = r.get("selection")
+    if sel:
+        lengths = sel["lengths"]
+        where = f"n = {lengths[0]}..{lengths[-1]}" if lengths == list(range(lengths[0], lengths[-1] + 1)) else f"n in {lengths}"
+        kept = f"the net of update {sel['update']:,}" if sel["update"] is not None else "no evaluation: the final net"
+        score = f", {sel['selection_fraction_right']:.0%} of them right" if sel["selection_fraction_right"] is not None else ""
+        out.append(f"Selected on one string per {where}: {kept}{score}; on the test: det_acc {sel['det_acc']:.4f}, "
+                   f"every block length up to n = {sel['max_n_generalised']} right ({len(sel['lengths_right'])} of {sel['tested_up_to']} lengths right)")
     return "\n".join(out)
 
 
@@ -104,6 +112,10 @@ def population_printout(r: dict) -> str:
     if "fraction_lengths_right_median" in r:
         out.append(f"Block lengths right of n = 1..{r['tested_up_to']}: median {r['fraction_lengths_right_median']:.0%} over the seeds, "
                    f"best seed {r['fraction_lengths_right_best']:.0%}")
+    if "selected_max_n_generalised_counts" in r:
+        spread = ", ".join(f"{n}: {k}" for n, k in r["selected_max_n_generalised_counts"].items())
+        out.append(f"max_n_generalised of the selected nets (value: seeds): {spread}; block lengths right: median "
+                   f"{r['selected_fraction_lengths_right_median']:.0%}")
     failed = [e["seed"] for e in r["seeds"] if e["outcome"] != "succeeded"]
     if failed:
         out.append(f"Seeds that failed: {', '.join(map(str, failed[:20]))}" + (" ..." if len(failed) > 20 else ""))

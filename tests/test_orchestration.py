@@ -643,3 +643,17 @@ def test_the_checkpoint_check_error_lines(tmp_path, monkeypatch):
     with pytest.raises(UserError) as caught:
         config.check_checkpoint(same, model)
     assert str(caught.value) == f"ckpt_path={same!r} is not a readable checkpoint: RuntimeError"  # no message: the exception's name
+
+
+def test_the_printout_of_a_selected_net():
+    from orchestration.studies import population_printout, recurrent_printout
+
+    selection = {"lengths": [11, 12, 13], "sequences": "one block per length", "update": 2500, "selection_fraction_right": 2 / 3,
+                 "det_acc": 1.0, "max_n_generalised": 57, "lengths_right": list(range(1, 58)) + [60], "tested_up_to": 100}
+    last = recurrent_printout(recurrent_results(selection=selection)).splitlines()[-1]
+    assert last == ("Selected on one string per n = 11..13: the net of update 2,500, 67% of them right; on the test: det_acc 1.0000, "
+                    "every block length up to n = 57 right (58 of 100 lengths right)")
+    odd = recurrent_printout(recurrent_results(selection=selection | {"lengths": [15, 11], "update": None, "selection_fraction_right": None}))
+    assert odd.splitlines()[-1].startswith("Selected on one string per n in [15, 11]: no evaluation: the final net; on the test:")
+    pop = population_printout(population_results(selected_max_n_generalised_counts={"20": 2, "57": 1}, selected_fraction_lengths_right_median=0.25))
+    assert "max_n_generalised of the selected nets (value: seeds): 20: 2, 57: 1; block lengths right: median 25%" in pop.splitlines()
