@@ -303,3 +303,26 @@ def test_each_seed_keeps_its_best_net_on_the_selection_lengths_and_both_are_test
     assert GrammarDataModule(language="anbncn").selection_sequences == []
     with pytest.raises(ConfigError, match=r"^select_lengths=\[5, 5\] is invalid; allowed: null or a list of distinct integers >= 1$"):
         GrammarDataModule(select_lengths=[5, 5])
+
+
+@pytest.mark.parametrize("experiment, optimizer", [("dekf_anbncn", "DEKF"), ("suzgun_anbncn", "RMSprop")])
+def test_the_literature_experiments_build_what_they_say(experiment, optimizer):
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from conftest import REPO
+    from orchestration.config import register_resolvers
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={experiment}", "seeds=3"])
+    model, data = instantiate(cfg.model), instantiate(cfg.data)
+    assert model.objective == Objective("legal_next", "mse") and model.seed_list == [cfg.seed + i for i in range(3)]
+    assert type(model.configure_optimizers()).__name__ == optimizer
+    assert data.hparams.language == "anbncn" and data.hparams.batch_size == 1 and data.hparams.blocks == 1 and data.hparams.eval_blocks == 1
+    assert cfg.callbacks.solved_stopping is None
+    if experiment == "dekf_anbncn":
+        assert model.kalman and model.layout.peepholes and data.hparams.max_n == 10 and list(data.hparams.select_lengths) == list(range(11, 21))
+        assert cfg.eval.max_n == 1000
+    else:
+        assert not model.kalman and not model.layout.peepholes and data.hparams.max_n == 50 and model.configure_optimizers().defaults["lr"] == 0.01
