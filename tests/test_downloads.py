@@ -203,6 +203,8 @@ def test_the_evaluation_loader_shards_over_processes_without_repeating_a_sample(
         seen += [int(i) for i in loader.sampler]
         assert sum(len(b[1]) for b in loader) == len(range(rank, 10_000, 3))
     assert sorted(seen) == list(range(10_000))
+    dm.trainer = SimpleNamespace(world_size=2, global_rank=1)  # two processes shard too
+    assert list(dm.val_dataloader().sampler) == list(range(1, 10_000, 2))
     dm.trainer = SimpleNamespace(world_size=1, global_rank=0)
     assert not isinstance(dm.val_dataloader().sampler, EvalShardSampler)
 
@@ -211,8 +213,11 @@ def test_tensor_batches_and_their_samplers():
     x, y = torch.arange(20.0).view(10, 2), torch.arange(10)
     data = TensorBatches(x, y)
     assert len(data) == 10
+    single = TensorBatches(torch.arange(4))  # one tensor is a dataset too
+    assert len(single) == 4 and single.__getitems__([2, 0])[0].tolist() == [2, 0]
     got = data.__getitems__([3, 1])
     assert torch.equal(got[0], x[[3, 1]]) and torch.equal(got[1], y[[3, 1]])
+    assert EpochShuffleSampler(data).seed == 0
     sampler = EpochShuffleSampler(data, seed=5)
     assert sampler.epoch == 0
     assert list(sampler) == torch.randperm(10, generator=torch.Generator().manual_seed(5)).tolist()
@@ -305,3 +310,38 @@ def test_tensor_batches_refuse_unequal_lengths():
     assert data.to("cpu") is data and data[1] == (torch.tensor(1.0), torch.tensor(1))
     moved = data.to("meta")
     assert moved is not data and moved.device.type == "meta" and len(moved) == 3
+
+
+def test_the_official_mirrors_are_tried_in_turn_and_named(tmp_path, kmnist_mirror, monkeypatch, caplog):
+    """Without data.mirror, torchvision's mirrors in order (here a closed port, then the loopback
+    mirror); the log line names them all."""
+    from datamodules import kmnist as kmnist_module
+
+    url, folder, checksums = kmnist_mirror
+    closed = "http://127.0.0.1:9/"
+    monkeypatch.setattr(kmnist_module, "official_files", lambda: ([closed, url], list(checksums.items())))
+    caplog.set_level(logging.INFO, logger="datamodules.kmnist")
+    dm = KMNISTDataModule(root=str(tmp_path / "data"), source="download")
+    dm.prepare_data()
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Downloading")]
+    assert f"from {closed} or {url} into" in line
+    (dm.raw_folder / "t10k-labels-idx1-ubyte").unlink()
+    (dm.raw_folder / "train-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataError, match=r"; missing: train-labels-idx1-ubyte, t10k-labels-idx1-ubyte$"):
+        KMNISTDataModule(root=str(tmp_path / "data"), source="files").prepare_data()
+
+
+def test_a_download_whose_checksum_matches_but_whose_files_do_not_read_is_refused(tmp_path, kmnist_mirror):
+    """The MD5 the user gave matches what the mirror serves, but the images are truncated: the
+    unpacked pair is read before anything is moved, and nothing is written."""
+    import gzip
+
+    url, folder, checksums = kmnist_mirror
+    name = "t10k-images-idx3-ubyte.gz"
+    data = gzip.decompress((folder / name).read_bytes())[:-100]  # 100 bytes short
+    (folder / name).write_bytes(gzip.compress(data))
+    checksums = {**checksums, name: hashlib.md5((folder / name).read_bytes()).hexdigest()}
+    dm = KMNISTDataModule(root=str(tmp_path / "data"), source="download", mirror=url, checksums=checksums)
+    with pytest.raises(DataError, match="truncated"):
+        dm.prepare_data()
+    assert not dm.raw_folder.exists() or [p.name for p in dm.raw_folder.iterdir()] == []

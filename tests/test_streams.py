@@ -118,3 +118,47 @@ def test_the_generalisation_strings_have_one_or_two_blocks_per_length():
     assert one.generalisation_sequences[1]["symbols"].tolist() == [0, 0, 1, 1, 2, 2, 0]  # a a b b c c | a
     with pytest.raises(Exception, match=r"^eval_blocks=3 is invalid; allowed: 1 or 2$"):
         GrammarDataModule(eval_blocks=3)
+
+
+def test_training_batches_of_any_shape_are_the_sequences_collated_one_by_one():
+    """``training_batch`` builds (..., T, S) inputs at once; the oracle collates each sequence
+    from ``CountingLanguage.sequence``. Lengths (2, 3, blocks), padded to a given length or to the longest."""
+    from datamodules.grammar import training_batch
+
+    lang = CountingLanguage(2, 3, 6)
+    lengths = np.random.default_rng(0).integers(1, 7, size=(2, 3, 2))
+    for length in (None, lang.longest(2)):
+        got = training_batch(lang, lengths, length)
+        T = length if length is not None else max(len(lang.sequence(l)["targets"]) for l in lengths.reshape(-1, 2))
+        assert got["inputs"].shape == (2, 3, T, 3) and got["targets"].shape == (2, 3, T) and got["valid"].shape == (2, 3, T)
+        for i in range(2):
+            one = collate([lang.sequence(l) for l in lengths[i]], 3, T)
+            for key in ("inputs", "targets", "valid"):
+                assert torch.equal(got[key][i], one[key]), key
+    abab = training_batch(CountingLanguage(1, 0, 3), np.array([[1, 2]]))
+    assert abab["targets"][0].tolist() == [1, 0, 0, 1, 1, 0]  # a b | a a b b | a
+
+
+def test_a_seed_that_ends_stops_drawing_in_the_running_stream():
+    dm = GrammarDataModule(language="anb2n", seeds=3, seed=0)
+    assert dm.state_dict() == {}
+    dm.end_seed(0)  # before any stream: nothing to stop
+    dm.trainer = SimpleNamespace(world_size=1, global_rank=0, global_step=0)
+    it = iter(dm.train_dataloader())
+    assert next(it)["rows"].tolist() == [0, 1, 2]
+    dm.end_seed(1)
+    later = [next(it)["rows"].tolist() for _ in range(3)]
+    assert later[-1] == [0, 2] and dm.stream.ended == [False, True, False]
+    dm.trainer = None
+    assert dm.state_dict() == {}  # a stream but no trainer: no position to save
+
+
+def test_each_process_draws_only_its_own_seeds():
+    from base.seeds import seeds_of_rank
+
+    dm = GrammarDataModule(language="anb2n", seeds=5, seed=0)
+    assert dm.my_seeds() == [0, 1, 2, 3, 4]  # no trainer: one process
+    dm.trainer = SimpleNamespace(world_size=2, global_rank=1, global_step=0)
+    assert dm.my_seeds() == seeds_of_rank(5, 2, 1) and len(dm.my_seeds()) < 5
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["rows"].tolist() == dm.my_seeds()
