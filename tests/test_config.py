@@ -35,7 +35,11 @@ def test_every_experiment_composes_and_instantiates(experiment, tmp_path):
     loggers = [instantiate(c) for c in cfg.logger.values()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     assert trainer.max_epochs >= 1
-    assert (model.hparams.get("lr") or model.hparams.optimizer["lr"]) > 0
+    optimizer = model.hparams.get("optimizer") or {}
+    if optimizer.get("_target_") == "lightning_modules.dekf.DEKF":  # the Kalman filter has no step size: its initial covariance
+        assert optimizer["p0"] > 0 and model.kalman
+    else:
+        assert (model.hparams.get("lr") or optimizer["lr"]) > 0
 
 
 @pytest.mark.parametrize(
