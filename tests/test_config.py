@@ -121,7 +121,7 @@ def test_unknown_group_choice_is_refused_with_allowed_options(tmp_path):
         (["model=srn"], ["data.language", "data=kmnist and model=srn"]),
         (["experiment=srn_anb2n", "model.cell=gru"], ["model.cell='gru'", "srn, lstm"]),
         (["experiment=srn_anb2n", "model.optimizer.lr=-1"], ["model.optimizer: Adam(lr=-1", "Invalid learning rate: -1"]),
-        (["experiment=srn_anb2n", "model/optimizer=rprop"], ["model/optimizer='rprop'", "adam, rmsprop, sgd"]),
+        (["experiment=srn_anb2n", "model/optimizer=rprop"], ["model/optimizer='rprop'", "adam, dekf, rmsprop, sgd"]),
         (["experiment=srn_anb2n", "threads=0"], ["threads=0 is invalid; allowed: auto or an integer >= 1"]),
         (["model.net=resnet"], ["model.net='resnet'", "lin, full, conv"]),
         (["model=transformer"], ["model='transformer'", "net_conv", "net_full", "net_lin"]),
