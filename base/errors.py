@@ -39,16 +39,21 @@ def check_int(key: str, value: Any, minimum: int) -> int:
     return value
 
 
+def is_number(value: Any) -> bool:
+    """A real number: an int or a float, not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_positive(key: str, value: Any) -> float:
     """A real number > 0."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    ok = is_number(value) and value > 0
     check(ok, key, value, "a number > 0")
     return float(value)
 
 
 def check_range(key: str, value: Any, low: float, high: float | None = None) -> float:
     """A real number with ``low <= value``, and ``value < high`` when ``high`` is given."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= low and (high is None or value < high)
+    ok = is_number(value) and value >= low and (high is None or value < high)
     check(ok, key, value, f"a number >= {low:g}" if high is None else f"a number in [{low:g}, {high:g})")
     return float(value)
 

@@ -32,12 +32,8 @@ from typing import Optional
 
 import torch
 
-from base.errors import check, check_choice
+from base.errors import check_choice, check_int, check_positive, check_range
 from lightning_modules.recurrent_nets import Layout
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class DEKF(torch.optim.Optimizer):
@@ -48,10 +44,10 @@ class DEKF(torch.optim.Optimizer):
     def __init__(self, params, p0: float = 100.0, r_start: float = 100.0, r_end: float = 3.0, q_start: float = 1e-2,
                  q_end: float = 1e-6, anneal_strings: int = 1000, decoupling: str = "units"):
         for key, value in (("p0", p0), ("r_start", r_start), ("r_end", r_end)):
-            check(_is_number(value) and value > 0, key, value, "a number > 0")
+            check_positive(key, value)
         for key, value in (("q_start", q_start), ("q_end", q_end)):
-            check(_is_number(value) and value >= 0, key, value, "a number >= 0")
-        check(isinstance(anneal_strings, int) and not isinstance(anneal_strings, bool) and anneal_strings >= 1, "anneal_strings", anneal_strings, "an integer >= 1")
+            check_range(key, value, 0)
+        check_int("anneal_strings", anneal_strings, 1)
         check_choice("decoupling", decoupling, ("units", "none"))
         super().__init__(params, dict(p0=p0, r_start=r_start, r_end=r_end, q_start=q_start, q_end=q_end, anneal_strings=anneal_strings, decoupling=decoupling))
         self.groups_of: Optional[list[torch.Tensor]] = None
@@ -79,11 +75,14 @@ class DEKF(torch.optim.Optimizer):
 
         return between(d["r_start"], d["r_end"]), between(d["q_start"], d["q_end"])
 
+    def _groups(self, p: torch.Tensor) -> list[torch.Tensor]:
+        """The index groups of ``p``'s weights (one group before ``attach``)."""
+        return self.groups_of or [torch.arange(p.numel(), device=p.device)]
+
     def _blocks(self, p: torch.Tensor) -> list[torch.Tensor]:
         state = self.state[p]
         if "P" not in state:
-            groups = self.groups_of or [torch.arange(p.numel())]
-            state["P"] = [torch.eye(len(g), dtype=p.dtype, device=p.device) * self.defaults["p0"] for g in groups]
+            state["P"] = [torch.eye(len(g), dtype=p.dtype, device=p.device) * self.defaults["p0"] for g in self._groups(p)]
             state["strings"] = 0
         return state["P"]
 
@@ -103,7 +102,7 @@ class DEKF(torch.optim.Optimizer):
         if r is None or q is None:
             r_now, q_now = self.annealed(self.state[p]["strings"])
             r, q = (r_now if r is None else r), (q_now if q is None else q)
-        groups = self.groups_of or [torch.arange(p.numel(), device=p.device)]
+        groups = self._groups(p)
         Hg = [H[:, g] for g in groups]
         PHt = [P @ h.T for P, h in zip(blocks, Hg)]  # (n_g, M)
         S = torch.eye(len(error), dtype=H.dtype, device=H.device) * r
@@ -153,13 +152,7 @@ class RTRL:
         self.layout = layout
         R, P = flat.shape
         H = layout.hidden_units
-        dtype, device = flat.dtype, flat.device
-        self._slices = {}
-        start = 0
-        for name, shape in layout.shapes.items():
-            n = math.prod(shape)
-            self._slices[name] = (start, start + n)
-            start += n
+        self._at = layout.views(torch.arange(P, device=flat.device))  # each weight's index in the flat vector
         v = layout.views(flat)
         if layout.lstm:
             self.h = flat.new_zeros(R, H)
@@ -170,17 +163,14 @@ class RTRL:
             self.h = torch.tanh(v["H0"])
             self.c = None
             self.dh = flat.new_zeros(R, H, P)
-            a, _ = self._slices["H0"]
-            self.dh[:, torch.arange(H), a + torch.arange(H)] = 1 - self.h**2
-        self._dtype, self._device = dtype, device
+            self.dh[:, torch.arange(H), self._at["H0"]] = 1 - self.h**2
 
-    def _direct(self, name: str, rows: int, cols: torch.Tensor, R: int, P: int) -> torch.Tensor:
-        """d (M v)_i / d M[i', k] = delta_ii' v_k for a weight matrix ``name`` (rows, len(v)) in the
-        flat layout: (R, rows, P) with v placed in each row's block (a bias: v = 1)."""
-        a, _ = self._slices[name]
+    def _direct(self, name: str, cols: torch.Tensor, P: int) -> torch.Tensor:
+        """d (M v)_i / d M[i', k] = delta_ii' v_k for a weight matrix ``name`` (rows, len(v)): (R, rows, P)
+        with v placed at row i's weights."""
+        idx = self._at[name]  # (rows, n)
+        R, (rows, n) = cols.shape[0], idx.shape
         out = cols.new_zeros(R, rows, P)
-        n = cols.shape[1]
-        idx = a + torch.arange(rows, device=cols.device)[:, None] * n + torch.arange(n, device=cols.device)[None, :]  # (rows, n)
         out.scatter_(2, idx.expand(R, rows, n), cols[:, None, :].expand(R, rows, n).contiguous())
         return out
 
@@ -194,21 +184,19 @@ class RTRL:
         G = Wh.shape[1]
         h, dh = self.h, self.dh
         z = torch.einsum("rgs,rs->rg", Wx, x) + torch.einsum("rgh,rh->rg", Wh, h) + b
-        dz = self._direct("weight_ih", G, x, R, P) + self._direct("weight_hh", G, h, R, P) + torch.einsum("rgh,rhp->rgp", Wh, dh)
-        a, _ = self._slices["bias"]
-        dz[:, torch.arange(G), a + torch.arange(G)] += 1.0
+        dz = self._direct("weight_ih", x, P) + self._direct("weight_hh", h, P) + torch.einsum("rgh,rhp->rgp", Wh, dh)
+        dz[:, torch.arange(G), self._at["bias"]] += 1.0
         if layout.lstm:
             c, dc = self.c, self.dc
             zi, zf, zg, zo = z.view(R, 4, H).unbind(1)  # torch's order i, f, g, o
             dzi, dzf, dzg, dzo = dz.view(R, 4, H, P).unbind(1)
             if "peephole" in v:
-                pe = v["peephole"]  # (R, 3, H): input, forget, output
-                pa, _ = self._slices["peephole"]
+                pe, at = v["peephole"], self._at["peephole"]  # (R, 3, H) and (3, H): input, forget, output
                 zi, zf = zi + pe[:, 0] * c, zf + pe[:, 1] * c
                 dzi = dzi + pe[:, 0, :, None] * dc
                 dzf = dzf + pe[:, 1, :, None] * dc
-                dzi[:, torch.arange(H), pa + torch.arange(H)] += c
-                dzf[:, torch.arange(H), pa + H + torch.arange(H)] += c
+                dzi[:, torch.arange(H), at[0]] += c
+                dzf[:, torch.arange(H), at[1]] += c
             i, f, g = torch.sigmoid(zi), torch.sigmoid(zf), torch.tanh(zg)
             di = (i * (1 - i))[..., None] * dzi
             df = (f * (1 - f))[..., None] * dzf
@@ -218,7 +206,7 @@ class RTRL:
             if "peephole" in v:
                 zo = zo + pe[:, 2] * c_new
                 dzo = dzo + pe[:, 2, :, None] * dc_new
-                dzo[:, torch.arange(H), pa + 2 * H + torch.arange(H)] += c_new
+                dzo[:, torch.arange(H), at[2]] += c_new
             o = torch.sigmoid(zo)
             do = (o * (1 - o))[..., None] * dzo
             tc = torch.tanh(c_new)
@@ -231,7 +219,6 @@ class RTRL:
         self.h, self.dh = h_new, dh_new
         V, cb = v["out_weight"], v["out_bias"]
         logits = torch.einsum("rsh,rh->rs", V, h_new) + cb
-        dlogits = self._direct("out_weight", S, h_new, R, P) + torch.einsum("rsh,rhp->rsp", V, dh_new)
-        oa, _ = self._slices["out_bias"]
-        dlogits[:, torch.arange(S), oa + torch.arange(S)] += 1.0
+        dlogits = self._direct("out_weight", h_new, P) + torch.einsum("rsh,rhp->rsp", V, dh_new)
+        dlogits[:, torch.arange(S), self._at["out_bias"]] += 1.0
         return logits, dlogits

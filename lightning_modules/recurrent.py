@@ -15,7 +15,7 @@ from torchmetrics import MeanMetric
 
 from analysis.recurrent import generalisation
 from base.contracts import SeedData, ShownNet
-from base.errors import ConfigError, check, check_choice, check_int
+from base.errors import ConfigError, check, check_choice, check_int, is_number
 from lightning_modules.dekf import DEKF, RTRL
 from lightning_modules.metrics import PerSeedSums
 from lightning_modules.objectives import Objective, legal_set
@@ -30,10 +30,6 @@ REFERENCE_SGD = {"_target_": "torch.optim.SGD", "lr": 0.005, "weight_decay": 1e-
 EVAL_SUMS = ("nll", "positions", "squared_error", "squared_error_exact", "determined_right", "determined")
 VAL_NAMES = {"loss": "loss/val", "error": "error/val", "error_exact": "error_exact/val", "det_acc": "det_acc/val"}
 TEST_NAMES = {"loss": "hp/loss_test", "error": "hp/error_test", "error_exact": "hp/error_exact_test", "det_acc": "hp/det_acc_test"}
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def clip_per_row(grads: torch.Tensor, max_norm: float) -> torch.Tensor:
@@ -126,14 +122,14 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         check_choice("cell", cell, CELLS)
         check_int("hidden_units", hidden_units, 1)
         check(num_symbols in (2, 3), "num_symbols", num_symbols, "2 or 3")
-        check(init == "uniform" or (isinstance(init, (int, float)) and not isinstance(init, bool) and init > 0), "init", init, "a number > 0 (std of a normal) or 'uniform'")
+        check(init == "uniform" or (is_number(init) and init > 0), "init", init, "a number > 0 (std of a normal) or 'uniform'")
         check_int("restarts", restarts, 0)
         check_int("restart_after", restart_after, 1)
         self.objective = Objective.of(objective, loss)
         check(peepholes is False or (peepholes is True and cell == "lstm"), "peepholes", peepholes, "true or false (true only with cell=lstm)")
         for key, value in (("forget_bias", forget_bias), ("input_bias", input_bias)):
-            check(value is None or (cell == "lstm" and _is_number(value)), key, value, "null or a number (with cell=lstm)")
-        check(clip_grad_norm is None or (_is_number(clip_grad_norm) and clip_grad_norm > 0), "clip_grad_norm", clip_grad_norm, "null or a number > 0")
+            check(value is None or (cell == "lstm" and is_number(value)), key, value, "null or a number (with cell=lstm)")
+        check(clip_grad_norm is None or (is_number(clip_grad_norm) and clip_grad_norm > 0), "clip_grad_norm", clip_grad_norm, "null or a number > 0")
         self._make_optimizer, description = optimizer_factory(REFERENCE_SGD if optimizer is None else optimizer)
         self.save_hyperparameters(ignore=["optimizer"])
         self.hparams["optimizer"] = description  # plain: checkpoints load with weights_only=True
