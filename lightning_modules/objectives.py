@@ -97,6 +97,19 @@ class Objective:
         loss = F.binary_cross_entropy_with_logits(logits, legal, reduction="none").mean(dim=1)
         return loss, (p - legal).div_(S)
 
+    @torch.no_grad()
+    def measurement(self, logits: torch.Tensor, dlogits: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor):
+        """What the Kalman filter measures after one symbol (``lightning_modules.dekf``), from the
+        logits ``(R, S)``, their Jacobian ``(R, S, P)``, the inputs ``(R, S)`` and targets ``(R,)``:
+        the outputs ``y`` (sigmoids, or the softmax), what they should be ``d`` (the legal set, or
+        the next symbol one-hot) and ``dy/dw`` ``(R, S, P)``."""
+        if self.legal_next:
+            y = torch.sigmoid(logits)
+            return y, legal_set(inputs, targets), (y * (1 - y))[..., None] * dlogits
+        y = torch.softmax(logits, dim=-1)
+        d = F.one_hot(targets.clamp(min=0), y.shape[-1]).to(y.dtype)
+        return y, d, (torch.diag_embed(y) - y[:, :, None] * y[:, None, :]) @ dlogits
+
     def right(self, logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """Whether each position ``(..., T)`` of ``(..., T, S)`` logits is predicted right: the
         most likely symbol is the next one (next_symbol), or every thresholded output equals the

@@ -18,7 +18,7 @@ from base.contracts import SeedData, ShownNet
 from base.errors import ConfigError, check, check_choice, check_int, is_number
 from lightning_modules.dekf import DEKF, RTRL
 from lightning_modules.metrics import PerSeedSums
-from lightning_modules.objectives import Objective, legal_set
+from lightning_modules.objectives import Objective
 from lightning_modules.optimizers import optimizer_factory
 from lightning_modules.population import SeedPopulation
 from lightning_modules.recurrent_nets import CELLS, Layout, forward, fused_logits, loss_and_grads, make_net
@@ -282,19 +282,10 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         rtrl = RTRL(self.layout, flat)
         steps = int(valid.sum(1).max())
         total = torch.zeros(len(active), dtype=flat.dtype, device=flat.device)
-        legal = self.objective.legal_next
         for t in range(steps):
             logits, dlogits = rtrl.step(flat, x[:, t])
-            tgt = targets[:, t]
-            if legal:
-                y = torch.sigmoid(logits)
-                d = legal_set(x[:, t], tgt)
-                H = (y * (1 - y))[..., None] * dlogits
-            else:
-                y = torch.softmax(logits, dim=-1)
-                d = torch.nn.functional.one_hot(tgt.clamp(min=0), y.shape[-1]).to(y.dtype)
-                H = (torch.diag_embed(y) - y[:, :, None] * y[:, None, :]) @ dlogits
-            total += self.objective.per_position(logits, tgt, x[:, t]) * valid[:, t]
+            y, d, H = self.objective.measurement(logits, dlogits, x[:, t], targets[:, t])
+            total += self.objective.per_position(logits, targets[:, t], x[:, t]) * valid[:, t]
             for k, p in enumerate(params):
                 if valid[k, t]:
                     dekf.update(p, H[k], d[k] - y[k])

@@ -359,10 +359,11 @@ class _Net(nn.Module):
     def _named(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def flat(self) -> torch.Tensor:
-        """The weights as one flat vector ``(P,)`` (the layout's order)."""
+    def flat(self, detach: bool = True) -> torch.Tensor:
+        """The weights as one flat vector ``(P,)`` (the layout's order); ``detach=False``: autograd
+        flows back to the parameters."""
         named = self._named()
-        return torch.cat([named[k].detach().flatten() for k in self.layout.shapes])
+        return torch.cat([(named[k].detach() if detach else named[k]).flatten() for k in self.layout.shapes])
 
     @torch.no_grad()
     def load_flat(self, flat: torch.Tensor) -> "_Net":
@@ -431,9 +432,7 @@ class LSTM(_Net):
         """One-hot inputs (B, T, S) -> logits (B, T, S), through torch's fused ``nn.LSTM``
         (through the batched recurrence with peepholes; differentiable either way)."""
         if self.peephole is not None:
-            named = self._named()
-            flat = torch.cat([named[k].flatten() for k in self.layout.shapes])
-            return forward(self.layout, flat[None], x[None])["logits"][0]
+            return forward(self.layout, self.flat(detach=False)[None], x[None])["logits"][0]
         hidden, _ = self.lstm(x)
         return self.out(hidden)
 
