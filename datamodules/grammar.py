@@ -403,12 +403,15 @@ class GrammarDataModule(pl.LightningDataModule):
         # padded to the longest possible sequence: a seed's sums do not depend on the other seeds' sequences
         return DataLoader(EveryProcess(self._stacked(self._sets(split), self.language.longest(self.hparams.blocks))), batch_size=None)
 
+    def _shared_loader(self, sequences: list[dict[str, np.ndarray]]):
+        """One batch of ``sequences``, the same for every seed (``(1, N, ...)``), whole on every process."""
+        batch = self.batch(sequences)
+        return DataLoader(EveryProcess([{k: v[None] for k, v in batch.items()}]), batch_size=None)
+
     def val_dataloader(self):
         if not self.selection_sequences:
             return self._loader("val")
-        sel = self.batch(self.selection_sequences)  # the same for every seed, like the generalisation test
-        return [self._loader("val"), DataLoader(EveryProcess([{k: v[None] for k, v in sel.items()}]), batch_size=None)]
+        return [self._loader("val"), self._shared_loader(self.selection_sequences)]
 
     def test_dataloader(self):
-        gen = self.batch(self.generalisation_sequences)
-        return [self._loader("test"), DataLoader(EveryProcess([{k: v[None] for k, v in gen.items()}]), batch_size=None)]
+        return [self._loader("test"), self._shared_loader(self.generalisation_sequences)]
