@@ -32,6 +32,11 @@ VAL_NAMES = {"loss": "loss/val", "error": "error/val", "error_exact": "error_exa
 TEST_NAMES = {"loss": "hp/loss_test", "error": "hp/error_test", "error_exact": "hp/error_exact_test", "det_acc": "hp/det_acc_test"}
 
 
+def _counts(values) -> dict[str, int]:
+    """How many seeds have each value, in increasing order of the value (JSON keys are strings)."""
+    return {str(n): k for n, k in sorted(Counter(values).items())}
+
+
 def clip_per_row(grads: torch.Tensor, max_norm: float) -> torch.Tensor:
     """Each row (a seed's gradient ``(R, P)``) scaled as ``torch.nn.utils.clip_grad_norm_`` scales
     one network's: by ``min(1, max_norm / (norm + 1e-6))``."""
@@ -525,14 +530,13 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
             summary["selection"] = {"lengths": self.select_lengths, "sequences": "one block per length", **mine["selected"]}
         if not self.population:
             return summary
-        generalised = Counter(r["max_n_generalised"] for r in per_seed)
         return {
             "analysed_seed": self.seed_list[i], **summary, "stopped_early_at_update": mine["stopped_early_at_update"], "updates": mine["updates"],
             **self.population_summary(per_seed),
-            "max_n_generalised_counts": {str(n): generalised[n] for n in sorted(generalised)},
+            "max_n_generalised_counts": _counts(r["max_n_generalised"] for r in per_seed),
             "fraction_lengths_right_median": statistics.median(r["fraction_lengths_right"] for r in per_seed),
             "fraction_lengths_right_best": max(r["fraction_lengths_right"] for r in per_seed),
-            **({"selected_max_n_generalised_counts": dict(sorted(Counter(str(r["selected"]["max_n_generalised"]) for r in per_seed).items(), key=lambda kv: int(kv[0]))),
+            **({"selected_max_n_generalised_counts": _counts(r["selected"]["max_n_generalised"] for r in per_seed),
                 "selected_fraction_lengths_right_median": statistics.median(r["selected"]["fraction_lengths_right"] for r in per_seed)}
                if "selected" in mine else {}),
         }

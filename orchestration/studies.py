@@ -106,15 +106,16 @@ def population_printout(r: dict) -> str:
     if u["succeeded"]:
         out.append(f"Updates to first success: median {u['median']:,.0f} (quartiles {u['q1']:,.0f}-{u['q3']:,.0f}, range {u['min']:,}-{u['max']:,})"
                    + (f"; {u['censored']} never succeeded" if u["censored"] else ""))
+    def spread(counts: dict) -> str:
+        return ", ".join(f"{n}: {k}" for n, k in counts.items())
+
     if "max_n_generalised_counts" in r:
-        spread = ", ".join(f"{n}: {k}" for n, k in r["max_n_generalised_counts"].items())
-        out.append(f"max_n_generalised over the seeds (value: seeds): {spread}")
+        out.append(f"max_n_generalised over the seeds (value: seeds): {spread(r['max_n_generalised_counts'])}")
     if "fraction_lengths_right_median" in r:
         out.append(f"Block lengths right of n = 1..{r['tested_up_to']}: median {r['fraction_lengths_right_median']:.0%} over the seeds, "
                    f"best seed {r['fraction_lengths_right_best']:.0%}")
     if "selected_max_n_generalised_counts" in r:
-        spread = ", ".join(f"{n}: {k}" for n, k in r["selected_max_n_generalised_counts"].items())
-        out.append(f"max_n_generalised of the selected nets (value: seeds): {spread}; block lengths right: median "
+        out.append(f"max_n_generalised of the selected nets (value: seeds): {spread(r['selected_max_n_generalised_counts'])}; block lengths right: median "
                    f"{r['selected_fraction_lengths_right_median']:.0%}")
     failed = [e["seed"] for e in r["seeds"] if e["outcome"] != "succeeded"]
     if failed:
