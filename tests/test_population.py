@@ -242,6 +242,7 @@ def _stopping(patience=0):
     return SolvedStopping(evaluations=3, patience=patience)
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("cell, restart_after, max_steps, alone", [("srn", 500, 1500, [1]), ("lstm", 200, 400, [2])])
 def test_each_recurrent_seed_of_a_population_ends_as_in_a_smaller_one(cell, restart_after, max_steps, alone):
     """Five seeds with Adam, restarts and the early stop, against the same seeds in populations
@@ -309,6 +310,7 @@ def test_a_populations_errors_are_those_computed_directly():
     assert len({round(r["error"], 6) for r in model.seed_outcomes()}) == 3  # three different nets
 
 
+@pytest.mark.long
 def test_patience_between_evaluations_stops_each_seed_at_its_own_update():
     """Evaluations every 100 updates, held solved after 3 in a row, then 130 updates more: each
     seed stops exactly 130 updates after it was held (not at an evaluation); patience 0 stops
