@@ -121,6 +121,14 @@ class KMNISTDataModule(pl.LightningDataModule):
         self.data_source: str | None = None  # files, download or bundled, once set up
         self._downloaded = False
 
+    def pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised images -> pixels in [0, 1] (undoes ``normalise``; for pictures of them)."""
+        return (images * self.hparams.std + self.hparams.mean).clamp(0, 1)
+
+    def from_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels in [0, 1] -> normalised as ``normalise`` does."""
+        return (pixels - self.hparams.mean) / self.hparams.std
+
     @property
     def raw_folder(self) -> Path:
         return (self.root / "KMNIST" / "raw").resolve()

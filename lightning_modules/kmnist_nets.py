@@ -2,6 +2,12 @@
 
 Input: images ``(N, 1, 28, 28)``, normalised to [-1, 1]. Output: log-probabilities ``(N, 10)``
 (log_softmax, so the loss is NLL exactly as in the reference).
+
+Each net also gives ``features(x)``, its last hidden layer (what the embedding projector shows:
+NetConv's 128 ReLU units, NetFull's H tanh units, NetLin's 10 scores, having no hidden layer),
+and ``scores(x)``, the class scores before the softmax (what an attribution explains: the
+log-probabilities would add the other classes' scores through the normaliser). ``forward`` is
+``log_softmax(scores(x))``.
 """
 
 from __future__ import annotations
@@ -18,8 +24,15 @@ class NetLin(nn.Module):
         super().__init__()
         self.fc = nn.Linear(28 * 28, num_classes)
 
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 10): the scores (NetLin has no hidden layer)."""
+        return self.scores(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.log_softmax(self.fc(x.flatten(1)), dim=1)
+        return F.log_softmax(self.scores(x), dim=1)
 
 
 class NetFull(nn.Module):
@@ -33,8 +46,15 @@ class NetFull(nn.Module):
         self.fc1 = nn.Linear(28 * 28, hidden_units)
         self.fc2 = nn.Linear(hidden_units, num_classes)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, H) hidden tanh units."""
+        return torch.tanh(self.fc1(x.flatten(1)))
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.features(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.log_softmax(self.fc2(torch.tanh(self.fc1(x.flatten(1)))), dim=1)
+        return F.log_softmax(self.scores(x), dim=1)
 
 
 class NetConv(nn.Module):
@@ -48,11 +68,17 @@ class NetConv(nn.Module):
         self.fc1 = nn.Linear(32 * 7 * 7, 128)
         self.fc2 = nn.Linear(128, num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 128) ReLU units of the last hidden layer."""
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)  # (N, 16, 14, 14)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)  # (N, 32, 7, 7)
-        x = F.relu(self.fc1(x.flatten(1)))  # (N, 128)
-        return F.log_softmax(self.fc2(x), dim=1)
+        return F.relu(self.fc1(x.flatten(1)))  # (N, 128)
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.features(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(self.scores(x), dim=1)
 
 
 NETS = {"lin": NetLin, "full": NetFull, "conv": NetConv}
