@@ -71,3 +71,32 @@ class CountsUpdates(Protocol):
 
     def updates_done(self) -> int:
         """The updates made so far (a population: those of its seeds still training)."""
+
+
+@runtime_checkable
+class ImageTestSet(Protocol):
+    """A data module of labelled images (``datamodules.kmnist``): what the test-set views read."""
+
+    test_set: Any  # a TensorBatches of images (N, 1, H, W), normalised, and labels (N,)
+    classes: Any  # the class names, by label
+
+    def pixels(self, images: Any) -> Any:
+        """Normalised images -> the same images with pixels in [0, 1], as stored."""
+
+    def from_pixels(self, pixels: Any) -> Any:
+        """Pixels in [0, 1] -> normalised as the net sees them."""
+
+
+@runtime_checkable
+class NamedWeights(Protocol):
+    """A module whose analysed net's weights and gradients the histograms show."""
+
+    def named_weights(self) -> dict[str, Any]:
+        """The analysed net's weights by name (tensors, any shape)."""
+
+    def named_gradients(self) -> dict[str, Any]:
+        """Their gradients in the update being made (call from ``on_before_optimizer_step``);
+        empty when the update uses none (the Kalman filter) or this process does not hold the seed."""
+
+    def named_activations(self) -> dict[str, Any]:
+        """Activations worth a histogram, by name (an LSTM's gates on its validation sequences); may be empty."""

@@ -348,6 +348,9 @@ class GrammarDataModule(pl.LightningDataModule):
     def test_sequences_of(self, seed: int) -> list[dict[str, np.ndarray]]:
         return self._sets("test")[self.seed_list.index(seed)]
 
+    def val_sequences_of(self, seed: int) -> list[dict[str, np.ndarray]]:
+        return self._sets("val")[self.seed_list.index(seed)]
+
     def batch(self, sequences: list[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
         """``sequences`` of this language collated into one padded batch (see ``collate``)."""
         return collate(sequences, self.language.num_symbols)

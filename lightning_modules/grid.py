@@ -135,6 +135,20 @@ class GridPerceptron(SeedPopulation, pl.LightningModule):
         """The analysed seed's network (after the test; the first seed's before)."""
         return self.net_of(self.analysed_seed() if self.last_test else self.seed_list[0])
 
+    def named_weights(self) -> dict[str, torch.Tensor]:
+        """The watched seed's weights by name (``hidden_weight`` (H, 2), ...); empty on a process
+        that does not train it."""
+        if not self.watched_process():
+            return {}
+        return {k: torch.tensor(v) for k, v in self.weights_of(self.watched_seed()).items()}
+
+    def named_gradients(self) -> dict[str, torch.Tensor]:
+        """None to show: the updates compute their gradients inside the fused NumPy step (grid_fast)."""
+        return {}
+
+    def named_activations(self) -> dict[str, torch.Tensor]:
+        return {}
+
     # -- what the decision-map figures show ---------------------------------------------------------
     def training_view(self) -> Optional[dict]:
         """A single net as it trains (``net``, ``updates`` so far, ``attempt``); None for a

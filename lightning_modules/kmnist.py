@@ -167,6 +167,17 @@ class KMNISTClassifier(pl.LightningModule):
         hp = self.hparams
         return torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
 
+    def named_weights(self) -> dict[str, torch.Tensor]:
+        """The net's parameters by name (``fc1.weight``, ...)."""
+        return {name: p.detach() for name, p in self.net.named_parameters()}
+
+    def named_gradients(self) -> dict[str, torch.Tensor]:
+        """Their gradients in the update being made (this process's; DDP averages them in the step)."""
+        return {name: p.grad.detach() for name, p in self.net.named_parameters() if p.grad is not None}
+
+    def named_activations(self) -> dict[str, torch.Tensor]:
+        return {}
+
     def _classes(self) -> list[str] | None:
         """The data's class names, when the module is attached to a Trainer with KMNIST data."""
         try:

@@ -100,6 +100,15 @@ class SeedPopulation:
             return int(self.hparams.analyse_seed)
         return next((s for i, s in enumerate(self.seed_list) if self._test_succeeded(i)), self.seed_list[0])
 
+    def watched_seed(self) -> int:
+        """The seed whose training the histograms follow: ``analyse_seed``, else the first seed
+        (the analysed seed is only chosen by the test)."""
+        return int(self.hparams.analyse_seed) if self.hparams.analyse_seed is not None else self.seed_list[0]
+
+    def watched_process(self) -> bool:
+        """Whether this process trains the watched seed (under DDP a seed lives on one process)."""
+        return self.seed_list.index(self.watched_seed()) in self.my_seeds()
+
     def failed_seed(self) -> Optional[int]:
         """The first seed that did not succeed on the test, if any (a population draws it too)."""
         return next((s for i, s in enumerate(self.seed_list) if not self._test_succeeded(i)), None)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from analysis.recurrent import generalisation
+from analysis.recurrent import generalisation, trace_batch
 from base.contracts import SeedData, ShownNet
 from base.errors import ConfigError, check, check_choice, check_int, is_number
 from lightning_modules.dekf import DEKF, RTRL
@@ -195,6 +195,27 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
     def net(self) -> nn.Module:
         """The analysed seed's network (after the test; the first seed's before)."""
         return self.net_of(self.analysed_seed() if self.last_test else self.seed_list[0])
+
+    def named_weights(self) -> dict[str, torch.Tensor]:
+        """The watched seed's weights by the layout's names (``weight_ih`` (S, G H), ...); empty on a
+        process that does not train it."""
+        if not self.watched_process():
+            return {}
+        return self.layout.views(self.seed_weights[self.seed_list.index(self.watched_seed())].detach())
+
+    def named_gradients(self) -> dict[str, torch.Tensor]:
+        """Their gradients in the update being made (empty under the Kalman filter, which uses none)."""
+        grad = self.seed_weights[self.seed_list.index(self.watched_seed())].grad if self.watched_process() else None
+        return {} if grad is None else self.layout.views(grad.detach())
+
+    def named_activations(self) -> dict[str, torch.Tensor]:
+        """An LSTM's gates ``input``, ``forget``, ``output`` (each (positions, H)) on the watched
+        seed's validation sequences; nothing for an SRN or on a process that does not train the seed."""
+        if self.hparams.cell != "lstm" or not self.watched_process():
+            return {}
+        dm, seed = self.trainer.datamodule, self.watched_seed()
+        tr = trace_batch(self.net_of(seed), dm.batch(dm.val_sequences_of(seed)))
+        return {gate: torch.from_numpy(tr[gate]) for gate in ("input", "forget", "output")}
 
     # -- training --------------------------------------------------------------------------------
     def configure_optimizers(self):

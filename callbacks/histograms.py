@@ -1,0 +1,60 @@
+"""Histograms over training: the weights, their gradients and, for an LSTM, its gate activations,
+in TensorBoard's HISTOGRAMS and DISTRIBUTIONS tabs."""
+
+from __future__ import annotations
+
+import torch
+from pytorch_lightning import Callback
+
+from base.contracts import NamedWeights
+from base.errors import ConfigError, check, check_int
+from callbacks.figures import tensorboard_writer
+
+
+def bounded_sample(values: torch.Tensor, max_samples: int, generator: torch.Generator) -> torch.Tensor:
+    """``values`` flattened, or ``max_samples`` of them drawn without replacement when there are
+    more: the histogram's cost stays bounded on NetConv's 200,704-weight layer, and its shape is
+    that of the whole within sampling error."""
+    flat = values.detach().flatten().float().cpu()
+    if flat.numel() <= max_samples:
+        return flat
+    return flat[torch.randperm(flat.numel(), generator=generator)[:max_samples]]
+
+
+class HistogramCallback(Callback):
+    """At update 0 and then at the first update at or after each multiple of ``every_updates``: a histogram per weight tensor of the
+    module's watched net (``weights/<name>``), of its gradient in that update
+    (``gradients/<name>``; none under the Kalman filter or the grid's fused NumPy step), and for an
+    LSTM of each gate's activations on the seed's validation sequences (``gates/<gate>``, all units
+    together). At most ``max_samples`` values a histogram. TensorBoard's histogram keeps bucket
+    counts, not the values: a histogram costs about 1 KB of event file whatever ``max_samples``.
+
+    The module must give ``named_weights``/``named_gradients``/``named_activations``
+    (``base.contracts.NamedWeights``);
+    a population shows its watched seed (``analyse_seed``, else the first). Rank 0 writes."""
+
+    def __init__(self, every_updates: int = 500, max_samples: int = 10_000, gates: bool = True):
+        check_int("every_updates", every_updates, 1)
+        check(isinstance(gates, bool), "gates", gates, "true or false")
+        check_int("max_samples", max_samples, 1)
+        self.every_updates, self.max_samples, self.gates = every_updates, max_samples, gates
+        self._done: set[int] = set()
+
+    def setup(self, trainer, pl_module, stage):
+        if not isinstance(pl_module, NamedWeights):
+            raise ConfigError(f"callbacks.histograms needs a module that names its weights (named_weights, named_gradients), not {type(pl_module).__name__}")
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
+        step = trainer.global_step
+        bucket = step // self.every_updates  # a step of several updates (grid, KMNIST) may pass a multiple
+        if writer is None or bucket in self._done:
+            return
+        self._done.add(bucket)
+        gen = torch.Generator().manual_seed(step)
+        for group, tensors in (("weights", pl_module.named_weights()), ("gradients", pl_module.named_gradients())):
+            for name, values in tensors.items():
+                writer.add_histogram(f"{group}/{name}", bounded_sample(values, self.max_samples, gen), step)
+        if self.gates:
+            for name, values in pl_module.named_activations().items():
+                writer.add_histogram(f"gates/{name}", bounded_sample(values, self.max_samples, gen), step)
