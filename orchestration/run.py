@@ -21,11 +21,13 @@ from base.errors import ConfigError, UserError, check_int
 from base.files import write_json
 from callbacks.timer import TrainTimer
 from orchestration.config import check_checkpoint, check_trainer, instantiate_group
+from orchestration.config_tree import command_line_keys, config_tree, experiment_keys
 from orchestration.launch import check_multirun_devices, set_threads
 from orchestration.results import collect_results
 from orchestration.studies import STUDIES, printout
 
 log = logging.getLogger("train")
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def build(cfg: DictConfig):
@@ -69,6 +71,8 @@ def run(cfg: DictConfig) -> dict | None:
     threads = set_threads(cfg, hydra_cfg)
     if threads:
         log.info("machine: %s", threads)
+    if cfg.get("print_config", True) and rank_zero_only.rank == 0:
+        print_config(cfg, hydra_cfg)
 
     datamodule, model, callbacks, trainer = build(cfg)
     ckpt_path = check_checkpoint(cfg.get("ckpt_path"), model)
@@ -90,6 +94,15 @@ def run(cfg: DictConfig) -> dict | None:
     write_json(out_dir / "results.json", results)
     log.info("results: %s", out_dir / "results.json")
     return results
+
+
+def print_config(cfg: DictConfig, hydra_cfg) -> None:
+    """The config tree (``orchestration.config_tree``), the experiment's and the command line's keys marked."""
+    experiment = hydra_cfg.runtime.choices.get("experiment")
+    marked = experiment_keys(CONF_DIR, experiment if experiment not in (None, "null") else None)
+    command = command_line_keys(list(hydra_cfg.overrides.task))
+    title = f"config of this run (experiment={experiment}); keys marked as set by the experiment file or the command line; print_config=false hides it"
+    print(f"{title}\n{config_tree(cfg, marked, command)}\n", flush=True)
 
 
 def log_hparams(trainer, cfg: DictConfig, results: dict) -> None:
