@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from pytorch_lightning import Callback
 
-from base.contracts import NamedWeights
+from base.contracts import CountsUpdates, NamedWeights
 from base.errors import ConfigError, check, check_int
 from callbacks.figures import tensorboard_writer
 
@@ -46,8 +46,9 @@ class HistogramCallback(Callback):
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
-        step = trainer.global_step
-        bucket = step // self.every_updates  # a step of several updates (grid, KMNIST) may pass a multiple
+        # the grid makes many updates a Lightning step and counts them itself
+        step = pl_module.updates_done() if isinstance(pl_module, CountsUpdates) else trainer.global_step
+        bucket = step // self.every_updates  # a step of several updates may pass a multiple
         if writer is None or bucket in self._done:
             return
         self._done.add(bucket)

@@ -37,7 +37,7 @@ def features_and_scores(net, images: torch.Tensor, device, chunk: int = 1000) ->
         for i in range(0, len(images), chunk):
             f = net.features(images[i : i + chunk].to(device))
             feats.append(f.cpu())
-            scores.append(net.scores(images[i : i + chunk].to(device)).cpu())
+            scores.append(net.head(f).cpu())
     finally:
         net.train(was_training)
     return torch.cat(feats), torch.cat(scores)
@@ -148,11 +148,11 @@ class AttributionCallback(Callback):
         was_training = net.training
         net.eval()
         try:
-            _, scores = features_and_scores(net, images, device)
-            probs = scores.softmax(1)
             for k, top in enumerate(top_confusions(cm, self.pairs), start=1):
                 a, b = top["true"], top["pred"]
-                _, x, _ = pick_examples(images, labels, probs, a, b, self.examples)[1]  # a read as b, most confident first
+                of_a = labels == a
+                _, scores = features_and_scores(net, images[of_a], device)
+                _, x, _ = pick_examples(images[of_a], labels[of_a], scores.softmax(1), a, b, self.examples)[1]  # a read as b, most confident first
                 if len(x) == 0:
                     continue
                 x = x.to(device)

@@ -5,9 +5,9 @@ Input: images ``(N, 1, 28, 28)``, normalised to [-1, 1]. Output: log-probabiliti
 
 Each net also gives ``features(x)``, its last hidden layer (what the embedding projector shows:
 NetConv's 128 ReLU units, NetFull's H tanh units, NetLin's 10 scores, having no hidden layer),
-and ``scores(x)``, the class scores before the softmax (what an attribution explains: the
-log-probabilities would add the other classes' scores through the normaliser). ``forward`` is
-``log_softmax(scores(x))``.
+and ``scores(x) = head(features(x))``, the class scores before the softmax (what an attribution
+explains: the log-probabilities would add the other classes' scores through the normaliser).
+``forward`` is ``log_softmax(scores(x))``.
 """
 
 from __future__ import annotations
@@ -24,12 +24,15 @@ class NetLin(nn.Module):
         super().__init__()
         self.fc = nn.Linear(28 * 28, num_classes)
 
-    def scores(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(x.flatten(1))
-
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 10): the scores (NetLin has no hidden layer)."""
-        return self.scores(x)
+        return self.fc(x.flatten(1))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(self.scores(x), dim=1)
@@ -50,8 +53,11 @@ class NetFull(nn.Module):
         """(N, H) hidden tanh units."""
         return torch.tanh(self.fc1(x.flatten(1)))
 
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc2(features)
+
     def scores(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.features(x))
+        return self.head(self.features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(self.scores(x), dim=1)
@@ -74,8 +80,11 @@ class NetConv(nn.Module):
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)  # (N, 32, 7, 7)
         return F.relu(self.fc1(x.flatten(1)))  # (N, 128)
 
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc2(features)
+
     def scores(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.features(x))
+        return self.head(self.features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.log_softmax(self.scores(x), dim=1)

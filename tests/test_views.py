@@ -4,6 +4,8 @@ metadata, the histograms' samples, the custom-scalars layout and the config tree
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -159,3 +161,37 @@ def test_the_keys_an_experiment_file_and_a_command_line_set():
     assert experiment_keys(REPO / "conf", None) == {} and experiment_keys(REPO / "conf", "no_such_experiment") == {}
     assert command_line_keys(["experiment=kmnist_conv", "trainer.max_epochs=1", "+model.x=2", "~callbacks.divergence", "model/optimizer=sgd",
                               "hydra.run.dir=/tmp/x"]) == {"experiment", "trainer.max_epochs", "model.x", "callbacks.divergence", "model.optimizer"}
+
+
+def test_the_projectors_files_are_written_as_tensorboard_reads_them(tmp_path):
+    """Known points, metadata and glyphs: the TSV values, the header row, the sprite's tiling
+    (image i at row i // k, column i % k of a k x k grid) and the config; a tag written again
+    replaces its entry, others stay; without a TensorBoard logger nothing is written."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    from callbacks.figures import write_embedding
+
+    logger = TensorBoardLogger(tmp_path, name="tb", version="")
+    trainer = SimpleNamespace(loggers=[logger], global_step=7)
+    images = torch.stack([torch.full((1, 2, 3), v / 4) for v in range(5)])  # 5 glyphs of 2 x 3, grey levels 0, 64, 128, 191, 255
+    assert write_embedding(trainer, torch.tensor([[0.123456, 2.0], [3.0, -4.5], [1e-5, 7.0], [8.0, 9.0], [0.0, 1.0]]),
+                           {"class": [0, 1, 2, 3, 4], "name": list("abcde")}, "glyphs", images=images)
+    folder = Path(logger.log_dir) / "00007" / "glyphs"
+    assert (folder / "tensors.tsv").read_text().splitlines() == ["0.1235\t2", "3\t-4.5", "1e-05\t7", "8\t9", "0\t1"]
+    assert (folder / "metadata.tsv").read_text().splitlines() == ["class\tname", "0\ta", "1\tb", "2\tc", "3\td", "4\te"]
+    sprite = np.array(Image.open(folder / "sprite.png"))
+    assert sprite.shape == (3 * 2, 3 * 3)  # ceil(sqrt(5)) = 3 glyphs a side
+    for i, level in enumerate([0, 64, 128, 191, 255]):
+        r, c = divmod(i, 3)
+        assert (sprite[2 * r : 2 * r + 2, 3 * c : 3 * c + 3] == level).all(), i
+    assert (sprite[4:, 6:] == 0).all()  # the empty cells
+    write_embedding(trainer, torch.zeros(5, 2), {"class": [0] * 5, "name": list("vwxyz")}, "other")
+    write_embedding(trainer, torch.ones(5, 2), {"class": [1] * 5, "name": list("fghij")}, "glyphs")
+    config = (Path(logger.log_dir) / "projector_config.pbtxt").read_text()
+    assert config.count("tensor_name") == 2 and 'tensor_name: "other:00007"' in config and 'tensor_name: "glyphs:00007"' in config
+    assert "sprite" not in config  # the second write of glyphs had no images
+    assert (folder / "tensors.tsv").read_text().splitlines()[0] == "1\t1"
+    assert not write_embedding(SimpleNamespace(loggers=[], global_step=0), torch.zeros(1, 1), {"a": [1]}, "none")
