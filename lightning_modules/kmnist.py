@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from analysis.kmnist import top_confusions
@@ -83,7 +83,10 @@ class KMNISTClassifier(pl.LightningModule):
         if compile:
             self.net.compile()
         # nan_strategy="disable": the default NaN check costs a host sync on every training step.
-        self.train_loss = MeanMetric(nan_strategy="disable")
+        # The epoch's training loss is the sum of (batch loss x batch size) over the sum of sizes:
+        # MeanMetric(nan_strategy="disable") replaces the weights it is given by ones (torchmetrics
+        # 1.9), which weighted an epoch's short last batch like a full one.
+        self.train_loss = nn.ModuleDict({"sum": SumMetric(nan_strategy="disable"), "images": SumMetric(nan_strategy="disable")})
         self.eval_metrics = nn.ModuleDict(
             {
                 stage: nn.ModuleDict(
@@ -123,12 +126,16 @@ class KMNISTClassifier(pl.LightningModule):
                 break
         losses = torch.stack(losses)
         # one metric update per step, not per batch: the epoch mean weights each batch by its size
-        self.train_loss.update(losses, weight=torch.tensor(sizes, dtype=losses.dtype, device=losses.device))
+        sizes_t = torch.tensor(sizes, dtype=losses.dtype, device=losses.device)
+        self.train_loss["sum"].update((losses * sizes_t).sum())
+        self.train_loss["images"].update(sizes_t.sum())
         return {"loss": losses, "samples": sum(sizes)}
 
     def on_train_epoch_end(self):
-        self.log("loss/train", self.train_loss.compute(), sync_dist=True)  # reduced by compute(), see below
-        self.train_loss.reset()
+        loss = self.train_loss["sum"].compute() / self.train_loss["images"].compute()  # each reduced by compute(), see below
+        self.log("loss/train", loss, sync_dist=True)
+        for m in self.train_loss.values():
+            m.reset()
 
     def _eval_step(self, batch, stage: str):
         x, y = batch

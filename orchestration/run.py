@@ -71,11 +71,11 @@ def run(cfg: DictConfig) -> dict | None:
     threads = set_threads(cfg, hydra_cfg)
     if threads:
         log.info("machine: %s", threads)
-    if cfg.get("print_config", True) and rank_zero_only.rank == 0:
-        print_config(cfg, hydra_cfg)
 
     datamodule, model, callbacks, trainer = build(cfg)
     ckpt_path = check_checkpoint(cfg.get("ckpt_path"), model)
+    if cfg.get("print_config", True) and rank_zero_only.rank == 0:  # after the checks: a bad value is one error line, not a traceback
+        print_config(cfg, hydra_cfg)
 
     if rank_zero_only.rank == 0:  # DDP children re-run this script in the same folder
         OmegaConf.save(cfg, out_dir / "config.yaml", resolve=True)
