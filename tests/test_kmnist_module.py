@@ -92,7 +92,7 @@ def test_channels_last_keeps_the_numbers_and_the_layout(data):
     plain = KMNISTClassifier(net="conv")
     fast = KMNISTClassifier(net="conv", channels_last=True)
     fast.net.load_state_dict(plain.net.state_dict())
-    assert fast.net.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert fast.net.conv2.weight.is_contiguous(memory_format=torch.channels_last) and not plain.net.conv2.weight.is_contiguous(memory_format=torch.channels_last)
     x = data.test_set.tensors[0][:20]
     torch.testing.assert_close(fast(x), plain(x), rtol=1e-5, atol=1e-5)
 
