@@ -174,10 +174,11 @@ def probe_figure(states, count, phase, probe: list[dict], state_name: str) -> Fi
     return fig
 
 
-def generalisation_figure(nets: list[dict], title: str) -> Figure:
+def generalisation_figure(nets: list[dict], title: str, blocks: int = 2) -> Figure:
     """Which block lengths each net predicts without an error: one row per net (``label``,
     ``lengths_right``, ``tested_up_to``, ``max_n_generalised``), block length n on x; right in
-    dark, wrong in light, and a tick at each net's ``max_n_generalised``."""
+    dark, wrong in light, and a tick at each net's ``max_n_generalised``. ``blocks``: the test
+    sequence's blocks of n (``data.eval_blocks``)."""
     tested = max(g["tested_up_to"] for g in nets)
     grid = np.zeros((len(nets), tested), dtype=float)
     for row, g in enumerate(nets):
@@ -188,7 +189,7 @@ def generalisation_figure(nets: list[dict], title: str) -> Figure:
               extent=(0.5, tested + 0.5, len(nets) - 0.5, -0.5))
     ax.plot([g["max_n_generalised"] + 0.5 for g in nets], range(len(nets)), "|", color="tab:red", ms=8)
     ax.set_yticks(range(len(nets)), [g["label"] for g in nets], fontsize=7 if len(nets) > 20 else 9)
-    ax.set_xlabel("block length n of the test sequence (two blocks of n)")
+    ax.set_xlabel("block length n of the test sequence (" + ("two blocks of n)" if blocks == 2 else "one block of n, from the initial state)"))
     ax.set_title(f"{title}\nred tick: max_n_generalised (every length up to it right)", fontsize=10)
     return fig
 
@@ -288,7 +289,8 @@ class StateTrajectoryCallback(Callback):
             self._results = tables if k == 0 else self._results
         nets = pl_module.generalisation_by_net()
         if nets:
-            fig = generalisation_figure(nets, f"block lengths predicted without an error (dark) after training on n <= {trainer.datamodule.language.max_n}")
+            fig = generalisation_figure(nets, f"block lengths predicted without an error (dark) after training on n <= {trainer.datamodule.language.max_n}",
+                                        blocks=trainer.datamodule.hparams.eval_blocks)
             publish(trainer, fig, "generalisation/lengths_right", self.save_dir / "generalisation.png" if self.save_dir else None)
         writer = tensorboard_writer(trainer)
         if writer is None:

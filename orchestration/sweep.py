@@ -169,8 +169,25 @@ def summary_figure(sweep: dict, summary: dict):
     return fig
 
 
+def generalisation_rows(sweep: dict) -> list[dict]:
+    """Every seed of every finished recurrent run (a population's seeds, or the run's one net),
+    in job order: ``label`` (``seed <s>``), ``lengths_right``, ``tested_up_to``,
+    ``max_n_generalised``; empty for other studies."""
+    rows = []
+    for row in sweep["rows"]:
+        res = row["results"]
+        if not res or "lengths_right" not in res:
+            continue
+        for one in res.get("seeds") or [res]:
+            if "lengths_right" in one:
+                rows.append({"label": f"seed {one['seed']}", "lengths_right": one["lengths_right"], "tested_up_to": res["tested_up_to"],
+                             "max_n_generalised": one["max_n_generalised"]})
+    return rows
+
+
 def write_summary(sweep_dir: Path) -> dict:
-    """Write ``summary.csv``, ``summary.md`` and ``summary.png`` into ``sweep_dir``; return the aggregates."""
+    """Write ``summary.csv``, ``summary.md`` and ``summary.png`` into ``sweep_dir`` (and for
+    recurrent runs ``generalisation.png``, every seed of every job); return the aggregates."""
     sweep_dir = Path(sweep_dir)
     sweep = collect_sweep(sweep_dir)
     summary = summarise(sweep)
@@ -200,6 +217,16 @@ def write_summary(sweep_dir: Path) -> dict:
     if fig is not None:
         fig.savefig(sweep_dir / "summary.png", dpi=100)
         lines += ["", "![main metric against the swept value](summary.png)"]
+    nets = generalisation_rows(sweep)
+    if len(nets) > 1:  # the seeds of every job on one figure: which lengths each predicts without an error
+        from callbacks.state_trajectories import generalisation_figure
+
+        counts = sorted(g["max_n_generalised"] for g in nets)
+        title = f"{len(nets)} nets of the sweep: block lengths predicted without an error (dark)\nevery length right up to n = {counts[0]}..{counts[-1]}"
+        config = OmegaConf.load(Path(sweep["rows"][0]["dir"]) / "config.yaml") if (Path(sweep["rows"][0]["dir"]) / "config.yaml").is_file() else {}
+        blocks = int(OmegaConf.select(config, "data.eval_blocks", default=2)) if config else 2
+        generalisation_figure(nets, title, blocks=blocks).savefig(sweep_dir / "generalisation.png", dpi=100)
+        lines += ["", "![which lengths every net gets right](generalisation.png)"]
     (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
     (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -448,3 +448,17 @@ def test_the_figures_marks_colours_and_layout(tmp_path):
     from PIL import Image
 
     assert Image.open(sweep / "summary.png").size == (600, 400)  # 6 x 4 inches at 100 dpi
+
+
+def test_a_recurrent_sweeps_per_length_rows_list_every_seed_of_every_finished_job():
+    from orchestration.sweep import generalisation_rows
+
+    population = {"lengths_right": [1, 2], "tested_up_to": 5, "max_n_generalised": 2, "seed": 1,
+                  "seeds": [{"seed": 1, "lengths_right": [1, 2], "max_n_generalised": 2}, {"seed": 2, "lengths_right": [1, 3], "max_n_generalised": 1}]}
+    single = {"lengths_right": [1, 2, 3], "tested_up_to": 4, "max_n_generalised": 3, "seed": 9}
+    sweep = {"rows": [{"results": population}, {"results": None}, {"results": single}, {"results": {"test_acc": 0.5}}]}
+    assert generalisation_rows(sweep) == [
+        {"label": "seed 1", "lengths_right": [1, 2], "tested_up_to": 5, "max_n_generalised": 2},
+        {"label": "seed 2", "lengths_right": [1, 3], "tested_up_to": 5, "max_n_generalised": 1},
+        {"label": "seed 9", "lengths_right": [1, 2, 3], "tested_up_to": 4, "max_n_generalised": 3},
+    ]
