@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from google.protobuf import text_format
-from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
-
 from matplotlib.figure import Figure
 from pytorch_lightning.loggers import TensorBoardLogger
+from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
+
+from base.errors import ConfigError
 
 
 def tensorboard_writer(trainer):
@@ -55,6 +56,9 @@ def write_embedding(trainer, points, columns: dict[str, list], tag: str, images=
     writer = tensorboard_writer(trainer)
     if writer is None:
         return False
+    if "://" in str(writer.get_logdir()):
+        raise ConfigError(f"logger.tensorboard.save_dir={writer.get_logdir()!r} is invalid for the embedding projector; allowed: a local folder "
+                          "(or switch the projector off: callbacks.<projector>=null)")
     logdir = Path(writer.get_logdir())
     subdir = f"{trainer.global_step:05d}/{tag}"
     folder = logdir / subdir
