@@ -326,3 +326,58 @@ def test_the_literature_experiments_build_what_they_say(experiment, optimizer):
         assert cfg.eval.max_n == 1000
     else:
         assert not model.kalman and not model.layout.peepholes and data.hparams.max_n == 50 and model.configure_optimizers().defaults["lr"] == 0.01
+
+
+def test_the_filters_defaults_are_its_configs_and_each_bad_setting_is_named():
+    from omegaconf import OmegaConf
+
+    from lightning_modules.dekf import DEKF
+    from tests.conftest import REPO
+
+    conf = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" / "optimizer" / "dekf.yaml"))
+    defaults = DEKF([torch.nn.Parameter(torch.zeros(1))]).defaults
+    assert {k: defaults[k] for k in ("p0", "r_start", "r_end", "q_start", "q_end", "anneal_strings", "decoupling")} == {
+        k: v for k, v in conf.items() if not k.startswith("_")} == {
+        "p0": 100.0, "r_start": 100.0, "r_end": 3.0, "q_start": 0.01, "q_end": 1e-6, "anneal_strings": 1000, "decoupling": "units"}
+    for key, bad, allowed in (("r_start", 0, "a number > 0"), ("r_end", -1, "a number > 0"), ("q_start", -1, "a number >= 0")):
+        with pytest.raises(ConfigError) as caught:
+            DEKF([torch.nn.Parameter(torch.zeros(1))], **{key: bad})
+        assert str(caught.value) == f"{key}={bad} is invalid; allowed: {allowed}"
+
+
+def test_the_annealing_is_log_linear_from_a_start_of_one():
+    from lightning_modules.dekf import DEKF
+
+    dekf = DEKF([torch.nn.Parameter(torch.zeros(1))], r_start=1.0, r_end=100.0, q_start=1.0, q_end=1e-4, anneal_strings=10)
+    assert dekf.annealed(5) == pytest.approx((10.0, 1e-2))
+
+
+def test_attached_to_a_layout_the_filter_keeps_one_block_of_p_per_unit():
+    """After attach, P is one p0 I block per hidden unit and per output unit (Pérez-Ortiz et al.'s
+    decoupling); an update touches each block with its own rows of the Jacobian only."""
+    from lightning_modules.dekf import DEKF, weight_groups
+
+    layout = Layout("lstm", 3, 3)
+    w = torch.nn.Parameter(torch.zeros(layout.size, dtype=torch.float64))
+    dekf = DEKF([w], p0=2.0)
+    dekf.attach(layout)
+    groups = weight_groups(layout, "units")
+    H = torch.randn(3, layout.size, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    dekf.update(w, H, torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64), r=1.0, q=0.0)
+    blocks = dekf.state[w]["P"]
+    assert [b.shape[0] for b in blocks] == [len(g) for g in groups] == [4 * (3 + 3 + 1)] * 3 + [3 + 1] * 3
+    # the decoupled update: S = R + sum_g H_g P_g H_g^T, K_g = P_g H_g^T S^-1, w_g += K_g e
+    S = torch.eye(3, dtype=torch.float64) + sum(2.0 * H[:, g] @ H[:, g].T for g in groups)
+    e = torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64)
+    for g in groups:
+        torch.testing.assert_close(w.detach()[g], 2.0 * H[:, g].T @ torch.linalg.solve(S, e))
+
+
+def test_each_hidden_units_group_holds_its_rows_of_every_gate():
+    from lightning_modules.dekf import weight_groups
+
+    layout = Layout("lstm", 2, 3)
+    index = layout.views(torch.arange(layout.size))
+    for j, group in enumerate(weight_groups(layout, "units")[:3]):
+        rows = [g * 3 + j for g in range(4)]  # i, f, g, o of unit j
+        assert set(group.tolist()) == set(index["weight_ih"][rows].flatten().tolist()) | set(index["weight_hh"][rows].flatten().tolist()) | set(index["bias"][rows].tolist())
