@@ -17,7 +17,24 @@ from torch import nn
 import torch.nn.functional as F
 
 
-class NetLin(nn.Module):
+class _Classifier(nn.Module):
+    """What the three nets share: ``scores = head(features)``, ``forward = log_softmax(scores)``;
+    each net defines ``features``, and ``head`` is its output layer ``fc2`` unless it says otherwise."""
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.fc2(features)
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(self.scores(x), dim=1)
+
+
+class NetLin(_Classifier):
     """flatten -> Linear(784, 10) -> log_softmax. 7,850 parameters."""
 
     def __init__(self, num_classes: int = 10):
@@ -31,14 +48,8 @@ class NetLin(nn.Module):
     def head(self, features: torch.Tensor) -> torch.Tensor:
         return features
 
-    def scores(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.log_softmax(self.scores(x), dim=1)
-
-
-class NetFull(nn.Module):
+class NetFull(_Classifier):
     """flatten -> Linear(784, H) -> tanh -> Linear(H, 10) -> log_softmax.
 
     ``795 H + 10`` parameters: 75,535 for the reference's H = 95.
@@ -53,17 +64,8 @@ class NetFull(nn.Module):
         """(N, H) hidden tanh units."""
         return torch.tanh(self.fc1(x.flatten(1)))
 
-    def head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc2(features)
 
-    def scores(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.log_softmax(self.scores(x), dim=1)
-
-
-class NetConv(nn.Module):
+class NetConv(_Classifier):
     """Two 3x3 conv blocks (16 and 32 channels, 'same' padding, ReLU, 2x2 max-pool: 28 -> 14 -> 7),
     then Linear(32*7*7 = 1568, 128) -> ReLU -> Linear(128, 10) -> log_softmax. 206,922 parameters."""
 
@@ -79,15 +81,6 @@ class NetConv(nn.Module):
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)  # (N, 16, 14, 14)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)  # (N, 32, 7, 7)
         return F.relu(self.fc1(x.flatten(1)))  # (N, 128)
-
-    def head(self, features: torch.Tensor) -> torch.Tensor:
-        return self.fc2(features)
-
-    def scores(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.log_softmax(self.scores(x), dim=1)
 
 
 NETS = {"lin": NetLin, "full": NetFull, "conv": NetConv}
