@@ -56,9 +56,7 @@ def write_embedding(trainer, points, columns: dict[str, list], tag: str, images=
     writer = tensorboard_writer(trainer)
     if writer is None:
         return False
-    if "://" in str(writer.get_logdir()):
-        raise ConfigError(f"logger.tensorboard.save_dir={writer.get_logdir()!r} is invalid for the embedding projector; allowed: a local folder "
-                          "(or switch the projector off: callbacks.<projector>=null)")
+    check_local_logdir(trainer)
     logdir = Path(writer.get_logdir())
     subdir = f"{trainer.global_step:05d}/{tag}"
     folder = logdir / subdir
@@ -88,6 +86,15 @@ def write_embedding(trainer, points, columns: dict[str, list], tag: str, images=
         info.sprite.single_image_dim.extend(side)
     path.write_text(text_format.MessageToString(config))
     return True
+
+
+def check_local_logdir(trainer) -> None:
+    """The projector's files go into the TensorBoard folder directly: it must be a local folder
+    (the projector callbacks call this in ``setup``, so a remote one fails before training)."""
+    writer = tensorboard_writer(trainer)
+    if writer is not None and "://" in str(writer.get_logdir()):
+        raise ConfigError(f"logger.tensorboard.save_dir={writer.get_logdir()!r} is invalid for the embedding projector; allowed: a local folder "
+                          "(or switch the projector off: callbacks.<projector>=null)")
 
 
 def _sprite(images, png: Path) -> tuple[int, int]:

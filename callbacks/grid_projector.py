@@ -10,7 +10,7 @@ from pytorch_lightning import Callback
 
 from base.errors import check, check_int
 from callbacks.decision_maps import plane
-from callbacks.figures import tensorboard_writer, write_embedding
+from callbacks.figures import check_local_logdir, tensorboard_writer, write_embedding
 
 
 def plane_points(net, points: np.ndarray, targets: np.ndarray, extent: tuple[float, float], resolution: int) -> tuple[np.ndarray, dict[str, list]]:
@@ -43,6 +43,9 @@ class GridProjector(Callback):
         check_int("resolution", resolution, 2)
         check(len(extent) == 2 and extent[0] < extent[1], "extent", extent, "[lo, hi] with lo < hi")
         self.resolution, self.extent = resolution, tuple(float(v) for v in extent)
+
+    def setup(self, trainer, pl_module, stage):
+        check_local_logdir(trainer)
 
     def on_test_end(self, trainer, pl_module):
         if not trainer.is_global_zero or tensorboard_writer(trainer) is None:

@@ -9,7 +9,7 @@ from pytorch_lightning import Callback
 from analysis.recurrent import trace_batch
 from base.errors import check_int
 from base.languages import PHASES, SYMBOLS
-from callbacks.figures import tensorboard_writer, write_embedding
+from callbacks.figures import check_local_logdir, tensorboard_writer, write_embedding
 
 
 def state_points(tr: dict[str, np.ndarray], max_points: int) -> tuple[int, dict[str, list]]:
@@ -41,6 +41,9 @@ class StateProjector(Callback):
     def __init__(self, max_points: int = 10_000):
         check_int("max_points", max_points, 1)
         self.max_points = max_points
+
+    def setup(self, trainer, pl_module, stage):
+        check_local_logdir(trainer)
 
     def on_test_end(self, trainer, pl_module):
         if not trainer.is_global_zero or tensorboard_writer(trainer) is None:

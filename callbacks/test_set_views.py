@@ -13,7 +13,7 @@ from analysis.kmnist import top_confusions
 from base.contracts import ImageTestSet
 from base.errors import ConfigError, check, check_int
 from callbacks.confused_examples import pick_examples
-from callbacks.figures import Figure, publish, tensorboard_writer, write_embedding
+from callbacks.figures import Figure, check_local_logdir, publish, tensorboard_writer, write_embedding
 
 SPRITE_PX = 8192  # the projector's largest sprite side
 
@@ -61,6 +61,10 @@ class TestSetViews(Callback):
         check_int("max_points", max_points, 1)
         check_int("pr_thresholds", pr_thresholds, 2)
         self.projector, self.pr_curves, self.max_points, self.pr_thresholds = projector, pr_curves, max_points, pr_thresholds
+
+    def setup(self, trainer, pl_module, stage):
+        if self.projector:
+            check_local_logdir(trainer)
 
     def on_test_end(self, trainer, pl_module):
         if not trainer.is_global_zero or not (self.projector or self.pr_curves):

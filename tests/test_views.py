@@ -195,3 +195,25 @@ def test_the_projectors_files_are_written_as_tensorboard_reads_them(tmp_path):
     assert "sprite" not in config  # the second write of glyphs had no images
     assert (folder / "tensors.tsv").read_text().splitlines()[0] == "1\t1"
     assert not write_embedding(SimpleNamespace(loggers=[], global_step=0), torch.zeros(1, 1), {"a": [1]}, "none")
+
+
+def test_a_remote_tensorboard_folder_is_refused_before_training_by_every_projector(tmp_path):
+    from types import SimpleNamespace
+
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    from callbacks.grid_projector import GridProjector
+    from callbacks.state_projector import StateProjector
+    from callbacks.test_set_views import TestSetViews
+
+    class Remote(TensorBoardLogger):
+        @property
+        def experiment(self):
+            return SimpleNamespace(get_logdir=lambda: "s3://bucket/run/tensorboard")
+
+    trainer = SimpleNamespace(loggers=[Remote(tmp_path)], global_step=0)
+    for callback in (TestSetViews(), StateProjector(), GridProjector()):
+        with pytest.raises(ConfigError) as caught:
+            callback.setup(trainer, None, "fit")
+        assert str(caught.value).startswith("logger.tensorboard.save_dir='s3://bucket/run/tensorboard' is invalid for the embedding projector; allowed: a local folder")
+    TestSetViews(projector=False).setup(trainer, None, "fit")  # PR curves only: nothing to check
