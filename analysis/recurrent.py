@@ -24,10 +24,12 @@ def trace_batch(net, batch: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     was_training = net.training
     net.eval()
     try:
-        device = next(net.parameters()).device
-        tr = net.trace(batch["inputs"].to(device))
+        weight = next(net.parameters())
+        # the net's dtype: under trainer.precision=64-true its weights are float64, the batches float32
+        tr = net.trace(batch["inputs"].to(device=weight.device, dtype=weight.dtype))
     finally:
         net.train(was_training)
+    device = weight.device
     valid = batch["valid"]
     out = {k: tr[k][valid.to(device)].cpu().numpy() for k in ("hidden", "cell", "input", "forget", "cell_input", "output") if k in tr}
     out["probs"] = tr["logits"].softmax(-1)[valid.to(device)].cpu().numpy()

@@ -217,3 +217,21 @@ def test_a_remote_tensorboard_folder_is_refused_before_training_by_every_project
             callback.setup(trainer, None, "fit")
         assert str(caught.value).startswith("logger.tensorboard.save_dir='s3://bucket/run/tensorboard' is invalid for the embedding projector; allowed: a local folder")
     TestSetViews(projector=False).setup(trainer, None, "fit")  # PR curves only: nothing to check
+
+
+def test_a_float64_net_is_traced_on_the_float32_batches_the_data_gives():
+    """Under trainer.precision=64-true the nets hold float64 weights while the data's batches stay
+    float32: the trace (the histograms' gates, the projector, the figures) runs in the net's dtype."""
+    from analysis.recurrent import trace_batch
+    from datamodules.grammar import GrammarDataModule
+    from lightning_modules.recurrent_nets import make_net
+
+    dm = GrammarDataModule(language="anbncn", eval_sequences=3)
+    batch = dm.batch(dm.eval_sequences("val", dm.seed_list[0]))
+    torch.manual_seed(0)
+    net32 = make_net("lstm", 3, 3, True)
+    net64 = make_net("lstm", 3, 3, True).double()
+    net64.load_state_dict({k: v.double() for k, v in net32.state_dict().items()})
+    a, b = trace_batch(net32, batch), trace_batch(net64, batch)
+    assert b["forget"].dtype == np.float64 and a["forget"].dtype == np.float32
+    np.testing.assert_allclose(a["cell"], b["cell"], rtol=1e-4, atol=1e-5)
