@@ -27,7 +27,7 @@ class HistogramCallback(Callback):
     (``gradients/<name>``; none under the Kalman filter or the grid's fused NumPy step), and for an
     LSTM of each gate's activations on the seed's validation sequences (``gates/<gate>``, all units
     together). At most ``max_samples`` values a histogram. TensorBoard's histogram keeps bucket
-    counts, not the values: a histogram costs about 1 KB of event file whatever ``max_samples``.
+    counts, not the values: a histogram costs about 3 KB of event file whatever ``max_samples``.
 
     The module must give ``named_weights``/``named_gradients``/``named_activations``
     (``base.contracts.NamedWeights``);

@@ -12,7 +12,7 @@ from analysis.attributions import integrated_gradients, saliency
 from analysis.kmnist import top_confusions
 from base.contracts import ImageTestSet
 from base.errors import ConfigError, check, check_int
-from callbacks.confused_examples import pick_examples
+from callbacks.confused_examples import class_probabilities, pick_examples
 from callbacks.figures import Figure, check_local_logdir, publish, tensorboard_writer, write_embedding
 
 SPRITE_PX = 8192  # the projector's largest sprite side
@@ -155,8 +155,8 @@ class AttributionCallback(Callback):
             for k, top in enumerate(top_confusions(cm, self.pairs), start=1):
                 a, b = top["true"], top["pred"]
                 of_a = labels == a
-                _, scores = features_and_scores(net, images[of_a], device)
-                _, x, _ = pick_examples(images[of_a], labels[of_a], scores.softmax(1), a, b, self.examples)[1]  # a read as b, most confident first
+                probs = class_probabilities(pl_module, images[of_a])
+                _, x, _ = pick_examples(images[of_a], labels[of_a], probs, a, b, self.examples)[1]  # a read as b, most confident first
                 if len(x) == 0:
                     continue
                 x = x.to(device)

@@ -223,8 +223,8 @@ def write_summary(sweep_dir: Path) -> dict:
 
         counts = sorted(g["max_n_generalised"] for g in nets)
         title = f"{len(nets)} nets of the sweep: block lengths predicted without an error (dark)\nevery length right up to n = {counts[0]}..{counts[-1]}"
-        config = OmegaConf.load(Path(sweep["rows"][0]["dir"]) / "config.yaml") if (Path(sweep["rows"][0]["dir"]) / "config.yaml").is_file() else {}
-        blocks = int(OmegaConf.select(config, "data.eval_blocks", default=2)) if config else 2
+        config = Path(sweep["rows"][0]["dir"]) / "config.yaml"  # the test strings' blocks, as the runs had them
+        blocks = int(OmegaConf.select(OmegaConf.load(config), "data.eval_blocks", default=2)) if config.is_file() else 2
         generalisation_figure(nets, title, blocks=blocks).savefig(sweep_dir / "generalisation.png", dpi=100)
         lines += ["", "![which lengths every net gets right](generalisation.png)"]
     (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
