@@ -1,0 +1,212 @@
+"""The grid LightningModule in process, against independent oracles: a single net's training
+against ``torch.optim.Adam`` on ``GridNet`` in a plain loop with the stopping rule written out,
+what each step logs and returns, the test against the formulas evaluated directly, the checkpoint
+round trip, and the figures' choice of nets (seconds; end-to-end runs are in test_grid.py)."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+
+from analysis.grid import dividing_lines
+from base.errors import ConfigError
+from datamodules.grid import GridDataModule, grid_points
+from lightning_modules.grid import GridPerceptron
+from lightning_modules.grid_nets import GridNet
+
+
+class Outputs(pl.Callback):
+    """What every training step returned, and the metrics it logged."""
+
+    def __init__(self):
+        self.returned, self.logged = [], []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.returned.append(outputs)
+        self.logged.append({k: float(v) for k, v in trainer.callback_metrics.items()})
+
+
+def _fit(model, batches_per_step, max_steps, test=True):
+    seen = Outputs()
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=max_steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[seen])
+    trainer.fit(model, datamodule=GridDataModule(batches_per_step=batches_per_step))
+    if test:
+        trainer.test(model, datamodule=GridDataModule(), verbose=False)
+    return trainer, seen
+
+
+def _torch_run(seed, H, lr, weight_decay, stop_after, budget, init_std=0.15):
+    """The oracle: ``GridNet`` from N(0, init_std) drawn with ``seed`` (hidden weight, hidden
+    bias, output weight, output bias), BCE on the 9 points and ``torch.optim.Adam``; an update is
+    right when its forward pass classifies every point; stop after ``stop_after`` right updates
+    in a row or ``budget`` updates. Returns the net, the losses and accuracies of every update's
+    forward pass, and the 1-based update of the first right one."""
+    x, y = grid_points()
+    net = GridNet(H)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in (net.hidden.weight, net.hidden.bias, net.output.weight, net.output.bias):
+            p.copy_(torch.randn(p.shape, generator=g) * init_std)
+    adam = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
+    losses, accs, first, streak = [], [], None, 0
+    while len(losses) < budget and streak < stop_after:
+        o = net(x)
+        loss = F.binary_cross_entropy(o, y)
+        acc = ((o >= 0.5) == (y >= 0.5)).float().mean().item()
+        streak = streak + 1 if acc == 1 else 0
+        if acc == 1 and first is None:
+            first = len(losses) + 1
+        adam.zero_grad()
+        loss.backward()
+        adam.step()
+        losses.append(loss.item())
+        accs.append(acc)
+    return net, losses, accs, first
+
+
+def test_a_single_net_trains_as_torch_adam_and_stops_by_the_rule():
+    """Seed 6 at lr 0.01: the same first right update, the same stopping update (300 right in a
+    row, inside a step of 200), the same weights; each step logs the loss and accuracy of its last
+    update's forward pass and returns its first and last losses, the update count and the samples."""
+    model = GridPerceptron(init_seed=6, hidden_units=5, lr=0.01, stop_after_perfect=300)
+    trainer, seen = _fit(model, batches_per_step=200, max_steps=3_000)
+    net, losses, accs, first = _torch_run(6, 5, 0.01, 1e-5, 300, 3_000)
+    assert first is not None and len(losses) < 3_000 and len(losses) % 200  # the oracle stopped by the rule, inside a step
+    record = model.attempts[0][-1]
+    assert (int(model.updates[0]), record["first_perfect_update"]) == (len(losses), first)
+    assert record["outcome"] == "100% held for 300 updates" and record["updates"] == len(losses) and model.ended == [True]
+    assert model.clock == len(seen.returned) * 200 == trainer.global_step * 200
+    mine = model.weights_of(6)
+    for key, p in zip(("hidden_weight", "hidden_bias", "output_weight", "output_bias"), net.parameters()):
+        torch.testing.assert_close(torch.tensor(mine[key]), p.detach(), atol=1e-4, rtol=1e-3, msg=key)
+
+    done = 0
+    for out, logged in zip(seen.returned, seen.logged):
+        n = min(200, len(losses) - done)
+        assert out["update"] == done + n and out["samples"] == 9 * n
+        assert out["loss"].shape == (2, 1)
+        assert out["loss"][0, 0].item() == pytest.approx(losses[done], rel=1e-3)
+        assert out["loss"][1, 0].item() == pytest.approx(losses[done + n - 1], rel=1e-3)
+        assert logged["loss/train"] == pytest.approx(losses[done + n - 1], rel=1e-3)
+        assert logged["acc/train"] == pytest.approx(accs[done + n - 1])
+        assert logged["step"] == done + n
+        done += n
+    assert done == len(losses)
+    assert model.training_view()["updates"] == len(losses) and model.training_view()["attempt"] == 1
+    torch.testing.assert_close(model.training_view()["net"](grid_points()[0]), net(grid_points()[0]).detach(), atol=1e-4, rtol=1e-3)
+
+
+def _direct(weights, x, y):
+    """The trained net's formulas evaluated directly: hidden, output, BCE, points right."""
+    W1, b1 = torch.tensor(weights["hidden_weight"]), torch.tensor(weights["hidden_bias"])
+    W2, b2 = torch.tensor(weights["output_weight"]), torch.tensor(weights["output_bias"])
+    h = 1 / (1 + torch.exp(-(x @ W1.T + b1)))
+    o = 1 / (1 + torch.exp(-(h @ W2.T + b2)))
+    loss = -(y * torch.log(o) + (1 - y) * torch.log(1 - o)).mean()
+    return h, o, loss.item(), int(((o >= 0.5) == (y >= 0.5)).sum())
+
+
+def test_a_populations_test_and_summary_are_the_formulas_evaluated_directly():
+    """Seeds 2-5 for 3,000 updates (some reach 100%, some not): each seed's test loss, points right
+    and accuracy against its weights through the formulas; the logged success rate and mean
+    accuracy; the summary's analysed seed (the first that succeeded), its point table and dividing
+    lines; the figures draw it and the first failed seed; the population's own entries."""
+    model = GridPerceptron(seeds=4, init_seed=2, hidden_units=5, lr=0.01, stop_after_perfect=10**6)
+    trainer, seen = _fit(model, batches_per_step=1000, max_steps=3_000)
+    x, y = grid_points()
+    direct = {s: _direct(model.weights_of(s), x, y) for s in model.seed_list}
+    outcomes = {r["seed"]: r for r in model.seed_outcomes()}
+    succeeded = [s for s in model.seed_list if direct[s][3] == 9]
+    assert 0 < len(succeeded) < 4, "the case needs both outcomes"
+    for s, (h, o, loss, right) in direct.items():
+        r = outcomes[s]
+        assert r["test_correct"] == right and r["test_acc"] == right / 9 and r["test_loss"] == pytest.approx(loss, rel=1e-4)
+        assert r["outcome"] == ("succeeded" if right == 9 else "failed") and r["updates"] == 3_000 and r["attempts"] == 1
+        torch.testing.assert_close(model.net_of(s)(x), o, atol=1e-6, rtol=1e-5)
+    accs = [direct[s][3] / 9 for s in model.seed_list]
+    assert trainer.callback_metrics["hp/success_rate"].item() == pytest.approx(len(succeeded) / 4)
+    assert trainer.callback_metrics["hp/acc_test"].item() == pytest.approx(sum(accs) / 4)
+    assert "hp/loss_test" not in trainer.callback_metrics
+    # each step logged the population's seeds still training and the mean of their last losses
+    assert all(logged["population/training"] == 4 for logged in seen.logged[:-1]) and seen.logged[-1]["population/training"] == 0
+    assert seen.returned[-1]["loss"].shape == (2, 4) and seen.logged[-1]["population/loss"] == pytest.approx(seen.returned[-1]["loss"][1].mean().item(), rel=1e-6)
+
+    summary = model.test_summary()
+    s = succeeded[0]
+    h, o, loss, right = direct[s]
+    assert summary["analysed_seed"] == s and summary["test_correct"] == 9 and summary["test_total"] == 9 and summary["test_acc"] == 1.0
+    assert summary["test_loss"] == pytest.approx(loss, rel=1e-4)
+    assert (summary["activation"], summary["hidden_units"], summary["weight_scale"]) == ("sigmoid", 5, 1.0)
+    assert summary["weights"] == model.weights_of(s) and summary["updates"] == 3_000
+    assert summary["attempts"] == [{"attempt": 1, "seed": s, "start_update": 0, "first_perfect_update": outcomes[s]["first_perfect_update"],
+                                    "outcome": "update budget of 3,000 spent", "updates": 3_000}]
+    assert summary["dividing_lines"] == dividing_lines(summary["weights"]["hidden_weight"], summary["weights"]["hidden_bias"])
+    for row, point, hidden, out in zip(summary["point_table"], x.tolist(), h.tolist(), o[:, 0].tolist()):
+        assert [row["x"], row["y"]] == point and row["target"] == (sum(point) % 2) and row["correct"]
+        assert row["hidden"] == pytest.approx(hidden, abs=1e-4) and row["output"] == pytest.approx(out, abs=1e-4)
+    assert summary["population"] == 4 and summary["success_rate"] == len(succeeded) / 4
+    assert [r["seed"] for r in summary["seeds"]] == [2, 3, 4, 5] and all("attempt_records" not in r for r in summary["seeds"])
+
+    failed = next(t for t in model.seed_list if t not in succeeded)
+    shown = model.nets_to_show()
+    assert [(n.seed, n.prefix, n.label, n.updates) for n in shown] == [(s, "", f"seed {s} (reached 100%)", 3_000), (failed, f"seed{failed}_", f"seed {failed} (did not reach 100%)", 3_000)]
+    assert shown[1].weights == model.weights_of(failed)
+    torch.testing.assert_close(shown[1].net(x), direct[failed][1], atol=1e-6, rtol=1e-5)
+    assert model.training_view() is None and model.net(x).tolist() == model.net_of(s)(x).tolist()
+
+
+def test_a_single_runs_test_logs_its_loss_and_a_hand_set_net_is_its_weights():
+    """The reference's hand-designed net, x10 in sigmoid units: every point right, the loss logged directly;
+    its figures show it alone, with no label."""
+    weights = {"hidden_weight": [[1, 1]] * 4, "hidden_bias": [-0.5, -1.5, -2.5, -3.5], "output_weight": [[1, -1, 1, -1]], "output_bias": [-0.5]}
+    model = GridPerceptron(hidden_units=4, activation="sigmoid", weights=weights, weight_scale=10.0)
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.test(model, datamodule=GridDataModule(), verbose=False)
+    x, y = grid_points()
+    scaled = {k: (torch.tensor(v, dtype=torch.float32) * 10).tolist() for k, v in weights.items()}
+    h, o, loss, right = _direct(scaled, x, y)
+    assert right == 9 and model.weights_of(0) == scaled
+    assert trainer.callback_metrics["hp/loss_test"].item() == pytest.approx(loss, rel=1e-4)
+    assert trainer.callback_metrics["hp/acc_test"].item() == 1.0 and "hp/success_rate" not in trainer.callback_metrics
+    summary = model.test_summary()
+    assert "population" not in summary and "analysed_seed" not in summary and summary["updates"] == 0 and summary["attempts"] == []
+    assert summary["first_perfect_update"] is None and summary["weight_scale"] == 10.0
+    shown = model.nets_to_show()
+    assert [(n.seed, n.prefix, n.label, n.updates) for n in shown] == [(0, "", "", 0)]
+    assert model.training_view()["updates"] == 0 and model.training_view()["attempt"] == 1
+
+
+def test_a_step_net_cannot_be_trained():
+    model = GridPerceptron(hidden_units=2, activation="step")
+    with pytest.raises(ConfigError) as info:
+        _fit(model, batches_per_step=10, max_steps=10, test=False)
+    assert str(info.value) == "activation='step' cannot be trained (its gradient is zero everywhere); use fit=false, or activation=sigmoid"
+
+
+def test_a_checkpoint_brings_back_every_seeds_life():
+    """What ``on_save_checkpoint`` writes puts a fresh module back where the trained one was:
+    updates, streaks, which seeds ended, the clock and every attempt (a restart included); a
+    checkpoint from before the clock was saved starts it at 0, one with no seeds changes nothing."""
+    trained = GridPerceptron(seeds=3, init_seed=1, restarts=2, restart_after=1_500, stop_after_perfect=400, lr=0.02)
+    _fit(trained, batches_per_step=500, max_steps=4_000, test=False)
+    assert any(len(a) > 1 for a in trained.attempts) and any(trained.ended)
+    checkpoint: dict = {}
+    trained.on_save_checkpoint(checkpoint)
+    fresh = GridPerceptron(seeds=3, init_seed=1, restarts=2, restart_after=1_500, stop_after_perfect=400, lr=0.02)
+    fresh.on_load_checkpoint(checkpoint)
+    assert fresh.updates.tolist() == trained.updates.tolist() and fresh.streak.tolist() == trained.streak.tolist()
+    assert fresh.ended == trained.ended and fresh.clock == trained.clock == 4_000
+    assert [a.state_dict() for a in fresh.attempts] == [a.state_dict() for a in trained.attempts]
+    assert fresh.updates is not checkpoint["seeds"]["updates"]  # copied into the module's own arrays
+
+    older = {k: v for k, v in checkpoint.items()}
+    older["seeds"] = {k: v for k, v in checkpoint["seeds"].items() if k != "clock"}
+    again = GridPerceptron(seeds=3, init_seed=1, restarts=2, restart_after=1_500)
+    again.on_load_checkpoint(older)
+    assert again.clock == 0 and again.updates.tolist() == trained.updates.tolist()
+    untouched = GridPerceptron(seeds=3, init_seed=1)
+    untouched.on_load_checkpoint({})
+    assert untouched.updates.tolist() == [0, 0, 0] and untouched.ended == [False] * 3 and [len(a) for a in untouched.attempts] == [1, 1, 1]
