@@ -446,23 +446,14 @@ def make_net(cell: str, num_symbols: int, hidden_units: int, peepholes: bool = F
 
 
 def fused_logits(net: _Net, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``net``'s fused forward pass (``nn.RNN`` / ``nn.LSTM``) with the weights of the flat vector
-    ``flat`` (P,) instead of its own, differentiable with respect to ``flat``: logits (B, T, S) of
-    one-hot inputs ``x`` (B, T, S). ``torch.func.functional_call`` puts views of ``flat`` in place
-    of the module's parameters for this one call."""
-    if net.layout.peepholes:
-        raise ValueError("torch's fused LSTM has no peepholes: use the batched recurrence (forward)")
+    """One LSTM's fused forward pass (``nn.LSTM``) with the weights of the flat vector ``flat``
+    (P,) instead of its own, differentiable with respect to ``flat``: logits (B, T, S) of one-hot
+    inputs ``x`` (B, T, S). ``torch.func.functional_call`` puts views of ``flat`` in place of the
+    module's parameters for this one call. Only a single LSTM without peepholes trains this way:
+    an SRN gains nothing from ``nn.RNN`` (the batched recurrence is as fast, measured)."""
+    if net.cell != "lstm" or net.layout.peepholes:
+        raise ValueError("torch's fused kernel trains one LSTM without peepholes; use the batched recurrence (forward)")
     v = net.layout.views(flat)
-    prefix = "lstm" if net.cell == "lstm" else "rnn"
-    params = {f"{prefix}.weight_ih_l0": v["weight_ih"], f"{prefix}.weight_hh_l0": v["weight_hh"], f"{prefix}.bias_ih_l0": v["bias"],
-              f"{prefix}.bias_hh_l0": torch.zeros_like(v["bias"]), "out.weight": v["out_weight"], "out.bias": v["out_bias"]}
-    if "H0" in v:
-        params["H0"] = v["H0"]
+    params = {"lstm.weight_ih_l0": v["weight_ih"], "lstm.weight_hh_l0": v["weight_hh"], "lstm.bias_ih_l0": v["bias"],
+              "lstm.bias_hh_l0": torch.zeros_like(v["bias"]), "out.weight": v["out_weight"], "out.bias": v["out_bias"]}
     return torch.func.functional_call(net, params, (x,))
-
-
-def sequence_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean NLL of the actual next symbol over the real (non-padding) positions: logits (B, T, S),
-    targets (B, T) with -100 at padding (the reference's objective; ``Objective.mean_loss`` gives
-    any objective's)."""
-    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)

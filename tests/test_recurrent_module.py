@@ -1,0 +1,211 @@
+"""The recurrent LightningModule's record in process, against independent oracles: each seed's
+test figures and how far it counts against the reference's formulas on the data's own test
+strings, what the test logs, a seed ended mid-run (frozen, its strings no longer drawn, its
+update recorded), the checkpoint round trip and a seed moving between processes, and the nets the
+figures draw (seconds; the training itself is checked in test_population.py and test_objectives.py)."""
+
+from __future__ import annotations
+
+import functools
+import statistics
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from base.errors import ConfigError
+from datamodules.grammar import GrammarDataModule, collate
+from lightning_modules.recurrent import SequencePredictor
+from oracles import reference_errors, reference_logits, unpack
+
+ADAM = functools.partial(torch.optim.Adam, lr=0.05)
+
+
+def _setup(seeds, init_seed=30, cell="lstm", model=(), **data):
+    model = SequencePredictor(seeds=seeds, init_seed=init_seed, cell=cell, hidden_units=3 if cell == "lstm" else 2, num_symbols=3 if cell == "lstm" else 2,
+                              init="uniform" if cell == "lstm" else 0.3, optimizer=ADAM, **dict(model))
+    dm = GrammarDataModule(language="anb2nc3n" if cell == "lstm" else "anb2n", batch_size=4, eval_sequences=12, eval_max_n=6, seed=init_seed, seeds=seeds, **data)
+    return model, dm
+
+
+def _trainer(max_steps, val_every=1000, callbacks=()):
+    return pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=max_steps, val_check_interval=val_every, check_val_every_n_epoch=None, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, callbacks=list(callbacks))
+
+
+def _right_per_length(cell, flat, symbols, hidden, sequences):
+    """Whether every determined position of each string is predicted right (argmax of the
+    reference's formulas), one string at a time."""
+    out = []
+    for s in sequences:
+        b = collate([s], symbols)
+        with torch.no_grad():
+            logits = reference_logits(cell, unpack(cell, flat, symbols, hidden), b["inputs"])["logits"]
+        det = b["determined"]
+        out.append(bool((logits.argmax(-1)[det] == b["targets"][det]).all()))
+    return out
+
+
+def test_each_seeds_record_is_the_reference_formulas_on_its_test_strings():
+    """Three LSTMs after 150 updates: per seed, the test figures on its own test strings, which of
+    the strings of n = 1..6 it gets right, the longest run of right lengths from n = 1, the logged
+    success rate and det_acc, and the summary's spread of max_n_generalised."""
+    model, dm = _setup(3)
+    trainer = _trainer(150)
+    trainer.fit(model, datamodule=dm)
+    trainer.test(model, datamodule=dm, verbose=False)
+    outcomes = model.seed_outcomes()
+    assert [r["seed"] for r in outcomes] == [30, 31, 32]
+    max_ns = []
+    for i, r in enumerate(outcomes):
+        flat = model.seed_weights[i].detach()
+        direct = reference_errors("lstm", flat, 3, 3, dm.test_sequences_of(r["seed"]))
+        for key, ours in (("error", r["error"]), ("error_exact", r["error_exact"]), ("det_acc", r["det_acc"]), ("loss", r["test_loss"])):
+            assert ours == pytest.approx(direct[key], rel=1e-5, abs=1e-7), (r["seed"], key)
+        assert r["solved"] is (direct["det_acc"] == 1.0) and r["outcome"] == ("succeeded" if r["solved"] else "failed")
+        right = _right_per_length("lstm", flat, 3, 3, [dm.language.sequence([n, n]) for n in range(1, 7)])
+        assert r["lengths_right"] == [n for n in range(1, 7) if right[n - 1]]
+        assert r["fraction_lengths_right"] == pytest.approx(sum(right) / 6)
+        max_n = next((n for n in range(6) if not right[n]), 6)
+        assert r["max_n_generalised"] == max_n
+        max_ns.append(max_n)
+        assert (r["updates"], r["attempts"], r["stopped_early_at_update"]) == (150, 1, None)
+        assert r["attempt_records"] == [{"attempt": 1, "seed": r["seed"], "start_update": 0, "first_solved_update": None, "updates": 150,
+                                         "outcome": "not solved when training ended"}] or r["first_solved_update"] is not None
+    solved = [r["solved"] for r in outcomes]
+    assert trainer.callback_metrics["hp/success_rate"].item() == pytest.approx(sum(solved) / 3)
+    assert trainer.callback_metrics["hp/det_acc_test"].item() == pytest.approx(statistics.fmean(r["det_acc"] for r in outcomes), rel=1e-6)
+    assert "hp/loss_test" not in trainer.callback_metrics
+
+    summary = model.test_summary()
+    s = next((r["seed"] for r in outcomes if r["solved"]), 30)
+    mine = outcomes[s - 30]
+    assert summary["analysed_seed"] == s and summary["population"] == 3 and summary["updates"] == 150
+    for key in ("test_loss", "error", "error_exact", "det_acc", "solved", "max_n_generalised", "lengths_right", "fraction_lengths_right", "first_solved_update"):
+        assert summary[key] == mine[key], key
+    assert summary["tested_up_to"] == 6 and summary["test_sequences"] == 12 and summary["attempts"] == mine["attempt_records"]
+    assert summary["max_n_generalised_counts"] == {str(n): max_ns.count(n) for n in sorted(set(max_ns))}
+    fractions = [r["fraction_lengths_right"] for r in outcomes]
+    assert summary["fraction_lengths_right_median"] == statistics.median(fractions) and summary["fraction_lengths_right_best"] == max(fractions)
+    assert [r["seed"] for r in summary["seeds"]] == [30, 31, 32] and all("attempt_records" not in r for r in summary["seeds"])
+    assert "selection" not in summary and "selected_max_n_generalised_counts" not in summary
+
+    assert [g["label"] for g in model.generalisation_by_net()] == ["seed 30", "seed 31", "seed 32"]
+    assert [g["max_n_generalised"] for g in model.generalisation_by_net()] == max_ns
+    # the figures: the analysed seed, then (in a population) the first that failed; net_of is the seed's formulas
+    failed = next((r["seed"] for r in outcomes if not r["solved"] and r["seed"] != s), None)
+    shown = model.nets_to_show()
+    want = [(s, "", f"seed {s}")] + ([(failed, f"seed{failed}_", f"seed {failed} (not solved)")] if failed is not None else [])
+    assert [(n.seed, n.prefix, n.label) for n in shown] == want
+    x = dm.batch(dm.test_sequences_of(31))["inputs"]
+    with torch.no_grad():
+        torch.testing.assert_close(model.net_of(31)(x), reference_logits("lstm", unpack("lstm", model.seed_weights[1].detach(), 3, 3), x)["logits"], atol=1e-4, rtol=1e-3)
+
+
+def test_a_single_run_logs_its_own_figures():
+    model, dm = _setup(1, init_seed=5, cell="srn")
+    trainer = _trainer(60, val_every=20)
+    trainer.fit(model, datamodule=dm)
+    trainer.test(model, datamodule=dm, verbose=False)
+    r = model.seed_outcomes()[0]
+    m = trainer.callback_metrics
+    for name, key in (("hp/loss_test", "test_loss"), ("hp/error_test", "error"), ("hp/error_exact_test", "error_exact"), ("hp/det_acc_test", "det_acc"),
+                      ("hp/max_n_generalised", "max_n_generalised")):
+        assert m[name].item() == pytest.approx(r[key], rel=1e-6), name
+    assert "hp/success_rate" not in m
+    summary = model.test_summary()
+    assert "population" not in summary and "analysed_seed" not in summary and "updates" not in summary
+    assert summary["max_n_generalised"] == r["max_n_generalised"] and summary["first_solved_seconds"] is None
+    assert model.generalisation_by_net() == [{"label": "this net", **{k: summary[k] for k in ("max_n_generalised", "lengths_right", "fraction_lengths_right", "tested_up_to")}}]
+    assert [(n.seed, n.prefix, n.label) for n in model.nets_to_show()] == [(5, "", "")]
+    assert model.val_metric("det_acc/val") == model.last_val["det_acc/val"]
+    with pytest.raises(ConfigError) as info:
+        model.val_metric("acc/val")
+    assert str(info.value) == "callbacks.solved_stopping.monitor='acc/val' is invalid; allowed: one of loss/val, error/val, error_exact/val, det_acc/val"
+
+
+class EndSeeds(pl.Callback):
+    """Ends seed index 1 early after update 20, and every seed after update 35; notes the rows of
+    every batch and seed 1's weights when it ended."""
+
+    def __init__(self):
+        self.rows, self.frozen = [], None
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.rows.append((trainer.global_step, batch["rows"].tolist()))
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.global_step == 20:
+            module.end_seed(1, early=True)
+            module.end_seed(1)  # a second call changes nothing
+            self.frozen = module.seed_weights[1].detach().clone()
+        if trainer.global_step == 35:
+            for i in range(len(module.seed_list)):
+                module.end_seed(i)
+
+
+def test_an_ended_seed_is_frozen_its_strings_are_no_longer_drawn_and_the_run_stops_when_all_have_ended():
+    model, dm = _setup(3, cell="srn")
+    ends = EndSeeds()
+    trainer = _trainer(100, callbacks=[ends])
+    trainer.fit(model, datamodule=dm)
+    assert trainer.global_step == 35  # stopped when every seed had ended, not at max_steps
+    assert model.ended == [True] * 3 and model.ended_at == [35, 20, 35] and model.stopped_early == [None, 20, None]
+    assert torch.equal(model.seed_weights[1].detach(), ends.frozen)
+    drawn_later = [rows for step, rows in ends.rows if step > 21]  # (one batch may have been drawn before the end)
+    assert drawn_later and all(rows == [0, 2] for rows in drawn_later)
+    assert all(rows == [0, 1, 2] for step, rows in ends.rows if step < 20)
+    trainer.test(model, datamodule=dm, verbose=False)
+    outcomes = model.seed_outcomes()
+    assert [r["updates"] for r in outcomes] == [35, 20, 35] and [r["stopped_early_at_update"] for r in outcomes] == [None, 20, None]
+    assert outcomes[1]["attempt_records"][0]["updates"] == 20
+
+
+def test_a_checkpoint_and_a_move_between_processes_bring_back_every_seeds_record():
+    """After training with model selection and a restart: ``on_save_checkpoint`` puts a fresh
+    module's records back (which seeds ended and when, first solves, the kept nets, attempts);
+    ``_seed_state`` moves a seed whole, its kept net's weights on the CPU."""
+    model, dm = _setup(2, cell="srn", model={"restarts": 1, "restart_after": 20}, select_lengths=[5, 6])
+    trainer = _trainer(40, val_every=10, callbacks=[EndSeeds()])
+    trainer.fit(model, datamodule=dm)
+    assert [len(a) for a in model.attempts] == [2, 1] and model.ended == [True, True] and model.selected[0] is not None  # seed 1 ended before its restart
+    checkpoint: dict = {}
+    model.on_save_checkpoint(checkpoint)
+    fresh, _ = _setup(2, cell="srn", select_lengths=[5, 6])
+    fresh.on_load_checkpoint(checkpoint)
+    for key in SequencePredictor.STATE:
+        mine, theirs = getattr(fresh, key), getattr(model, key)
+        assert len(mine) == 2 and mine is not checkpoint["seeds"][key], key
+        if key != "selected":
+            assert mine == theirs, key
+    assert [(s["update"], s["fraction_right"]) for s in fresh.selected] == [(s["update"], s["fraction_right"]) for s in model.selected]
+    assert [a.state_dict() for a in fresh.attempts] == [a.state_dict() for a in model.attempts]
+    untouched, _ = _setup(2, cell="srn")
+    untouched.on_load_checkpoint({})
+    assert untouched.ended == [False, False] and [len(a) for a in untouched.attempts] == [1, 1]
+
+    other, _ = _setup(2, cell="srn", select_lengths=[5, 6])
+    state = model._seed_state(1)
+    assert state["selected"]["weights"].device.type == "cpu" and state["weights"].device.type == "cpu"
+    other._load_seed_state(1, state)
+    assert torch.equal(other.seed_weights[1].detach(), model.seed_weights[1].detach()) and other.ended == [False, True]
+    assert other.attempts[1].state_dict() == model.attempts[1].state_dict()
+    for key in SequencePredictor.STATE:
+        if key not in ("ended", "selected"):
+            assert getattr(other, key)[1] == getattr(model, key)[1], key
+    assert torch.equal(other.selected[1]["weights"], model.selected[1]["weights"]) and other.selected[0] is None
+
+
+def test_the_fused_kernel_takes_one_lstm_without_peepholes_only():
+    """``fused_logits`` is the reference's LSTM formulas through ``nn.LSTM``; an SRN or a peephole
+    LSTM is refused, not run through a kernel that lacks their weights."""
+    from lightning_modules.recurrent_nets import Layout, fused_logits, make_net
+
+    layout = Layout("lstm", 3, 3)
+    flat = layout.initial("uniform", torch.Generator().manual_seed(0))
+    x = GrammarDataModule(language="anb2nc3n").batch_of_blocks([[2], [3, 1]])["inputs"]
+    with torch.no_grad():
+        torch.testing.assert_close(fused_logits(make_net("lstm", 3, 3), flat, x), reference_logits("lstm", unpack("lstm", flat, 3, 3), x)["logits"], atol=1e-5, rtol=1e-4)
+    for net in (make_net("srn", 3, 3), make_net("lstm", 3, 3, peepholes=True)):
+        with pytest.raises(ValueError, match="^torch's fused kernel trains one LSTM without peepholes; use the batched recurrence"):
+            fused_logits(net, flat, x)
