@@ -209,3 +209,15 @@ def test_the_fused_kernel_takes_one_lstm_without_peepholes_only():
     for net in (make_net("srn", 3, 3), make_net("lstm", 3, 3, peepholes=True)):
         with pytest.raises(ValueError, match="^torch's fused kernel trains one LSTM without peepholes; use the batched recurrence"):
             fused_logits(net, flat, x)
+
+
+def test_a_batch_with_one_real_position_has_that_positions_loss():
+    """``mean_loss`` divides by the real positions (targets >= 0), however few: one real position
+    and one padded one give the cross-entropy of the real one."""
+    from lightning_modules.objectives import Objective
+
+    logits = torch.tensor([[[2.0, -1.0], [5.0, 5.0]]])
+    targets = torch.tensor([[1, -100]])
+    inputs = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    want = torch.nn.functional.cross_entropy(logits[0, :1], targets[0, :1]).item()
+    assert Objective.of("next_symbol", None).mean_loss(logits, targets, inputs).item() == pytest.approx(want)
