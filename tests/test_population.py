@@ -278,19 +278,19 @@ def test_one_lstm_through_the_fused_kernel_follows_the_batched_recurrence():
     ("lstm", functools.partial(torch.optim.Adam, lr=0.02, weight_decay=1e-3)),
 ])
 def test_a_population_trains_each_seed_as_torch_trains_the_reference_formulas(cell, optimizer):
-    """The oracle: three seeds trained 60 updates in one population (the batched recurrence and
-    its hand-written gradients, a fused optimiser, restarts at update 40) against each seed
+    """The oracle: three seeds trained 30 updates in one population (the batched recurrence and
+    its hand-written gradients, a fused optimiser, restarts at update 20) against each seed
     trained alone by a plain loop: torch's optimiser (not fused) on one flat parameter,
     autograd through the reference's formulas written step by step, sequences drawn one by one
-    from the seed's generator, and at update 40 the weights of seed + 1 with a new optimiser."""
-    model, data = _sequences(cell, 3, 30, optimizer=functools.partial(optimizer.func, **optimizer.keywords, fused=True), restarts=1, restart_after=40, init=0.001 if cell == "srn" else "uniform")
-    _fit_sequences(model, data, 60, val_every=20)
+    from the seed's generator, and at update 20 the weights of seed + 1 with a new optimiser."""
+    model, data = _sequences(cell, 3, 30, optimizer=functools.partial(optimizer.func, **optimizer.keywords, fused=True), restarts=1, restart_after=20, init=0.001 if cell == "srn" else "uniform")
+    _fit_sequences(model, data, 30, val_every=10)
     layout = model.layout
     for i, seed in enumerate(model.seed_list):
         records = model.attempts[i].state_dict()
-        assert [r["seed"] for r in records] == [seed, seed + 1] and records[1]["start_update"] == 40  # never solved: restarted at 40
+        assert [r["seed"] for r in records] == [seed, seed + 1] and records[1]["start_update"] == 20  # never solved: restarted at 20
         initial = [layout.initial(model.hparams.init, torch.Generator().manual_seed(s)) for s in (seed, seed + 1)]
-        theirs = reference_training(cell, layout.num_symbols, layout.hidden_units, initial, optimizer, data.language, 5, 8, seed, 60, restart_at={40: initial[1]})
+        theirs = reference_training(cell, layout.num_symbols, layout.hidden_units, initial, optimizer, data.language, 5, 8, seed, 30, restart_at={20: initial[1]})
         torch.testing.assert_close(model.seed_weights[i].detach(), theirs, atol=2e-5, rtol=1e-4)
 
 
@@ -299,7 +299,7 @@ def test_a_populations_errors_are_those_computed_directly():
     measures computed from the reference's formulas on that seed's own test sequences, drawn
     alone from ``numpy.random.default_rng([seed, 2])``."""
     model, data = _sequences("lstm", 3, 50)
-    _fit_sequences(model, data, 200, val_every=1000)
+    _fit_sequences(model, data, 20, val_every=1000)
     language = CountingLanguage(2, 3, 4)
     for i, r in enumerate(model.seed_outcomes()):
         rng = np.random.default_rng([r["seed"], 2])
