@@ -221,3 +221,17 @@ def test_a_batch_with_one_real_position_has_that_positions_loss():
     inputs = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
     want = torch.nn.functional.cross_entropy(logits[0, :1], targets[0, :1]).item()
     assert Objective.of("next_symbol", None).mean_loss(logits, targets, inputs).item() == pytest.approx(want)
+
+
+@pytest.mark.parametrize("model, data, line", [
+    (dict(cell="srn", num_symbols=3), dict(language="anb2n"), "model.num_symbols=3 does not match the data: anb2n has 2 symbols"),
+    (dict(cell="srn", seeds=2, init_seed=0), dict(language="anb2n", seed=5, seeds=2), "the data's seeds 5..6 are not the model's 0..1 (data.seed, data.seeds)"),
+    (dict(cell="srn"), None, "the recurrent model needs the counting-language data (data=grammar), not GridDataModule"),
+])
+def test_a_model_and_data_that_do_not_fit_are_one_line_before_training(model, data, line):
+    from datamodules.grid import GridDataModule
+
+    dm = GridDataModule() if data is None else GrammarDataModule(eval_sequences=2, eval_max_n=2, **data)
+    with pytest.raises(ConfigError) as info:
+        _trainer(5).fit(SequencePredictor(optimizer=ADAM, **model), datamodule=dm)
+    assert str(info.value) == line
