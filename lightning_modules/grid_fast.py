@@ -25,7 +25,9 @@ import torch
 
 # torch's binary_cross_entropy clamps log() at -100 and divides its gradient by
 # max(p (1 - p), 1e-12); the same constants keep the two paths identical when a unit saturates.
-LOG_FLOOR = np.float32(np.exp(-100.0))
+# (The clamp is on the log itself: flooring p at exp(-100) instead, a float32 denormal, gives
+# log = -99.98.)
+LOG_MIN = np.float32(-100.0)
 BCE_EPS = 1e-12
 
 
@@ -51,7 +53,8 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 def bce(o: np.ndarray, y_pos: np.ndarray) -> np.ndarray:
     """Mean binary cross-entropy per row of outputs ``o`` (A, N, 1) against 0/1 targets, clamped as torch does."""
-    return -np.log(np.maximum(np.where(y_pos, o, 1.0 - o), LOG_FLOOR)).mean(axis=(1, 2))
+    with np.errstate(divide="ignore"):  # log(0) = -inf, clamped below
+        return -np.maximum(np.log(np.where(y_pos, o, 1.0 - o)), LOG_MIN).mean(axis=(1, 2))
 
 
 def size(hidden: int) -> int:

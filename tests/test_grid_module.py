@@ -5,6 +5,7 @@ round trip, and the figures' choice of nets (seconds; end-to-end runs are in tes
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
@@ -288,3 +289,45 @@ def test_a_checkpoint_brings_back_every_seeds_life():
     other = GridPerceptron(seeds=3, init_seed=1, restarts=2, restart_after=1_500)
     other._load_seed_state(2, trained._seed_state(2))
     assert other.ended == [False, False, True] and other.weights_of(3) == trained.weights_of(3) and int(other.streak[2]) == int(trained.streak[2])
+
+
+def test_grid_adam_has_torch_adams_defaults_and_takes_one_parameter():
+    p = torch.nn.Parameter(torch.zeros(2, 21), requires_grad=False)
+    from lightning_modules.grid_fast import GridAdam
+
+    ours, theirs = GridAdam([p]).defaults, torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))]).defaults
+    assert {k: ours[k] for k in ("lr", "betas", "eps", "weight_decay")} == {k: theirs[k] for k in ("lr", "betas", "eps", "weight_decay")}
+    with pytest.raises(ValueError, match=r"^GridAdam updates one parameter: the \(rows, 4 H \+ 1\) weights of a population$"):
+        GridAdam([p, torch.nn.Parameter(torch.zeros(1, 21))])
+    calls = []
+    x, y = grid_points()
+    GridAdam([p]).step(lambda: calls.append(torch.is_grad_enabled()), hidden=5, points=x, targets=y, limits=np.array([1, 1]))
+    assert calls == [True]  # Lightning's closure runs, with gradients on
+
+
+def test_a_saturated_net_is_updated_as_torch_updates_it():
+    """Weights so large that the output is exactly 0 or 1 in float32 at some points: torch's BCE
+    clamps log() at -100 and its gradient's denominator at 1e-12, and so does the fused update,
+    step for step (its first loss, its weights after 20 updates against autograd + Adam)."""
+    from lightning_modules.grid_fast import GridAdam, size
+
+    H = 2
+    x, y = grid_points()
+    start = torch.tensor([[30.0, 30.0, -30.0, 30.0, 5.0, -5.0, 40.0, -40.0, 20.0]])
+    assert start.shape[1] == size(H)
+    theirs = torch.nn.Parameter(start.clone())
+    adam = torch.optim.Adam([theirs], lr=0.01)
+    losses = []
+    for _ in range(20):
+        W1, b1, W2, b2 = theirs[:, : 2 * H].view(1, H, 2), theirs[:, 2 * H : 3 * H], theirs[:, 3 * H : 4 * H].view(1, 1, H), theirs[:, 4 * H :]
+        o = torch.sigmoid(torch.sigmoid(x @ W1.transpose(1, 2) + b1[:, None]) @ W2.transpose(1, 2) + b2[:, None])
+        loss = F.binary_cross_entropy(o, y.expand_as(o))
+        losses.append(loss.item())
+        adam.zero_grad()
+        loss.backward()
+        adam.step()
+    assert losses[0] > 10  # some points are saturated the wrong way: each costs the clamped 100
+    ours = torch.nn.Parameter(start.clone(), requires_grad=False)
+    result = GridAdam([ours], lr=0.01).step(hidden=H, points=x, targets=y, limits=np.array([20]))
+    assert result.first_loss[0] == pytest.approx(losses[0], rel=1e-5) and result.last_loss[0] == pytest.approx(losses[-1], rel=1e-4)
+    torch.testing.assert_close(ours.detach(), theirs.detach(), atol=1e-4, rtol=1e-4)
