@@ -331,3 +331,93 @@ def test_a_saturated_net_is_updated_as_torch_updates_it():
     result = GridAdam([ours], lr=0.01).step(hidden=H, points=x, targets=y, limits=np.array([20]))
     assert result.first_loss[0] == pytest.approx(losses[0], rel=1e-5) and result.last_loss[0] == pytest.approx(losses[-1], rel=1e-4)
     torch.testing.assert_close(ours.detach(), theirs.detach(), atol=1e-4, rtol=1e-4)
+
+
+def test_the_defaults_are_the_configs():
+    """A module built in Python trains as ``model=grid_perceptron`` does: the constructor's defaults
+    against conf/model/grid_perceptron.yaml, key by key."""
+    import inspect
+
+    from omegaconf import OmegaConf
+
+    from conftest import REPO
+
+    conf = OmegaConf.to_container(OmegaConf.load(REPO / "conf/model/grid_perceptron.yaml"))
+    defaults = {k: p.default for k, p in inspect.signature(GridPerceptron.__init__).parameters.items() if p.default is not inspect.Parameter.empty}
+    keys = [k for k in conf if not k.startswith("_") and not isinstance(conf[k], str) or k == "activation"]
+    assert {k: defaults[k] for k in keys} == {k: conf[k] for k in keys}
+    assert {"stop_after_perfect", "restarts", "restart_after", "lr", "weight_decay", "init_std"} <= set(keys)
+
+
+def test_a_budget_of_one_update_and_a_net_right_from_its_first_update():
+    """``trainer.max_steps=1`` is one update; the reference's net x10 is right on its first
+    forward pass, so its first 100% is update 1 and it stops after ``stop_after_perfect`` updates."""
+    model = GridPerceptron(init_seed=6)
+    _fit(model, batches_per_step=10, max_steps=1, test=False)
+    assert model.updates.tolist() == [1] and model.attempts[0][-1]["outcome"] == "update budget of 1 spent"
+    weights = {"hidden_weight": [[1, 1]] * 4, "hidden_bias": [-0.5, -1.5, -2.5, -3.5], "output_weight": [[1, -1, 1, -1]], "output_bias": [-0.5]}
+    right = GridPerceptron(hidden_units=4, weights=weights, weight_scale=10.0, stop_after_perfect=5)
+    _fit(right, batches_per_step=10, max_steps=100, test=False)
+    assert right.attempts[0][-1]["first_perfect_update"] == 1 and right.updates.tolist() == [5]
+
+
+class Logged(pl.loggers.Logger):
+    """A logger that keeps each call's metrics and step."""
+
+    name, version = "logged", 0
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple[dict, int]] = []
+
+    def log_metrics(self, metrics, step=None):
+        self.calls.append((dict(metrics), step))
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
+
+
+def test_each_step_reaches_the_logger_at_the_update_it_ends_on():
+    """TensorBoard's x-axis is the ``step`` a module logs: a single run's loss and accuracy, a
+    population's seeds training and mean loss, at the update each Lightning step ended on."""
+    for model, names in ((GridPerceptron(init_seed=6, stop_after_perfect=10**6), {"loss/train", "acc/train"}),
+                         (GridPerceptron(seeds=2, init_seed=6, stop_after_perfect=10**6), {"population/training", "population/loss"})):
+        logger = Logged()
+        trainer = pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=750, logger=logger, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, log_every_n_steps=1)
+        trainer.fit(model, datamodule=GridDataModule(batches_per_step=300))
+        assert [(set(m) - {"epoch"}, step) for m, step in logger.calls] == [(names, 300), (names, 600), (names, 750)]
+
+
+def test_a_restart_counts_its_first_100_percent_from_its_own_start_and_leaves_the_other_seeds_alone(caplog):
+    """Seed 7 fails its first attempt and restarts at update 1,000 as seed 8 (oracle: seed 8 run
+    fresh, whose first 100% comes at update f > 1,000): the second attempt's first 100% is f,
+    counted from the restart, not 1,000 + f or f - 1,000. Seed 6, which is not restarted, keeps its own Adam state: it ends as seed 6 alone.
+    The restart is logged and recorded in words."""
+    settings = dict(hidden_units=5, lr=0.01, stop_after_perfect=10**6, restarts=1, restart_after=1_000)
+    fresh = GridPerceptron(init_seed=8, **(settings | {"restarts": 0}))
+    _fit(fresh, batches_per_step=500, max_steps=3_500, test=False)
+    f = fresh.attempts[0][0]["first_perfect_update"]
+    assert f is not None and 1_000 < f < 3_500
+    alone = GridPerceptron(init_seed=6, **settings)
+    _fit(alone, batches_per_step=500, max_steps=4_500, test=False)
+    with caplog.at_level("INFO", logger="lightning_modules.grid"):
+        pair = GridPerceptron(seeds=2, init_seed=6, **settings)
+        _fit(pair, batches_per_step=500, max_steps=4_500, test=False)
+    first, second = pair.attempts[1].state_dict()
+    assert first["outcome"] == "no 100% after 1,000 updates: re-initialised" and first["updates"] == 1_000 and first["first_perfect_update"] is None
+    assert second["seed"] == 8 and second["start_update"] == 1_000 and second["first_perfect_update"] == f
+    assert "seed 7: attempt 1 reached no 100% in 1000 updates; re-initialising with seed 8" in caplog.messages
+    assert pair.weights_of(6) == alone.weights_of(6) and len(pair.attempts[0]) == 1
+
+    class StopAfterTwoSteps(pl.Callback):
+        def on_train_batch_end(self, trainer, *args):
+            trainer.should_stop = trainer.global_step == 2
+
+    stopped = GridPerceptron(seeds=2, init_seed=6, **(settings | {"restart_after": 300}))
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=4_000, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[StopAfterTwoSteps()])
+    trainer.fit(stopped, datamodule=GridDataModule(batches_per_step=500))
+    trainer.test(stopped, datamodule=GridDataModule(), verbose=False)
+    last = stopped.seed_outcomes()[1]["attempt_records"][-1]
+    assert (last["seed"], last["start_update"], last["updates"]) == (8, 300, 500)  # a step ends at a restart: 300, then 500 more
