@@ -235,3 +235,26 @@ def test_a_model_and_data_that_do_not_fit_are_one_line_before_training(model, da
     with pytest.raises(ConfigError) as info:
         _trainer(5).fit(SequencePredictor(optimizer=ADAM, **model), datamodule=dm)
     assert str(info.value) == line
+
+
+@pytest.mark.parametrize("cell, peepholes", [("srn", False), ("lstm", False), ("lstm", True)])
+def test_a_single_net_is_the_reference_formulas_and_trains_through_its_own_parameters(cell, peepholes):
+    """``make_net`` loaded with a flat vector computes the reference's formulas (peepholes through
+    the batched recurrence), ``flat()`` gives that vector back detached, and ``flat(detach=False)``
+    and ``forward`` let autograd reach every trainable parameter (the peepholes included)."""
+    from lightning_modules.recurrent_nets import Layout, make_net
+
+    S, H = 3, 2
+    layout = Layout(cell, S, H, peepholes)
+    flat = layout.initial(0.5, torch.Generator().manual_seed(1))
+    if peepholes:
+        flat[-3 * H :] = torch.tensor([0.3, -0.2, 0.5, 0.1, -0.4, 0.2])
+    net = make_net(cell, S, H, peepholes).load_flat(flat)
+    x = GrammarDataModule(language="anb2nc3n").batch_of_blocks([[2], [1, 3]])["inputs"]
+    want = reference_logits(cell, unpack(cell, flat, S, H, peepholes), x)["logits"]
+    torch.testing.assert_close(net(x).detach(), want, atol=1e-5, rtol=1e-4)
+    assert torch.equal(net.flat(), flat) and not net.flat().requires_grad and net.flat(detach=False).requires_grad
+    net(x).square().sum().backward()
+    trainable = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
+    assert trainable and all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in trainable), [n for n, p in trainable if p.grad is None]
+    assert (peepholes and net.peephole.grad.abs().sum() > 0) or not peepholes
