@@ -5,6 +5,8 @@ round trip, and the figures' choice of nets (seconds; end-to-end runs are in tes
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import pytorch_lightning as pl
@@ -327,26 +329,29 @@ def test_a_saturated_net_is_updated_as_torch_updates_it():
         loss.backward()
         adam.step()
     assert losses[0] > 10  # some points are saturated the wrong way: each costs the clamped 100
-    ours = torch.nn.Parameter(start.clone(), requires_grad=False)
-    result = GridAdam([ours], lr=0.01).step(hidden=H, points=x, targets=y, limits=np.array([20]))
+    # beside it, a row of zeros: 0.5 everywhere, never every point right, a loss of log 2
+    ours = torch.nn.Parameter(torch.cat([start, torch.zeros_like(start)]), requires_grad=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # log(0) of a saturated point is clamped, not warned about
+        result = GridAdam([ours], lr=0.01).step(hidden=H, points=x, targets=y, limits=np.array([20, 3]))
     assert result.first_loss[0] == pytest.approx(losses[0], rel=1e-5) and result.last_loss[0] == pytest.approx(losses[-1], rel=1e-4)
-    torch.testing.assert_close(ours.detach(), theirs.detach(), atol=1e-4, rtol=1e-4)
+    assert result.first_loss[1] == pytest.approx(np.log(2), rel=1e-6) and result.done.tolist() == [20, 3]
+    assert result.first_correct[1] == -1 and result.last_output.shape == (2, 9, 1) and result.streak[1] == 0
+    torch.testing.assert_close(ours[:1].detach(), theirs.detach(), atol=1e-4, rtol=1e-4)
 
 
 def test_the_defaults_are_the_configs():
     """A module built in Python trains as ``model=grid_perceptron`` does: the constructor's defaults
     against conf/model/grid_perceptron.yaml, key by key."""
-    import inspect
-
     from omegaconf import OmegaConf
 
     from conftest import REPO
 
     conf = OmegaConf.to_container(OmegaConf.load(REPO / "conf/model/grid_perceptron.yaml"))
-    defaults = {k: p.default for k, p in inspect.signature(GridPerceptron.__init__).parameters.items() if p.default is not inspect.Parameter.empty}
-    keys = [k for k in conf if not k.startswith("_") and not isinstance(conf[k], str) or k == "activation"]
-    assert {k: defaults[k] for k in keys} == {k: conf[k] for k in keys}
-    assert {"stop_after_perfect", "restarts", "restart_after", "lr", "weight_decay", "init_std"} <= set(keys)
+    hp = GridPerceptron().hparams
+    keys = ["hidden_units", "activation", "init_std", "lr", "weight_decay", "stop_after_perfect", "restarts", "restart_after", "weights", "weights_file", "weight_scale"]
+    assert {k: hp[k] for k in keys} == {k: conf[k] for k in keys}
+    assert (hp.seeds, hp.init_seed, hp.analyse_seed) == (1, 0, None)
 
 
 def test_a_budget_of_one_update_and_a_net_right_from_its_first_update():
@@ -407,6 +412,7 @@ def test_a_restart_counts_its_first_100_percent_from_its_own_start_and_leaves_th
     first, second = pair.attempts[1].state_dict()
     assert first["outcome"] == "no 100% after 1,000 updates: re-initialised" and first["updates"] == 1_000 and first["first_perfect_update"] is None
     assert second["seed"] == 8 and second["start_update"] == 1_000 and second["first_perfect_update"] == f
+    assert (second["outcome"], second["updates"]) == ("update budget of 4,500 spent", 3_500)
     assert "seed 7: attempt 1 reached no 100% in 1000 updates; re-initialising with seed 8" in caplog.messages
     assert pair.weights_of(6) == alone.weights_of(6) and len(pair.attempts[0]) == 1
 
