@@ -12,8 +12,8 @@
 The legal set needs no extra data: a position is in an a-phase exactly when its input is an a
 (``base.languages.A``), where a and b are legal; elsewhere the next symbol is the only legal one.
 
-Two layouts, one formula each: the symbol axis is ``dim`` (1 in the batched recurrence's columns
-``(R, S, N)``, -1 in ``(..., T, S)`` tensors).
+Two layouts: ``per_position`` takes ``(..., T, S)`` tensors, ``loss_and_grad`` the batched recurrence's columns
+``(R, S, N)`` (``legal_set``'s ``dim``: the symbol axis).
 """
 
 from __future__ import annotations
@@ -62,15 +62,15 @@ class Objective:
     def legal_next(self) -> bool:
         return self.name == "legal_next"
 
-    def per_position(self, logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor, dim: int = -1) -> torch.Tensor:
-        """The loss at every position (summed over nothing: the mean over symbols for the
-        sigmoid outputs), differentiable: ``(...)`` without the symbol axis."""
+    def per_position(self, logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """The loss at every position of ``(..., S)`` logits (the mean over symbols for the
+        sigmoid outputs), differentiable: ``(...)``. (The columns layout has ``loss_and_grad``.)"""
         if not self.legal_next:
-            return -torch.log_softmax(logits, dim=dim).gather(dim, targets.clamp(min=0).unsqueeze(dim)).squeeze(dim)
-        legal = legal_set(inputs, targets, dim)
+            return -torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        legal = legal_set(inputs, targets)
         if self.loss == "mse":
-            return ((torch.sigmoid(logits) - legal) ** 2).mean(dim)
-        return F.binary_cross_entropy_with_logits(logits, legal, reduction="none").mean(dim)
+            return ((torch.sigmoid(logits) - legal) ** 2).mean(-1)
+        return F.binary_cross_entropy_with_logits(logits, legal, reduction="none").mean(-1)
 
     def mean_loss(self, logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """The training loss of ``(B, T, S)`` logits: the mean over the real positions (targets >= 0)."""
