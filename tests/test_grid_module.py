@@ -427,3 +427,15 @@ def test_a_restart_counts_its_first_100_percent_from_its_own_start_and_leaves_th
     trainer.test(stopped, datamodule=GridDataModule(), verbose=False)
     last = stopped.seed_outcomes()[1]["attempt_records"][-1]
     assert (last["seed"], last["start_update"], last["updates"]) == (8, 300, 500)  # a step ends at a restart: 300, then 500 more
+
+
+def test_an_output_of_exactly_one_half_is_right_for_a_target_of_one_in_the_fused_update_too():
+    """All-zero weights output 0.5 at every point: with every target 1, the first forward pass
+    already has every point right (``>= 0.5``), so the first right update is index 0."""
+    from lightning_modules.grid_fast import adam_updates, size
+
+    H = 2
+    x = grid_points()[0].numpy()
+    flat, m, v = (np.zeros((1, size(H)), np.float32) for _ in range(3))
+    result = adam_updates(flat, m, v, np.zeros(1, np.int64), H, x, np.ones((9, 1), np.float32), np.array([3]), lr=0.01, weight_decay=0.0)
+    assert result.first_correct.tolist() == [0] and result.streak.tolist() == [3]
