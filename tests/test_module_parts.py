@@ -90,3 +90,12 @@ def test_at_the_end_of_training_each_process_takes_the_seeds_the_others_trained(
     sent.clear()
     mine.gather_seeds()
     assert sent == []
+
+
+@pytest.mark.parametrize("make", [lambda: GridPerceptron(seeds=5), lambda: __import__("lightning_modules.recurrent", fromlist=["SequencePredictor"]).SequencePredictor(seeds=5)])
+def test_before_training_each_process_leaves_the_seeds_another_trains(make, monkeypatch):
+    """Rank 1 of 2 trains seeds 1 and 3 (i mod 2 = 1); the others are ended (frozen) there."""
+    module = make()
+    monkeypatch.setattr(type(module), "_world", lambda self: (2, 1))
+    module.take_share()
+    assert module.my_seeds() == [1, 3] and module.ended == [True, False, True, False, True]
