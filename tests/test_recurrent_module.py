@@ -258,3 +258,59 @@ def test_a_single_net_is_the_reference_formulas_and_trains_through_its_own_param
     trainable = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
     assert trainable and all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in trainable), [n for n, p in trainable if p.grad is None]
     assert (peepholes and net.peephole.grad.abs().sum() > 0) or not peepholes
+
+
+class Gradients(pl.Callback):
+    """The module's named gradients just before each update (what the histograms draw)."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_before_optimizer_step(self, trainer, module, optimizer):
+        self.seen.append({k: v.clone() for k, v in module.named_gradients().items()})
+
+
+def test_the_histograms_follow_the_watched_seeds_weights_gradients_and_gates():
+    """``analyse_seed=31`` of 30-32: its weights by the layout's names, the gradient of its own
+    update (autograd of its loss on its batch, through the reference's formulas), and its LSTM
+    gates on its validation strings computed from the formulas; an SRN has no gates to show."""
+
+    model, dm = _setup(3, model={"analyse_seed": 31})
+    grads = Gradients()
+    batches = []
+
+    class Batches(pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            batches.append({k: v.clone() if torch.is_tensor(v) else v for k, v in batch.items()})
+            self.before = module.seed_weights[1].detach().clone()
+
+    keep = Batches()
+    trainer = _trainer(1, callbacks=[keep, grads])
+    trainer.fit(model, datamodule=dm)
+    flat = keep.before.clone().requires_grad_(True)
+    b = batches[0]
+    row = b["rows"].tolist().index(1)
+    w = unpack("lstm", flat, 3, 3)
+    logits = reference_logits("lstm", w, b["inputs"][row])["logits"]
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), b["targets"][row].flatten(), ignore_index=-100)
+    (want,) = torch.autograd.grad(loss, flat)
+    got = grads.seen[0]
+    assert set(got) == set(model.layout.views(flat.detach())) and len(grads.seen) == 1
+    torch.testing.assert_close(torch.cat([got[k].flatten() for k in model.layout.shapes]), want, atol=1e-6, rtol=1e-4)
+
+    named = model.named_weights()
+    assert set(named) == set(model.layout.shapes)
+    assert torch.equal(torch.cat([named[k].flatten() for k in model.layout.shapes]), model.seed_weights[1].detach())
+
+    gates = model.named_activations()
+    batch = dm.batch(dm.val_sequences_of(31))
+    w = unpack("lstm", model.seed_weights[1].detach(), 3, 3)
+    with torch.no_grad():
+        hidden = reference_logits("lstm", w, batch["inputs"])["hidden"]
+    previous = torch.cat([torch.zeros_like(hidden[:, :1]), hidden[:, :-1]], dim=1)
+    z = batch["inputs"] @ w["W"] + previous @ w["U"] + w["b"]
+    valid = batch["valid"]
+    for name, k in (("input", 0), ("forget", 1), ("output", 3)):
+        torch.testing.assert_close(gates[name], torch.sigmoid(z[..., k * 3 : (k + 1) * 3])[valid], atol=1e-5, rtol=1e-4)
+    srn, _ = _setup(2, cell="srn")
+    assert srn.named_activations() == {} and srn.named_gradients() == {}
