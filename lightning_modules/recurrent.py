@@ -335,9 +335,7 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         self.ended_at[index] = self.trainer.global_step
         if early:
             self.stopped_early[index] = self.trainer.global_step
-        self.trainer.datamodule.end_seed(index)
-        if self._world()[0] == 1 and all(self.ended):  # (several processes agree in the module's hooks)
-            self.trainer.should_stop = True
+        self.trainer.datamodule.end_seed(index)  # (the run stops in the module's hooks once every seed has ended)
 
     def _leave(self, i: int) -> None:
         self.ended[i] = True

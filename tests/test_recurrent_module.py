@@ -314,3 +314,83 @@ def test_the_histograms_follow_the_watched_seeds_weights_gradients_and_gates():
         torch.testing.assert_close(gates[name], torch.sigmoid(z[..., k * 3 : (k + 1) * 3])[valid], atol=1e-5, rtol=1e-4)
     srn, _ = _setup(2, cell="srn")
     assert srn.named_activations() == {} and srn.named_gradients() == {}
+
+
+def test_gradients_are_clipped_per_seed_exactly_as_torch_clips_one_net():
+    from lightning_modules.recurrent import clip_per_row
+
+    grads = torch.tensor([[3.0, 4.0], [0.3, 0.4], [0.0, 0.0]], dtype=torch.float64)  # norms 5, 0.5, 0
+    clipped = clip_per_row(grads, 1.0)
+    for g, c in zip(grads, clipped):
+        p = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+        p.grad = g.clone()
+        torch.nn.utils.clip_grad_norm_(p, 1.0)
+        assert torch.equal(c, p.grad)
+    assert clipped[1].tolist() == [0.3, 0.4]
+
+
+def test_the_kept_net_is_the_earliest_of_the_best():
+    """After each evaluation a seed's net is kept when it gets more selection lengths right than
+    its best so far: a tie keeps the earlier one."""
+    from lightning_modules.metrics import PerSeedSums
+
+    model, _ = _setup(2, cell="srn")
+    model.selection_wrong = PerSeedSums(2, ("5", "6"))
+    for step, wrong in ((10, [[1, 1], [0, 3]]), (20, [[0, 2], [0, 0]]), (30, [[2, 0], [0, 0]])):
+        model.selection_wrong.update(torch.tensor([0, 1]), torch.tensor(wrong))
+        with torch.no_grad():
+            model.seed_weights[0] += 1.0
+        model._select({0, 1}, step)
+    assert [(s["update"], s["fraction_right"]) for s in model.selected] == [(20, 0.5), (20, 1.0)]
+    torch.testing.assert_close(model.selected[0]["weights"], model.seed_weights[0].detach() - 1.0)  # as it was at update 20
+
+
+def test_a_run_that_was_not_trained_reports_no_attempts_and_one_update_is_one():
+    model, dm = _setup(2, cell="srn")
+    assert model.generalisation_by_net() == []  # nothing tested yet
+    single, single_dm = _setup(1, cell="srn")
+    assert single.generalisation_by_net() == []
+    trainer = _trainer(1)
+    trainer.test(model, datamodule=dm, verbose=False)
+    assert [(r["attempts"], r["attempt_records"], r["updates"]) for r in model.seed_outcomes()] == [(0, [], 0), (0, [], 0)]
+    trainer = _trainer(1)
+    trainer.fit(single, datamodule=single_dm)
+    single.attempts[0].succeeded(1)  # (as an evaluation that found it solved would note)
+    trainer.test(single, datamodule=single_dm, verbose=False)
+    r = single.seed_outcomes()[0]
+    assert (r["attempts"], r["updates"], r["attempt_records"][0]["outcome"], r["attempt_records"][0]["updates"]) == (1, 1, "solved", 1)
+
+
+def test_a_population_with_model_selection_reports_its_kept_nets():
+    """Two SRNs with selection lengths 5 and 6: every seed's kept net tested beside its final one,
+    the summary's spread of both, the analysed seed's selection, where each seed stopped."""
+    model, dm = _setup(2, cell="srn", select_lengths=[5, 6])
+    trainer = _trainer(30, val_every=10, callbacks=[EndSeeds()])
+    trainer.fit(model, datamodule=dm)
+    trainer.test(model, datamodule=dm, verbose=False)
+    outcomes = model.seed_outcomes()
+    summary = model.test_summary()
+    kept = [r["selected"] for r in outcomes]
+    assert all(k["update"] in (10, 20, 30) for k in kept)
+    assert summary["selected_fraction_lengths_right_median"] == statistics.median(k["fraction_lengths_right"] for k in kept)
+    counts = [k["max_n_generalised"] for k in kept]
+    assert summary["selected_max_n_generalised_counts"] == {str(n): counts.count(n) for n in sorted(set(counts))}
+    s = summary["analysed_seed"]
+    assert summary["selection"] == {"lengths": [5, 6], "sequences": "one block per length", **kept[s - 30]}
+    assert summary["stopped_early_at_update"] == outcomes[s - 30]["stopped_early_at_update"] and [r["stopped_early_at_update"] for r in outcomes] == [None, 20]
+    moved = model._seed_state(1)
+    assert set(moved) == {"weights", "attempts", *SequencePredictor.STATE} and set(moved["selected"]) == {"update", "fraction_right", "weights"}
+    plain, _ = _setup(2, cell="srn")
+    assert plain._seed_state(0)["selected"] is None
+    shown = model.nets_to_show()
+    x = dm.batch(dm.test_sequences_of(s))["inputs"]
+    with torch.no_grad():
+        assert torch.equal(shown[0].net(x), model.net_of(s)(x))
+
+
+def test_a_peephole_lstms_net_keeps_its_peepholes():
+    model = SequencePredictor(cell="lstm", hidden_units=2, num_symbols=3, peepholes=True, init="uniform", optimizer=ADAM)
+    with torch.no_grad():
+        model.seed_weights[0][-6:] = torch.tensor([0.3, -0.2, 0.5, 0.1, -0.4, 0.2])
+    net = model.net_of(0)
+    assert torch.equal(net.peephole.detach().flatten(), torch.tensor([0.3, -0.2, 0.5, 0.1, -0.4, 0.2])) and torch.equal(net.flat(), model.seed_weights[0].detach())
