@@ -394,3 +394,80 @@ def test_a_peephole_lstms_net_keeps_its_peepholes():
         model.seed_weights[0][-6:] = torch.tensor([0.3, -0.2, 0.5, 0.1, -0.4, 0.2])
     net = model.net_of(0)
     assert torch.equal(net.peephole.detach().flatten(), torch.tensor([0.3, -0.2, 0.5, 0.1, -0.4, 0.2])) and torch.equal(net.flat(), model.seed_weights[0].detach())
+
+
+class Evaluations(pl.Callback):
+    """Each evaluation's weights (as the validation sees them) and what the module recorded of it."""
+
+    def __init__(self):
+        self.weights, self.last_val = {}, {}
+
+    def on_validation_start(self, trainer, module):
+        self.weights[trainer.global_step] = torch.stack([p.detach().clone() for p in module.seed_weights])
+
+    def on_validation_end(self, trainer, module):  # (after the module's on_validation_epoch_end)
+        self.last_val[trainer.global_step] = {k: list(v) for k, v in module.last_val.items()}
+
+
+def _solving(seeds=4, **model):
+    """SRNs on a^n b^2n with n = 1 only: Adam at lr 0.1 solves some seeds within 10 updates."""
+    net = SequencePredictor(seeds=seeds, init_seed=40, cell="srn", hidden_units=2, num_symbols=2, init=0.3,
+                            optimizer=functools.partial(torch.optim.Adam, lr=0.1), **model)
+    dm = GrammarDataModule(language="anb2n", max_n=1, blocks=3, batch_size=4, eval_sequences=5, eval_max_n=3, seed=40, seeds=seeds)
+    return net, dm
+
+
+def test_each_evaluation_is_the_formulas_on_the_seeds_own_strings_and_decides_first_solves_and_restarts(caplog):
+    """Evaluations every 10 updates, one restart after 10: per seed and evaluation, det_acc and the
+    loss against the reference's formulas on its own validation strings with the weights of that
+    moment; the first solve is the first evaluation the formulas call solved (in any attempt); a
+    seed not solved at update 10 restarts as seed + 1, in its record and in the log."""
+    model, dm = _solving(restarts=1, restart_after=10)
+    ev = Evaluations()
+    with caplog.at_level("INFO", logger="lightning_modules.recurrent"):
+        trainer = _trainer(30, val_every=10, callbacks=[ev])
+        trainer.fit(model, datamodule=dm)
+    assert sorted(ev.weights) == sorted(ev.last_val) == [10, 20, 30]
+    solved_at: dict[int, list[int]] = {i: [] for i in range(4)}
+    for step, measured in ev.last_val.items():
+        for i, seed in enumerate(model.seed_list):
+            direct = reference_errors("srn", ev.weights[step][i], 2, 2, dm.val_sequences_of(seed))
+            assert measured["det_acc/val"][i] == pytest.approx(direct["det_acc"]) and measured["loss/val"][i] == pytest.approx(direct["loss"], rel=1e-5)
+            if direct["det_acc"] == 1.0:
+                solved_at[i].append(step)
+    restarted = [i for i in range(4) if 10 not in solved_at[i]]
+    assert 0 < len(restarted) < 4, "the case needs seeds solved and not at update 10"
+    for i, seed in enumerate(model.seed_list):
+        records = model.attempts[i].state_dict()
+        if i in restarted:
+            assert (records[0]["outcome"], records[0]["updates"], records[1]["seed"], records[1]["start_update"]) == ("not solved after 10 updates: re-initialised", 10, seed + 1, 10)
+            assert f"seed {seed}: attempt 1 not solved after 10 updates; re-initialising with seed {seed + 1}" in caplog.messages
+        else:
+            assert len(records) == 1 and records[0]["first_solved_update"] == 10
+        if solved_at[i]:
+            assert model.first_solved[i] == solved_at[i][0]
+            seconds = model.first_solved_seconds[i]
+            assert isinstance(seconds, float) and 0 < seconds < 60 and seconds == round(seconds, 2)
+        else:
+            assert model.first_solved[i] is None and model.first_solved_seconds[i] is None
+
+
+def test_a_run_whose_seeds_are_all_held_solved_stops_at_that_evaluation():
+    """``callbacks.solved_stopping`` with one evaluation and no patience ends each seed at its
+    first solve; once all have ended, the run stops at that evaluation, not a step later; the
+    validation metrics reach the logger under their names, a population's seeds training summed."""
+    from callbacks.solved_stopping import SolvedStopping
+
+    from test_grid_module import Logged
+
+    model, dm = _solving()
+    logger = Logged()
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=200, val_check_interval=10, check_val_every_n_epoch=None, logger=logger,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         callbacks=[SolvedStopping(evaluations=1, patience=0), ev := Evaluations()])
+    trainer.fit(model, datamodule=dm)
+    assert trainer.global_step == 20 and model.ended_at == model.stopped_early == [10, 10, 20, 20]
+    assert ev.last_val[20]["det_acc/val"] == [None, None, 1.0, 1.0]  # the seeds that had ended are not evaluated
+    val = [m for m, step in logger.calls if "det_acc/val" in m]
+    assert {"loss/val", "error/val", "error_exact/val", "det_acc/val", "loss/train", "population/training"} <= set(val[0])
+    assert [m["population/training"] for m in val] == [4.0, 2.0]  # (counted before the stop ends the solved seeds)
