@@ -270,41 +270,48 @@ class Gradients(pl.Callback):
         self.seen.append({k: v.clone() for k, v in module.named_gradients().items()})
 
 
-def test_the_histograms_follow_the_watched_seeds_weights_gradients_and_gates():
-    """``analyse_seed=31`` of 30-32: its weights by the layout's names, the gradient of its own
-    update (autograd of its loss on its batch, through the reference's formulas), and its LSTM
-    gates on its validation strings computed from the formulas; an SRN has no gates to show."""
-
-    model, dm = _setup(3, model={"analyse_seed": 31})
+@pytest.mark.parametrize("seeds, clip", [(3, None), (3, 0.01), (1, 0.01)])
+def test_the_histograms_follow_the_watched_seeds_weights_gradients_and_gates(seeds, clip):
+    """The watched seed (``analyse_seed=31`` of 30-32, or a single LSTM, which trains through
+    torch's fused kernel): its weights by the layout's names, the gradient of its own update
+    (autograd of its loss on its batch, through the reference's formulas; with
+    ``clip_grad_norm``, scaled as ``clip_grad_norm_`` scales it), and its LSTM gates on its
+    validation strings computed from the formulas; an SRN has no gates to show."""
+    model, dm = _setup(seeds, init_seed=31 if seeds == 1 else 30, model={"analyse_seed": 31, "clip_grad_norm": clip})
+    assert model.fused == (seeds == 1)
+    watched = 0 if seeds == 1 else 1
     grads = Gradients()
     batches = []
 
     class Batches(pl.Callback):
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
             batches.append({k: v.clone() if torch.is_tensor(v) else v for k, v in batch.items()})
-            self.before = module.seed_weights[1].detach().clone()
+            self.before = module.seed_weights[watched].detach().clone()
 
     keep = Batches()
     trainer = _trainer(1, callbacks=[keep, grads])
     trainer.fit(model, datamodule=dm)
     flat = keep.before.clone().requires_grad_(True)
     b = batches[0]
-    row = b["rows"].tolist().index(1)
+    row = b["rows"].tolist().index(watched)
     w = unpack("lstm", flat, 3, 3)
     logits = reference_logits("lstm", w, b["inputs"][row])["logits"]
     loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), b["targets"][row].flatten(), ignore_index=-100)
     (want,) = torch.autograd.grad(loss, flat)
+    if clip is not None:
+        assert want.norm() > 10 * clip  # the case clips
+        want = want * clip / (want.norm() + 1e-6)
     got = grads.seen[0]
     assert set(got) == set(model.layout.views(flat.detach())) and len(grads.seen) == 1
     torch.testing.assert_close(torch.cat([got[k].flatten() for k in model.layout.shapes]), want, atol=1e-6, rtol=1e-4)
 
     named = model.named_weights()
     assert set(named) == set(model.layout.shapes)
-    assert torch.equal(torch.cat([named[k].flatten() for k in model.layout.shapes]), model.seed_weights[1].detach())
+    assert torch.equal(torch.cat([named[k].flatten() for k in model.layout.shapes]), model.seed_weights[watched].detach())
 
     gates = model.named_activations()
     batch = dm.batch(dm.val_sequences_of(31))
-    w = unpack("lstm", model.seed_weights[1].detach(), 3, 3)
+    w = unpack("lstm", model.seed_weights[watched].detach(), 3, 3)
     with torch.no_grad():
         hidden = reference_logits("lstm", w, batch["inputs"])["hidden"]
     previous = torch.cat([torch.zeros_like(hidden[:, :1]), hidden[:, :-1]], dim=1)
