@@ -167,17 +167,17 @@ def test_a_populations_test_and_summary_are_the_formulas_evaluated_directly():
     assert watched.watched_seed() == 4 and {k: v.tolist() for k, v in watched.named_weights().items()} == watched.weights_of(4)
 
 
-class Recorder(pl.loggers.Logger):
-    """A logger that keeps what it is given: the metric names a TensorBoard run would show."""
+class Logged(pl.loggers.Logger):
+    """A logger that keeps each call's metrics and step."""
 
-    name, version = "recorder", 0
+    name, version = "logged", 0
 
     def __init__(self):
         super().__init__()
-        self.metrics: list[dict] = []
+        self.calls: list[tuple[dict, int]] = []
 
     def log_metrics(self, metrics, step=None):
-        self.metrics.append(dict(metrics))
+        self.calls.append((dict(metrics), step))
 
     def log_hyperparams(self, params, *args, **kwargs):
         pass
@@ -190,8 +190,8 @@ def test_an_ended_seed_leaves_the_step_and_a_stopped_run_closes_its_attempts():
     the open attempts by whether they had reached 100%. The test's metrics reach the logger under
     their own names."""
     model = GridPerceptron(seeds=2, init_seed=6, hidden_units=5, lr=0.01, stop_after_perfect=300)
-    seen, recorder = Outputs(), Recorder()
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=1_401, logger=recorder, enable_checkpointing=False, enable_progress_bar=False,
+    seen, logger = Outputs(), Logged()
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=1_401, logger=logger, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, callbacks=[seen], log_every_n_steps=1)
     trainer.fit(model, datamodule=GridDataModule(batches_per_step=200))
     assert model.updates.tolist() == [753, 1_401] and model.ended == [True, True]
@@ -201,7 +201,8 @@ def test_an_ended_seed_leaves_the_step_and_a_stopped_run_closes_its_attempts():
     assert [logged["population/training"] for logged in seen.logged] == [2, 2, 2, 1, 1, 1, 1, 0]
     assert seen.logged[5]["population/loss"] == pytest.approx(seen.returned[5]["loss"][1, 0].item())
     trainer.test(model, datamodule=GridDataModule(), verbose=False)
-    assert {"hp/success_rate", "hp/acc_test"} <= set(recorder.metrics[-1]) and not any(k.endswith(("_step", "_epoch")) for k in recorder.metrics[-1])
+    tested = logger.calls[-1][0]
+    assert {"hp/success_rate", "hp/acc_test"} <= set(tested) and not any(k.endswith(("_step", "_epoch")) for k in tested)
 
     class StopAfterOneStep(pl.Callback):
         def on_train_batch_end(self, trainer, *args):
@@ -236,10 +237,10 @@ def test_a_single_runs_test_logs_its_loss_and_a_hand_set_net_is_its_weights():
     shown = model.nets_to_show()
     assert [(n.seed, n.prefix, n.label, n.updates) for n in shown] == [(0, "", "", 0)]
     assert model.training_view()["updates"] == 0 and model.training_view()["attempt"] == 1
-    recorder = Recorder()
-    trainer = pl.Trainer(accelerator="cpu", logger=recorder, enable_progress_bar=False, enable_model_summary=False)
+    logger = Logged()
+    trainer = pl.Trainer(accelerator="cpu", logger=logger, enable_progress_bar=False, enable_model_summary=False)
     trainer.test(model, datamodule=GridDataModule(), verbose=False)
-    assert set(recorder.metrics[-1]) == {"hp/loss_test", "hp/acc_test", "epoch"}
+    assert set(logger.calls[-1][0]) == {"hp/loss_test", "hp/acc_test", "epoch"}
 
     # the step net itself (evaluated, not trained): its units are Heaviside steps, so its outputs are the targets exactly
     stepped = GridPerceptron(hidden_units=4, activation="step", weights=weights)
@@ -364,22 +365,6 @@ def test_a_budget_of_one_update_and_a_net_right_from_its_first_update():
     right = GridPerceptron(hidden_units=4, weights=weights, weight_scale=10.0, stop_after_perfect=5)
     _fit(right, batches_per_step=10, max_steps=100, test=False)
     assert right.attempts[0][-1]["first_perfect_update"] == 1 and right.updates.tolist() == [5]
-
-
-class Logged(pl.loggers.Logger):
-    """A logger that keeps each call's metrics and step."""
-
-    name, version = "logged", 0
-
-    def __init__(self):
-        super().__init__()
-        self.calls: list[tuple[dict, int]] = []
-
-    def log_metrics(self, metrics, step=None):
-        self.calls.append((dict(metrics), step))
-
-    def log_hyperparams(self, params, *args, **kwargs):
-        pass
 
 
 def test_each_step_reaches_the_logger_at_the_update_it_ends_on():
