@@ -1,4 +1,5 @@
-"""Shared fixtures: the repository, the bundled KMNIST sample in a folder, and running train.py as a user does."""
+"""Shared fixtures: the repository, the bundled KMNIST sample in a folder, running train.py as a user does, and a
+logger that keeps what it is given."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ if _WORKERS > 1:
     import torch
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+import pytorch_lightning as pl  # noqa: E402 - after the thread count is set: torch reads it when it starts
 
 
 def _hparams_under_mutmut() -> None:
@@ -78,6 +81,22 @@ def kmnist_root_odd(tmp_path_factory) -> Path:
     from datamodules import kmnist_sample
 
     return kmnist_sample.unpack(tmp_path_factory.mktemp("kmnist_odd"), test_limit=1001)
+
+
+class Logged(pl.loggers.Logger):
+    """A logger that keeps each call's metrics and step: what TensorBoard would be given."""
+
+    name, version = "logged", 0
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple[dict, int]] = []
+
+    def log_metrics(self, metrics, step=None):
+        self.calls.append((dict(metrics), step))
+
+    def log_hyperparams(self, params, *args, **kwargs):
+        pass
 
 
 def run_train(*overrides: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:

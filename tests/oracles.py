@@ -31,25 +31,29 @@ def unpack(cell: str, flat: torch.Tensor, symbols: int, hidden: int, peepholes: 
 def reference_logits(cell: str, w: dict[str, torch.Tensor], x: torch.Tensor) -> dict[str, torch.Tensor]:
     """The reference's formulas on one-hot inputs ``x`` (B, T, S), a Python loop over steps:
     SRN h_t = tanh(x_t W + h_{t-1} U + b), h_0 = tanh(H0); LSTM [i f g o] = x_t W + h_{t-1} U + b,
-    c_t = f c_{t-1} + i g, h_t = o tanh(c_t), h_0 = c_0 = 0; logits h_t V + c."""
+    c_t = f c_{t-1} + i g, h_t = o tanh(c_t), h_0 = c_0 = 0; logits h_t V + c. Returns ``hidden``,
+    ``logits`` and, for the LSTM, ``cell`` and its gates ``input``, ``forget``, ``output`` (B, T, H)."""
     B, T, _ = x.shape
     H = w["U"].shape[0]
     h = torch.tanh(w["H0"]).expand(B, H) if cell == "srn" else x.new_zeros(B, H)
     c = x.new_zeros(B, H)
-    hs, cs = [], []
+    hs, cs, gates = [], [], []
     for t in range(T):
         z = x[:, t] @ w["W"] + h @ w["U"] + w["b"]
         if cell == "lstm" and "P" in w:  # Gers & Schmidhuber's peepholes: i and f see c_{t-1}, o sees c_t
             i = torch.sigmoid(z[:, :H] + w["P"][0] * c)
             f = torch.sigmoid(z[:, H : 2 * H] + w["P"][1] * c)
             c = f * c + i * torch.tanh(z[:, 2 * H : 3 * H])
-            h = torch.sigmoid(z[:, 3 * H :] + w["P"][2] * c) * torch.tanh(c)
+            o = torch.sigmoid(z[:, 3 * H :] + w["P"][2] * c)
+            h = o * torch.tanh(c)
             cs.append(c)
+            gates.append((i, f, o))
         elif cell == "lstm":
             i, f, g, o = torch.sigmoid(z[:, :H]), torch.sigmoid(z[:, H : 2 * H]), torch.tanh(z[:, 2 * H : 3 * H]), torch.sigmoid(z[:, 3 * H :])
             c = f * c + i * g
             h = o * torch.tanh(c)
             cs.append(c)
+            gates.append((i, f, o))
         else:
             h = torch.tanh(z)
         hs.append(h)
@@ -57,7 +61,18 @@ def reference_logits(cell: str, w: dict[str, torch.Tensor], x: torch.Tensor) -> 
     out = {"hidden": hidden, "logits": hidden @ w["V"] + w["c"]}
     if cs:
         out["cell"] = torch.stack(cs, 1)
+        for k, name in enumerate(("input", "forget", "output")):
+            out[name] = torch.stack([g[k] for g in gates], 1)
     return out
+
+
+def grid_outputs(theta: torch.Tensor, hidden: int, x: torch.Tensor) -> torch.Tensor:
+    """The grid nets' formulas for rows of stacked parameters ``theta`` (R, 4 H + 1) (W1 (H, 2),
+    b1 (H,), W2 (1, H), b2 (1,) in that order) on points ``x`` (N, 2): sigmoid(sigmoid(x W1^T +
+    b1) W2^T + b2), (R, N, 1); differentiable."""
+    H, R = hidden, theta.shape[0]
+    W1, b1, W2, b2 = theta[:, : 2 * H].view(R, H, 2), theta[:, 2 * H : 3 * H], theta[:, 3 * H : 4 * H].view(R, 1, H), theta[:, 4 * H :]
+    return torch.sigmoid(torch.sigmoid(x @ W1.transpose(1, 2) + b1[:, None]) @ W2.transpose(1, 2) + b2[:, None])
 
 
 def reference_training(cell: str, symbols: int, hidden: int, initial: list[torch.Tensor], make_optimizer, language: CountingLanguage,

@@ -12,12 +12,18 @@ import pytest
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
 from analysis.grid import dividing_lines
 from base.errors import ConfigError
+from conftest import REPO, Logged
 from datamodules.grid import GridDataModule, grid_points
 from lightning_modules.grid import GridPerceptron
 from lightning_modules.grid_nets import GridNet
+from oracles import grid_outputs
+
+# the reference's hand-designed step net (conf/experiment/check_step_manual.yaml)
+REFERENCE_WEIGHTS = OmegaConf.to_container(OmegaConf.load(REPO / "conf/experiment/check_step_manual.yaml"))["model"]["weights"]
 
 
 class Outputs(pl.Callback):
@@ -31,14 +37,33 @@ class Outputs(pl.Callback):
         self.logged.append({k: float(v) for k, v in trainer.callback_metrics.items()})
 
 
-def _fit(model, batches_per_step, max_steps, test=True):
+def _fit(model, batches_per_step, max_steps, test=True, logger=False, callbacks=()):
+    """Train in process (and test, unless ``test=False``); returns the trainer and what each step
+    returned and logged."""
     seen = Outputs()
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=max_steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[seen])
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=max_steps, logger=logger, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[seen, *callbacks], log_every_n_steps=1)
     trainer.fit(model, datamodule=GridDataModule(batches_per_step=batches_per_step))
     if test:
         trainer.test(model, datamodule=GridDataModule(), verbose=False)
     return trainer, seen
+
+
+def _test(model, logger=False):
+    """The test alone (hand-set weights, nothing trained)."""
+    trainer = pl.Trainer(accelerator="cpu", logger=logger, enable_progress_bar=False, enable_model_summary=False)
+    trainer.test(model, datamodule=GridDataModule(), verbose=False)
+    return trainer
+
+
+class StopAt(pl.Callback):
+    """Stops the run after Lightning step ``step`` (as a divergence check or a time limit would)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        trainer.should_stop = trainer.global_step == self.step
 
 
 def _torch_run(seed, H, lr, weight_decay, stop_after, budget, init_std=0.15):
@@ -167,22 +192,6 @@ def test_a_populations_test_and_summary_are_the_formulas_evaluated_directly():
     assert watched.watched_seed() == 4 and {k: v.tolist() for k, v in watched.named_weights().items()} == watched.weights_of(4)
 
 
-class Logged(pl.loggers.Logger):
-    """A logger that keeps each call's metrics and step."""
-
-    name, version = "logged", 0
-
-    def __init__(self):
-        super().__init__()
-        self.calls: list[tuple[dict, int]] = []
-
-    def log_metrics(self, metrics, step=None):
-        self.calls.append((dict(metrics), step))
-
-    def log_hyperparams(self, params, *args, **kwargs):
-        pass
-
-
 def test_an_ended_seed_leaves_the_step_and_a_stopped_run_closes_its_attempts():
     """Seeds 6 and 7 in steps of 200, a budget of 1,401 updates: seed 6 is held at update 753 and
     leaves (later steps return and average only seed 7's losses, and count one seed training);
@@ -190,10 +199,8 @@ def test_an_ended_seed_leaves_the_step_and_a_stopped_run_closes_its_attempts():
     the open attempts by whether they had reached 100%. The test's metrics reach the logger under
     their own names."""
     model = GridPerceptron(seeds=2, init_seed=6, hidden_units=5, lr=0.01, stop_after_perfect=300)
-    seen, logger = Outputs(), Logged()
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=1_401, logger=logger, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[seen], log_every_n_steps=1)
-    trainer.fit(model, datamodule=GridDataModule(batches_per_step=200))
+    logger = Logged()
+    trainer, seen = _fit(model, batches_per_step=200, max_steps=1_401, test=False, logger=logger)
     assert model.updates.tolist() == [753, 1_401] and model.ended == [True, True]
     assert [a[-1]["outcome"] for a in model.attempts] == ["100% held for 300 updates", "update budget of 1,401 spent"]
     shapes = [tuple(out["loss"].shape) for out in seen.returned]
@@ -204,15 +211,8 @@ def test_an_ended_seed_leaves_the_step_and_a_stopped_run_closes_its_attempts():
     tested = logger.calls[-1][0]
     assert {"hp/success_rate", "hp/acc_test"} <= set(tested) and not any(k.endswith(("_step", "_epoch")) for k in tested)
 
-    class StopAfterOneStep(pl.Callback):
-        def on_train_batch_end(self, trainer, *args):
-            trainer.should_stop = True
-
     stopped = GridPerceptron(seeds=2, init_seed=6, hidden_units=5, lr=0.01, stop_after_perfect=300)
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=5_000, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[StopAfterOneStep()])
-    trainer.fit(stopped, datamodule=GridDataModule(batches_per_step=500))
-    trainer.test(stopped, datamodule=GridDataModule(), verbose=False)
+    _fit(stopped, batches_per_step=500, max_steps=5_000, callbacks=[StopAt(1)])
     records = [r["attempt_records"][0] for r in stopped.seed_outcomes()]
     assert [(r["outcome"], r["updates"]) for r in records] == [("stopped after reaching 100%", 500), ("stopped before reaching 100%", 500)]
     assert [a[-1]["outcome"] for a in stopped.attempts] == ["running", "running"]  # the record itself stays open
@@ -221,12 +221,10 @@ def test_an_ended_seed_leaves_the_step_and_a_stopped_run_closes_its_attempts():
 def test_a_single_runs_test_logs_its_loss_and_a_hand_set_net_is_its_weights():
     """The reference's hand-designed net, x10 in sigmoid units: every point right, the loss logged directly;
     its figures show it alone, with no label."""
-    weights = {"hidden_weight": [[1, 1]] * 4, "hidden_bias": [-0.5, -1.5, -2.5, -3.5], "output_weight": [[1, -1, 1, -1]], "output_bias": [-0.5]}
-    model = GridPerceptron(hidden_units=4, activation="sigmoid", weights=weights, weight_scale=10.0)
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
-    trainer.test(model, datamodule=GridDataModule(), verbose=False)
+    model = GridPerceptron(hidden_units=4, activation="sigmoid", weights=REFERENCE_WEIGHTS, weight_scale=10.0)
+    trainer = _test(model)
     x, y = grid_points()
-    scaled = {k: (torch.tensor(v, dtype=torch.float32) * 10).tolist() for k, v in weights.items()}
+    scaled = {k: (torch.tensor(v, dtype=torch.float32) * 10).tolist() for k, v in REFERENCE_WEIGHTS.items()}
     h, o, loss, right = _direct(scaled, x, y)
     assert right == 9 and model.weights_of(0) == scaled
     assert trainer.callback_metrics["hp/loss_test"].item() == pytest.approx(loss, rel=1e-4)
@@ -238,12 +236,11 @@ def test_a_single_runs_test_logs_its_loss_and_a_hand_set_net_is_its_weights():
     assert [(n.seed, n.prefix, n.label, n.updates) for n in shown] == [(0, "", "", 0)]
     assert model.training_view()["updates"] == 0 and model.training_view()["attempt"] == 1
     logger = Logged()
-    trainer = pl.Trainer(accelerator="cpu", logger=logger, enable_progress_bar=False, enable_model_summary=False)
-    trainer.test(model, datamodule=GridDataModule(), verbose=False)
+    _test(model, logger)
     assert set(logger.calls[-1][0]) == {"hp/loss_test", "hp/acc_test", "epoch"}
 
     # the step net itself (evaluated, not trained): its units are Heaviside steps, so its outputs are the targets exactly
-    stepped = GridPerceptron(hidden_units=4, activation="step", weights=weights)
+    stepped = GridPerceptron(hidden_units=4, activation="step", weights=REFERENCE_WEIGHTS)
     assert stepped.net_of(0)(x).tolist() == y.tolist() and stepped.activations(x)[1][0].tolist() == y.tolist()
 
 
@@ -252,8 +249,7 @@ def test_an_output_of_exactly_one_half_counts_as_one():
     the 4 points of target 1 are right."""
     zero = {"hidden_weight": [[0, 0]] * 2, "hidden_bias": [0, 0], "output_weight": [[0, 0]], "output_bias": [0]}
     model = GridPerceptron(hidden_units=2, weights=zero)
-    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
-    trainer.test(model, datamodule=GridDataModule(), verbose=False)
+    trainer = _test(model)
     assert model.seed_outcomes()[0]["test_correct"] == 4 and trainer.callback_metrics["hp/acc_test"].item() == pytest.approx(4 / 9)
 
 
@@ -322,8 +318,7 @@ def test_a_saturated_net_is_updated_as_torch_updates_it():
     adam = torch.optim.Adam([theirs], lr=0.01)
     losses = []
     for _ in range(20):
-        W1, b1, W2, b2 = theirs[:, : 2 * H].view(1, H, 2), theirs[:, 2 * H : 3 * H], theirs[:, 3 * H : 4 * H].view(1, 1, H), theirs[:, 4 * H :]
-        o = torch.sigmoid(torch.sigmoid(x @ W1.transpose(1, 2) + b1[:, None]) @ W2.transpose(1, 2) + b2[:, None])
+        o = grid_outputs(theirs, H, x)
         loss = F.binary_cross_entropy(o, y.expand_as(o))
         losses.append(loss.item())
         adam.zero_grad()
@@ -344,10 +339,6 @@ def test_a_saturated_net_is_updated_as_torch_updates_it():
 def test_the_defaults_are_the_configs():
     """A module built in Python trains as ``model=grid_perceptron`` does: the constructor's defaults
     against conf/model/grid_perceptron.yaml, key by key."""
-    from omegaconf import OmegaConf
-
-    from conftest import REPO
-
     conf = OmegaConf.to_container(OmegaConf.load(REPO / "conf/model/grid_perceptron.yaml"))
     hp = GridPerceptron().hparams
     keys = ["hidden_units", "activation", "init_std", "lr", "weight_decay", "stop_after_perfect", "restarts", "restart_after", "weights", "weights_file", "weight_scale"]
@@ -361,8 +352,7 @@ def test_a_budget_of_one_update_and_a_net_right_from_its_first_update():
     model = GridPerceptron(init_seed=6)
     _fit(model, batches_per_step=10, max_steps=1, test=False)
     assert model.updates.tolist() == [1] and model.attempts[0][-1]["outcome"] == "update budget of 1 spent"
-    weights = {"hidden_weight": [[1, 1]] * 4, "hidden_bias": [-0.5, -1.5, -2.5, -3.5], "output_weight": [[1, -1, 1, -1]], "output_bias": [-0.5]}
-    right = GridPerceptron(hidden_units=4, weights=weights, weight_scale=10.0, stop_after_perfect=5)
+    right = GridPerceptron(hidden_units=4, weights=REFERENCE_WEIGHTS, weight_scale=10.0, stop_after_perfect=5)
     _fit(right, batches_per_step=10, max_steps=100, test=False)
     assert right.attempts[0][-1]["first_perfect_update"] == 1 and right.updates.tolist() == [5]
 
@@ -373,17 +363,15 @@ def test_each_step_reaches_the_logger_at_the_update_it_ends_on():
     for model, names in ((GridPerceptron(init_seed=6, stop_after_perfect=10**6), {"loss/train", "acc/train"}),
                          (GridPerceptron(seeds=2, init_seed=6, stop_after_perfect=10**6), {"population/training", "population/loss"})):
         logger = Logged()
-        trainer = pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=750, logger=logger, enable_checkpointing=False, enable_progress_bar=False,
-                             enable_model_summary=False, log_every_n_steps=1)
-        trainer.fit(model, datamodule=GridDataModule(batches_per_step=300))
+        _fit(model, batches_per_step=300, max_steps=750, test=False, logger=logger)
         assert [(set(m) - {"epoch"}, step) for m, step in logger.calls] == [(names, 300), (names, 600), (names, 750)]
 
 
 def test_a_restart_counts_its_first_100_percent_from_its_own_start_and_leaves_the_other_seeds_alone(caplog):
     """Seed 7 fails its first attempt and restarts at update 1,000 as seed 8 (oracle: seed 8 run
     fresh, whose first 100% comes at update f > 1,000): the second attempt's first 100% is f,
-    counted from the restart, not 1,000 + f or f - 1,000. Seed 6, which is not restarted, keeps its own Adam state: it ends as seed 6 alone.
-    The restart is logged and recorded in words."""
+    counted from the restart, not 1,000 + f or f - 1,000. Seed 6, which is not restarted, keeps
+    its own Adam state: it ends as seed 6 alone. The restart is logged and recorded in words."""
     settings = dict(hidden_units=5, lr=0.01, stop_after_perfect=10**6, restarts=1, restart_after=1_000)
     fresh = GridPerceptron(init_seed=8, **(settings | {"restarts": 0}))
     _fit(fresh, batches_per_step=500, max_steps=3_500, test=False)
@@ -401,15 +389,8 @@ def test_a_restart_counts_its_first_100_percent_from_its_own_start_and_leaves_th
     assert "seed 7: attempt 1 reached no 100% in 1000 updates; re-initialising with seed 8" in caplog.messages
     assert pair.weights_of(6) == alone.weights_of(6) and len(pair.attempts[0]) == 1
 
-    class StopAfterTwoSteps(pl.Callback):
-        def on_train_batch_end(self, trainer, *args):
-            trainer.should_stop = trainer.global_step == 2
-
     stopped = GridPerceptron(seeds=2, init_seed=6, **(settings | {"restart_after": 300}))
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=4_000, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=[StopAfterTwoSteps()])
-    trainer.fit(stopped, datamodule=GridDataModule(batches_per_step=500))
-    trainer.test(stopped, datamodule=GridDataModule(), verbose=False)
+    _fit(stopped, batches_per_step=500, max_steps=4_000, callbacks=[StopAt(2)])
     last = stopped.seed_outcomes()[1]["attempt_records"][-1]
     assert (last["seed"], last["start_update"], last["updates"]) == (8, 300, 500)  # a step ends at a restart: 300, then 500 more
 

@@ -29,7 +29,7 @@ from lightning_modules.grid import GridPerceptron
 from lightning_modules.grid_fast import GridAdam, adam_updates, size
 from lightning_modules.recurrent import SequencePredictor
 from lightning_modules.recurrent_nets import Layout
-from oracles import reference_errors, reference_training
+from oracles import grid_outputs, reference_errors, reference_training
 
 
 def _points():
@@ -75,8 +75,7 @@ def test_grid_adam_is_torch_adam_on_the_same_stacked_parameters():
     theirs = torch.nn.Parameter(start.clone())
     adam = torch.optim.Adam([theirs], lr=0.01, weight_decay=1e-3)
     for _ in range(3000):
-        W1, b1, W2, b2 = theirs[:, : 2 * H].view(3, H, 2), theirs[:, 2 * H : 3 * H], theirs[:, 3 * H : 4 * H].view(3, 1, H), theirs[:, 4 * H :]
-        o = torch.sigmoid(torch.sigmoid(x @ W1.transpose(1, 2) + b1[:, None]) @ W2.transpose(1, 2) + b2[:, None])
+        o = grid_outputs(theirs, H, x)
         loss = torch.nn.functional.binary_cross_entropy(o, y.expand_as(o), reduction="none").mean(dim=(1, 2)).sum()
         adam.zero_grad()
         loss.backward()

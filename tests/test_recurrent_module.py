@@ -14,11 +14,13 @@ import pytorch_lightning as pl
 import torch
 
 from base.errors import ConfigError
-from datamodules.grammar import GrammarDataModule, collate
+from datamodules.grammar import GrammarDataModule
 from lightning_modules.recurrent import SequencePredictor
+from conftest import Logged
 from oracles import reference_errors, reference_logits, unpack
 
 ADAM = functools.partial(torch.optim.Adam, lr=0.05)
+PEEPHOLES = [0.3, -0.2, 0.5, 0.1, -0.4, 0.2]  # (3, H = 2): the input, forget and output gates' peephole weights
 
 
 def _setup(seeds, init_seed=30, cell="lstm", model=(), **data):
@@ -28,22 +30,9 @@ def _setup(seeds, init_seed=30, cell="lstm", model=(), **data):
     return model, dm
 
 
-def _trainer(max_steps, val_every=1000, callbacks=()):
-    return pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=max_steps, val_check_interval=val_every, check_val_every_n_epoch=None, logger=False,
+def _trainer(max_steps, val_every=1000, callbacks=(), logger=False):
+    return pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=max_steps, val_check_interval=val_every, check_val_every_n_epoch=None, logger=logger,
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, callbacks=list(callbacks))
-
-
-def _right_per_length(cell, flat, symbols, hidden, sequences):
-    """Whether every determined position of each string is predicted right (argmax of the
-    reference's formulas), one string at a time."""
-    out = []
-    for s in sequences:
-        b = collate([s], symbols)
-        with torch.no_grad():
-            logits = reference_logits(cell, unpack(cell, flat, symbols, hidden), b["inputs"])["logits"]
-        det = b["determined"]
-        out.append(bool((logits.argmax(-1)[det] == b["targets"][det]).all()))
-    return out
 
 
 def test_each_seeds_record_is_the_reference_formulas_on_its_test_strings():
@@ -63,7 +52,7 @@ def test_each_seeds_record_is_the_reference_formulas_on_its_test_strings():
         for key, ours in (("error", r["error"]), ("error_exact", r["error_exact"]), ("det_acc", r["det_acc"]), ("loss", r["test_loss"])):
             assert ours == pytest.approx(direct[key], rel=1e-5, abs=1e-7), (r["seed"], key)
         assert r["solved"] is (direct["det_acc"] == 1.0) and r["outcome"] == ("succeeded" if r["solved"] else "failed")
-        right = _right_per_length("lstm", flat, 3, 3, [dm.language.sequence([n, n]) for n in range(1, 7)])
+        right = [reference_errors("lstm", flat, 3, 3, [dm.language.sequence([n, n])])["det_acc"] == 1.0 for n in range(1, 7)]
         assert r["lengths_right"] == [n for n in range(1, 7) if right[n - 1]]
         assert r["fraction_lengths_right"] == pytest.approx(sum(right) / 6)
         max_n = next((n for n in range(6) if not right[n]), 6)
@@ -248,7 +237,7 @@ def test_a_single_net_is_the_reference_formulas_and_trains_through_its_own_param
     layout = Layout(cell, S, H, peepholes)
     flat = layout.initial(0.5, torch.Generator().manual_seed(1))
     if peepholes:
-        flat[-3 * H :] = torch.tensor([0.3, -0.2, 0.5, 0.1, -0.4, 0.2])
+        flat[-3 * H :] = torch.tensor(PEEPHOLES)
     net = make_net(cell, S, H, peepholes).load_flat(flat)
     x = GrammarDataModule(language="anb2nc3n").batch_of_blocks([[2], [1, 3]])["inputs"]
     want = reference_logits(cell, unpack(cell, flat, S, H, peepholes), x)["logits"]
@@ -311,14 +300,10 @@ def test_the_histograms_follow_the_watched_seeds_weights_gradients_and_gates(see
 
     gates = model.named_activations()
     batch = dm.batch(dm.val_sequences_of(31))
-    w = unpack("lstm", model.seed_weights[watched].detach(), 3, 3)
     with torch.no_grad():
-        hidden = reference_logits("lstm", w, batch["inputs"])["hidden"]
-    previous = torch.cat([torch.zeros_like(hidden[:, :1]), hidden[:, :-1]], dim=1)
-    z = batch["inputs"] @ w["W"] + previous @ w["U"] + w["b"]
-    valid = batch["valid"]
-    for name, k in (("input", 0), ("forget", 1), ("output", 3)):
-        torch.testing.assert_close(gates[name], torch.sigmoid(z[..., k * 3 : (k + 1) * 3])[valid], atol=1e-5, rtol=1e-4)
+        want_gates = reference_logits("lstm", unpack("lstm", model.seed_weights[watched].detach(), 3, 3), batch["inputs"])
+    for name in ("input", "forget", "output"):
+        torch.testing.assert_close(gates[name], want_gates[name][batch["valid"]], atol=1e-5, rtol=1e-4)
     srn, _ = _setup(2, cell="srn")
     assert srn.named_activations() == {} and srn.named_gradients() == {}
 
@@ -398,9 +383,9 @@ def test_a_population_with_model_selection_reports_its_kept_nets():
 def test_a_peephole_lstms_net_keeps_its_peepholes():
     model = SequencePredictor(cell="lstm", hidden_units=2, num_symbols=3, peepholes=True, init="uniform", optimizer=ADAM)
     with torch.no_grad():
-        model.seed_weights[0][-6:] = torch.tensor([0.3, -0.2, 0.5, 0.1, -0.4, 0.2])
+        model.seed_weights[0][-6:] = torch.tensor(PEEPHOLES)
     net = model.net_of(0)
-    assert torch.equal(net.peephole.detach().flatten(), torch.tensor([0.3, -0.2, 0.5, 0.1, -0.4, 0.2])) and torch.equal(net.flat(), model.seed_weights[0].detach())
+    assert torch.equal(net.peephole.detach().flatten(), torch.tensor(PEEPHOLES)) and torch.equal(net.flat(), model.seed_weights[0].detach())
 
 
 class Evaluations(pl.Callback):
@@ -465,13 +450,9 @@ def test_a_run_whose_seeds_are_all_held_solved_stops_at_that_evaluation():
     validation metrics reach the logger under their names, a population's seeds training summed."""
     from callbacks.solved_stopping import SolvedStopping
 
-    from test_grid_module import Logged
-
     model, dm = _solving()
-    logger = Logged()
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=200, val_check_interval=10, check_val_every_n_epoch=None, logger=logger,
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                         callbacks=[SolvedStopping(evaluations=1, patience=0), ev := Evaluations()])
+    logger, ev = Logged(), Evaluations()
+    trainer = _trainer(200, val_every=10, callbacks=[SolvedStopping(evaluations=1, patience=0), ev], logger=logger)
     trainer.fit(model, datamodule=dm)
     assert trainer.global_step == 20 and model.ended_at == model.stopped_early == [10, 10, 20, 20]
     assert ev.last_val[20]["det_acc/val"] == [None, None, 1.0, 1.0]  # the seeds that had ended are not evaluated
