@@ -232,8 +232,8 @@ def test_the_config_names_the_module_that_runs_with_its_seeds():
 ADAM = functools.partial(torch.optim.Adam, lr=0.01, fused=True)
 
 
-def _fit_sequences(model, data, max_steps, val_every=100, callbacks=()):
-    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=max_steps, val_check_interval=val_every, check_val_every_n_epoch=None,
+def _fit_sequences(model, data, max_steps, val_every=100, callbacks=(), precision="32-true"):
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, max_steps=max_steps, val_check_interval=val_every, check_val_every_n_epoch=None, precision=precision,
                          logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
                          callbacks=list(callbacks))
     trainer.fit(model, datamodule=data)
@@ -259,19 +259,26 @@ def _stopping(patience=0):
 def test_each_recurrent_seed_of_a_population_ends_as_in_a_smaller_one(cell, restart_after, max_steps, alone):
     """Five seeds with Adam, restarts and the early stop, against the same seeds in populations
     of one (the SRN; one LSTM trains through the fused kernel instead, so LSTMs are compared in
-    populations of two): the same outcome, first solve, updates, attempts and weights, bit for bit."""
-    together, _ = _fit_sequences(*_sequences(cell, 5, 10, restarts=2, restart_after=restart_after), max_steps, callbacks=[_stopping()])
+    populations of two): the same outcome, first solve, updates, attempts and weights. In float64:
+    in float32 the SRN's seed 10 drifted by one rounding after 390 updates on an AMD EPYC (a
+    vectorised tanh or exp for five seeds' rows, the scalar one for one seed's), which training
+    grew to 0.09 by update 800 and to a different stopping update; in float64 the same drift
+    stays below 1e-9 (measured: none, bit for bit, to update 1,500 there)."""
+    def run(model, data):  # a new stopping callback per run: it holds its seeds' streaks
+        return _fit_sequences(model, data, max_steps, callbacks=[_stopping()], precision="64-true")[0]
+
+    together = run(*_sequences(cell, 5, 10, restarts=2, restart_after=restart_after))
     outcomes = {r["seed"]: r for r in together.seed_outcomes()}
     kinds = set()
     size = alone[0]
     for first in range(10, 15, size):
         group = list(range(first, min(first + size, 15)))
-        small, _ = _fit_sequences(*_sequences(cell, len(group), first, restarts=2, restart_after=restart_after), max_steps, callbacks=[_stopping()])
+        small = run(*_sequences(cell, len(group), first, restarts=2, restart_after=restart_after))
         for j, seed in enumerate(group):
             mine, other = outcomes[seed], small.seed_outcomes()[j]
             for key in ("outcome", "updates", "first_solved_update", "stopped_early_at_update", "attempts", "det_acc", "error", "max_n_generalised"):
                 assert other[key] == mine[key], (seed, key)
-            assert torch.equal(small.seed_weights[j], together.seed_weights[seed - 10]), seed  # every weight, bit for bit
+            torch.testing.assert_close(small.seed_weights[j], together.seed_weights[seed - 10], atol=1e-9, rtol=0)
             kinds.add((mine["outcome"], mine["attempts"] > 1))
     assert len(kinds) >= 2, kinds  # not every seed the same story
 
