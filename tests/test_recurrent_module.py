@@ -35,6 +35,13 @@ def _trainer(max_steps, val_every=1000, callbacks=(), logger=False):
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, callbacks=list(callbacks))
 
 
+def _right(cell, flat, language, lengths, blocks=2):
+    """Per n in ``lengths``: whether the net with weights ``flat`` gets every determined position of
+    the string of ``blocks`` blocks of n right (the reference's formulas)."""
+    symbols, hidden = (3, 3) if cell == "lstm" else (2, 2)
+    return [reference_errors(cell, flat, symbols, hidden, [language.sequence([n] * blocks)])["det_acc"] == 1.0 for n in lengths]
+
+
 def test_each_seeds_record_is_the_reference_formulas_on_its_test_strings():
     """Three LSTMs after 150 updates: per seed, the test figures on its own test strings, which of
     the strings of n = 1..6 it gets right, the longest run of right lengths from n = 1, the logged
@@ -52,7 +59,7 @@ def test_each_seeds_record_is_the_reference_formulas_on_its_test_strings():
         for key, ours in (("error", r["error"]), ("error_exact", r["error_exact"]), ("det_acc", r["det_acc"]), ("loss", r["test_loss"])):
             assert ours == pytest.approx(direct[key], rel=1e-5, abs=1e-7), (r["seed"], key)
         assert r["solved"] is (direct["det_acc"] == 1.0) and r["outcome"] == ("succeeded" if r["solved"] else "failed")
-        right = [reference_errors("lstm", flat, 3, 3, [dm.language.sequence([n, n])])["det_acc"] == 1.0 for n in range(1, 7)]
+        right = _right("lstm", flat, dm.language, range(1, 7))
         assert r["lengths_right"] == [n for n in range(1, 7) if right[n - 1]]
         assert r["fraction_lengths_right"] == pytest.approx(sum(right) / 6)
         max_n = next((n for n in range(6) if not right[n]), 6)
@@ -380,6 +387,39 @@ def test_a_population_with_model_selection_reports_its_kept_nets():
         assert torch.equal(shown[0].net(x), model.net_of(s)(x))
 
 
+def test_each_kept_nets_record_is_the_formulas_on_its_weights():
+    """Four SRNs that solve n = 1 within 20 updates, selection lengths 2 and 3: each kept net's
+    figures, lengths right (n = 1..4), max_n_generalised and selection score against the
+    reference's formulas on the kept weights, not the final ones (measured: two seeds keep their
+    net of update 10, solved, and two their unsolved net of update 10 while the final nets solve)."""
+    model, _ = _solving()
+    dm = GrammarDataModule(language="anb2n", max_n=1, blocks=3, batch_size=4, eval_sequences=5, eval_max_n=4, seed=40, seeds=4, select_lengths=[2, 3])
+    trainer = _trainer(30, val_every=10)
+    trainer.fit(model, datamodule=dm)
+    trainer.test(model, datamodule=dm, verbose=False)
+    outcomes = model.seed_outcomes()
+    assert {r["selected"]["solved"] for r in outcomes} == {True, False} and all(r["solved"] for r in outcomes)
+    for i, r in enumerate(outcomes):
+        kept, weights = r["selected"], model.selected[i]["weights"]
+        direct = reference_errors("srn", weights, 2, 2, dm.test_sequences_of(r["seed"]))
+        assert kept["test_loss"] == pytest.approx(direct["loss"], rel=1e-5) and kept["det_acc"] == pytest.approx(direct["det_acc"])
+        assert kept["solved"] is (direct["det_acc"] == 1.0) and kept["update"] == model.selected[i]["update"] == 10
+        right = _right("srn", weights, dm.language, range(1, 5))
+        assert kept["lengths_right"] == [n for n in range(1, 5) if right[n - 1]] and kept["fraction_lengths_right"] == pytest.approx(sum(right) / 4)
+        assert kept["max_n_generalised"] == next((n for n in range(4) if not right[n]), 4) and kept["tested_up_to"] == 4
+        assert kept["selection_fraction_right"] == model.selected[i]["fraction_right"] == sum(_right("srn", weights, dm.language, (2, 3), blocks=1)) / 2
+
+
+def test_a_seed_with_no_kept_net_yet_is_tested_with_its_net_as_it_is():
+    """Model selection on, tested before any evaluation: nothing was kept, so the "kept" record is
+    the net as it is, update None."""
+    model, dm = _setup(2, cell="srn", select_lengths=[5, 6])
+    _trainer(1).test(model, datamodule=dm, verbose=False)
+    for r in model.seed_outcomes():
+        assert r["selected"]["update"] is None and r["selected"]["selection_fraction_right"] is None
+        assert (r["selected"]["det_acc"], r["selected"]["test_loss"], r["selected"]["lengths_right"]) == (r["det_acc"], r["test_loss"], r["lengths_right"])
+
+
 def test_a_peephole_lstms_net_keeps_its_peepholes():
     model = SequencePredictor(cell="lstm", hidden_units=2, num_symbols=3, peepholes=True, init="uniform", optimizer=ADAM)
     with torch.no_grad():
@@ -404,7 +444,7 @@ class Evaluations(pl.Callback):
 def _solving(seeds=4, **model):
     """SRNs on a^n b^2n with n = 1 only: Adam at lr 0.1 solves some seeds within 10 updates."""
     net = SequencePredictor(seeds=seeds, init_seed=40, cell="srn", hidden_units=2, num_symbols=2, init=0.3,
-                            optimizer=functools.partial(torch.optim.Adam, lr=0.1), **model)
+                            **{"optimizer": functools.partial(torch.optim.Adam, lr=0.1)} | model)
     dm = GrammarDataModule(language="anb2n", max_n=1, blocks=3, batch_size=4, eval_sequences=5, eval_max_n=3, seed=40, seeds=seeds)
     return net, dm
 
@@ -442,6 +482,14 @@ def test_each_evaluation_is_the_formulas_on_the_seeds_own_strings_and_decides_fi
             assert isinstance(seconds, float) and 0 < seconds < 60 and seconds == round(seconds, 2)
         else:
             assert model.first_solved[i] is None and model.first_solved_seconds[i] is None
+
+
+def test_a_restart_under_an_optimizer_that_holds_no_state():
+    """The reference's SGD (no momentum) keeps no per-parameter state: a restart has none to drop."""
+    model, dm = _solving(seeds=2, optimizer=None, restarts=1, restart_after=10)
+    _trainer(20, val_every=10).fit(model, datamodule=dm)
+    assert not model.optimizers().optimizer.state
+    assert [[r["seed"] for r in a.state_dict()] for a in model.attempts] == [[40, 41], [41, 42]]
 
 
 def test_a_run_whose_seeds_are_all_held_solved_stops_at_that_evaluation():
