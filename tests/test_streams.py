@@ -5,6 +5,7 @@ runs of train.py in tests/test_population.py check the same end to end.)"""
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -162,3 +163,73 @@ def test_each_process_draws_only_its_own_seeds():
     assert dm.my_seeds() == seeds_of_rank(5, 2, 1) and len(dm.my_seeds()) < 5
     batch = next(iter(dm.train_dataloader()))
     assert batch["rows"].tolist() == dm.my_seeds()
+
+
+def test_collate_pads_with_the_documented_values_in_the_documented_dtypes():
+    """a b b (n = 1) beside a a b b b b (n = 2) of a^n b^2n: the short one's padding is -100 in
+    ``targets``, -1 in phase/count/step/n, zero probabilities and no input; every field's dtype is
+    the one the losses and the figures read."""
+    lang = CountingLanguage(2, 0, 4)
+    short, long_ = lang.sequence([1]), lang.sequence([2])
+    b = collate([short, long_], 2)
+    L, T = len(short["targets"]), len(long_["targets"])
+    assert (L, T) == (3, 6) and b["targets"].shape == (2, 6)
+    assert b["targets"][0, L:].tolist() == [-100] * 3 and b["valid"][0].tolist() == [True] * 3 + [False] * 3
+    for key in ("phase", "count", "step", "n"):
+        assert b[key][0, L:].tolist() == [-1] * 3 and b[key][0, :L].tolist() == short[key].tolist(), key
+    for key in ("inputs", "probs", "ref_probs"):
+        assert not b[key][0, L:].any() and b[key].dtype == torch.float32, key
+    for key in ("targets", "phase", "count", "step", "n"):
+        assert b[key].dtype == torch.int64, key
+    assert b["valid"].dtype == b["determined"].dtype == torch.bool
+    assert b["inputs"][1].argmax(-1).tolist() == [0, 0, 1, 1, 1, 1]  # a a b b b b: each position's input symbol
+
+
+def test_a_training_batch_is_the_collated_sequences_padding_and_dtypes_included():
+    """The fields ``training_batch`` builds at once (inputs, targets, valid: what training reads),
+    against ``collate`` of the sequences one by one, padding and dtypes included."""
+    from datamodules.grammar import training_batch
+
+    lang = CountingLanguage(2, 3, 4)
+    lengths = np.array([[1, 3], [4, 2], [2, 2]])
+    got, one = training_batch(lang, lengths), collate([lang.sequence(l) for l in lengths], 3)
+    assert set(got) == {"inputs", "targets", "valid"} and not got["valid"][2, -1] and got["targets"][2, -1] == -100
+    for key in got:
+        assert got[key].dtype == one[key].dtype and torch.equal(got[key], one[key]), key
+
+
+def test_the_languages_longest_string_and_a_block_of_length_zero():
+    """a^6 b^12 c^18 twice is 72 symbols; a block of length 0 is refused with its length."""
+    assert CountingLanguage(2, 3, 6).longest(2) == 72 and CountingLanguage(2, 0, 10).longest(1) == 30
+    with pytest.raises(ValueError, match=r"^block length 0 < 1$"):
+        CountingLanguage(2, 0, 4).sequence([2, 0])
+
+
+def test_the_batch_table_is_built_up_to_its_limit_of_sequences():
+    """``BatchTable.fits``: max_n ** blocks sequences at most 65,536 (256 ** 2 fits, 257 ** 2 and
+    50 ** 3 do not)."""
+    from datamodules.grammar import BatchTable
+
+    assert BatchTable.LIMIT == 65_536
+    assert BatchTable.fits(CountingLanguage(1, 0, 256), 2) and not BatchTable.fits(CountingLanguage(1, 0, 257), 2)
+    assert not BatchTable.fits(CountingLanguage(1, 0, 50), 3) and BatchTable.fits(CountingLanguage(1, 0, 40), 3)
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("language", "abc", "one of "), ("max_n", 0, "an integer >= 1"), ("blocks", 0, "an integer >= 1"), ("batch_size", 0, "an integer >= 1"),
+    ("eval_sequences", 0, "an integer >= 1"), ("eval_max_n", 0, "an integer >= 1"), ("seeds", 0, "an integer >= 1"),
+    ("select_lengths", [], "null or a list of distinct integers >= 1"), ("select_lengths", [0, 3], "null or a list of distinct integers >= 1"),
+    ("select_lengths", [True], "null or a list of distinct integers >= 1"), ("select_lengths", [2.0], "null or a list of distinct integers >= 1"),
+])
+def test_each_bad_data_setting_is_one_line_that_names_it(key, value, allowed):
+    from base.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="^" + re.escape(f"{key}={value!r} is invalid; allowed: {allowed}")):
+        GrammarDataModule(**{key: value})
+
+
+def test_the_smallest_settings_are_allowed():
+    """One evaluation sequence, lengths up to 1, a selection length of 1: all allowed; the
+    symbols the figures label are the language's."""
+    dm = GrammarDataModule(language="anb2n", max_n=1, eval_sequences=1, eval_max_n=1, select_lengths=[1])
+    assert dm.symbols == "AB" and GrammarDataModule(language="anb2nc3n").symbols == "ABC"
