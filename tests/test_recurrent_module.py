@@ -507,3 +507,20 @@ def test_a_run_whose_seeds_are_all_held_solved_stops_at_that_evaluation():
     val = [m for m, step in logger.calls if "det_acc/val" in m]
     assert {"loss/val", "error/val", "error_exact/val", "det_acc/val", "loss/train", "population/training"} <= set(val[0])
     assert [m["population/training"] for m in val] == [4.0, 2.0]  # (counted before the stop ends the solved seeds)
+
+
+def test_the_defaults_are_the_srn_config_and_a_seed_mismatch_names_both_ranges():
+    """A module built in Python is ``model=srn``'s: the constructor's defaults against
+    conf/model/srn.yaml, key by key; data seeds 5..7 beside model seeds 30..32 are one line."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    conf = OmegaConf.to_container(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf/model/srn.yaml"))
+    hp = SequencePredictor().hparams
+    keys = ["cell", "hidden_units", "init", "restarts", "restart_after", "objective", "loss", "clip_grad_norm"]
+    assert {k: hp[k] for k in keys} == {k: conf[k] for k in keys}
+    model, _ = _setup(3, cell="srn")
+    wrong = GrammarDataModule(language="anb2n", batch_size=4, eval_sequences=12, eval_max_n=6, seed=5, seeds=3)
+    with pytest.raises(ConfigError, match=r"^the data's seeds 5\.\.7 are not the model's 30\.\.32 \(data\.seed, data\.seeds\)$"):
+        _trainer(1).fit(model, datamodule=wrong)
