@@ -16,7 +16,7 @@ import torch
 from base.errors import ConfigError
 from datamodules.grammar import GrammarDataModule
 from lightning_modules.recurrent import SequencePredictor
-from conftest import Logged
+from conftest import REPO, Logged
 from oracles import reference_errors, reference_logits, unpack
 
 ADAM = functools.partial(torch.optim.Adam, lr=0.05)
@@ -42,6 +42,14 @@ def _right(cell, flat, language, lengths, blocks=2):
     return [reference_errors(cell, flat, symbols, hidden, [language.sequence([n] * blocks)])["det_acc"] == 1.0 for n in lengths]
 
 
+def _generalisation(cell, flat, language, up_to):
+    """What the record says of lengths n = 1..``up_to`` (two blocks each), worked out from
+    ``_right``: the lengths right, their share, the longest run right from n = 1."""
+    right = _right(cell, flat, language, range(1, up_to + 1))
+    return {"lengths_right": [n for n in range(1, up_to + 1) if right[n - 1]], "fraction_lengths_right": pytest.approx(sum(right) / up_to),
+            "max_n_generalised": next((n for n in range(up_to) if not right[n]), up_to)}
+
+
 def test_each_seeds_record_is_the_reference_formulas_on_its_test_strings():
     """Three LSTMs after 150 updates: per seed, the test figures on its own test strings, which of
     the strings of n = 1..6 it gets right, the longest run of right lengths from n = 1, the logged
@@ -59,12 +67,9 @@ def test_each_seeds_record_is_the_reference_formulas_on_its_test_strings():
         for key, ours in (("error", r["error"]), ("error_exact", r["error_exact"]), ("det_acc", r["det_acc"]), ("loss", r["test_loss"])):
             assert ours == pytest.approx(direct[key], rel=1e-5, abs=1e-7), (r["seed"], key)
         assert r["solved"] is (direct["det_acc"] == 1.0) and r["outcome"] == ("succeeded" if r["solved"] else "failed")
-        right = _right("lstm", flat, dm.language, range(1, 7))
-        assert r["lengths_right"] == [n for n in range(1, 7) if right[n - 1]]
-        assert r["fraction_lengths_right"] == pytest.approx(sum(right) / 6)
-        max_n = next((n for n in range(6) if not right[n]), 6)
-        assert r["max_n_generalised"] == max_n
-        max_ns.append(max_n)
+        expected = _generalisation("lstm", flat, dm.language, 6)
+        assert {k: r[k] for k in expected} == expected
+        max_ns.append(r["max_n_generalised"])
         assert (r["updates"], r["attempts"], r["stopped_early_at_update"]) == (150, 1, None)
         assert r["attempt_records"] == [{"attempt": 1, "seed": r["seed"], "start_update": 0, "first_solved_update": None, "updates": 150,
                                          "outcome": "not solved when training ended"}] or r["first_solved_update"] is not None
@@ -404,9 +409,8 @@ def test_each_kept_nets_record_is_the_formulas_on_its_weights():
         direct = reference_errors("srn", weights, 2, 2, dm.test_sequences_of(r["seed"]))
         assert kept["test_loss"] == pytest.approx(direct["loss"], rel=1e-5) and kept["det_acc"] == pytest.approx(direct["det_acc"])
         assert kept["solved"] is (direct["det_acc"] == 1.0) and kept["update"] == model.selected[i]["update"] == 10
-        right = _right("srn", weights, dm.language, range(1, 5))
-        assert kept["lengths_right"] == [n for n in range(1, 5) if right[n - 1]] and kept["fraction_lengths_right"] == pytest.approx(sum(right) / 4)
-        assert kept["max_n_generalised"] == next((n for n in range(4) if not right[n]), 4) and kept["tested_up_to"] == 4
+        expected = _generalisation("srn", weights, dm.language, 4)
+        assert {k: kept[k] for k in expected} == expected and kept["tested_up_to"] == 4
         assert kept["selection_fraction_right"] == model.selected[i]["fraction_right"] == sum(_right("srn", weights, dm.language, (2, 3), blocks=1)) / 2
 
 
@@ -512,11 +516,9 @@ def test_a_run_whose_seeds_are_all_held_solved_stops_at_that_evaluation():
 def test_the_defaults_are_the_srn_config_and_a_seed_mismatch_names_both_ranges():
     """A module built in Python is ``model=srn``'s: the constructor's defaults against
     conf/model/srn.yaml, key by key; data seeds 5..7 beside model seeds 30..32 are one line."""
-    from pathlib import Path
-
     from omegaconf import OmegaConf
 
-    conf = OmegaConf.to_container(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf/model/srn.yaml"))
+    conf = OmegaConf.to_container(OmegaConf.load(REPO / "conf/model/srn.yaml"))
     hp = SequencePredictor().hparams
     keys = ["cell", "hidden_units", "init", "restarts", "restart_after", "objective", "loss", "clip_grad_norm"]
     assert {k: hp[k] for k in keys} == {k: conf[k] for k in keys}
