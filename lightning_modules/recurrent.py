@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 # the reference's optimiser, when a config names none
 REFERENCE_SGD = {"_target_": "torch.optim.SGD", "lr": 0.005, "weight_decay": 1e-4}
 EVAL_SUMS = ("nll", "positions", "squared_error", "squared_error_exact", "determined_right", "determined")
+EVAL_CHUNK = 128  # sequences evaluated at once (see _evaluate); H B a multiple of 64 for H = 1, 2, 3, ...: no padding rows
 VAL_NAMES = {"loss": "loss/val", "error": "error/val", "error_exact": "error_exact/val", "det_acc": "det_acc/val"}
 TEST_NAMES = {"loss": "hp/loss_test", "error": "hp/error_test", "error_exact": "hp/error_exact_test", "det_acc": "hp/det_acc_test"}
 
@@ -345,8 +346,25 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
     def _evaluate(self, batch: dict, rows: list[int], flat: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         """Seeds ``rows`` on their own sequences: per seed and sequence ``(R, N, ...)`` fields of
         ``batch`` (or one set shared by every seed, ``(1, N, ...)``), with their weights (or
-        ``flat`` (R, P)). Returns ``logits``, the sums ``EVAL_SUMS`` (R, 6) and the wrong
-        determined positions per sequence ``wrong`` (R, N)."""
+        ``flat`` (R, P)). Returns the sums ``EVAL_SUMS`` (R, 6) and the wrong determined positions
+        per sequence ``wrong`` (R, N).
+
+        More than ``EVAL_CHUNK`` sequences (a generalisation test to n = 1,000: 1,000 strings of up
+        to 6,000 symbols) are run ``EVAL_CHUNK`` at a time, each chunk cut to its own longest
+        string: in one batch every string is padded to the longest, and the recurrence keeps each
+        step's states, which took 7 GB a seed for that test; in chunks it takes a few hundred MB."""
+        N = batch["valid"].shape[1]
+        if N <= EVAL_CHUNK:
+            return self._evaluate_chunk(batch, rows, flat)
+        parts = []
+        for start in range(0, N, EVAL_CHUNK):
+            chunk = {k: v[:, start : start + EVAL_CHUNK] for k, v in batch.items()}
+            steps = int(chunk["valid"].flatten(0, 1).any(0).nonzero().max()) + 1 if chunk["valid"].any() else 1
+            parts.append(self._evaluate_chunk({k: v[:, :, :steps] for k, v in chunk.items()}, rows, flat))
+        return {"sums": torch.stack([p["sums"] for p in parts]).sum(0), "wrong": torch.cat([p["wrong"] for p in parts], dim=1)}
+
+    def _evaluate_chunk(self, batch: dict, rows: list[int], flat: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+        """``_evaluate`` on one batch as it is."""
         idx = torch.tensor(rows, device=self.device)
         b = {k: (v.expand(len(rows), *v.shape[1:]) if v.shape[0] == 1 else v[idx]) for k, v in batch.items()}
         valid, det, targets = b["valid"], b["determined"], b["targets"]
@@ -359,7 +377,7 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         hit = objective.right(logits, targets, b["inputs"])
         right = hit & det
         sums = torch.stack([t.flatten(1).sum(1).double() for t in (nll, valid, squared, squared_exact, right, det)], dim=1)
-        return {"logits": logits, "sums": sums, "wrong": (~hit & det).sum(-1)}
+        return {"sums": sums, "wrong": (~hit & det).sum(-1)}
 
     def _measured(self, stage: str) -> dict[str, list[Optional[float]]]:
         """Per seed, the means of the last ``stage`` pass (reduced over processes; None for a seed

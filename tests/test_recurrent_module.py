@@ -526,3 +526,30 @@ def test_the_defaults_are_the_srn_config_and_a_seed_mismatch_names_both_ranges()
     wrong = GrammarDataModule(language="anb2n", batch_size=4, eval_sequences=12, eval_max_n=6, seed=5, seeds=3)
     with pytest.raises(ConfigError, match=r"^the data's seeds 5\.\.7 are not the model's 30\.\.32 \(data\.seed, data\.seeds\)$"):
         _trainer(1).fit(model, datamodule=wrong)
+
+
+def test_a_generalisation_test_longer_than_one_chunk_is_scored_string_by_string_as_the_formulas_say():
+    """n = 1..300, one block each (EVAL_CHUNK strings at a time, each chunk cut to its own longest
+    string): per seed and length, the wrong determined positions, and the sums over every string,
+    against the reference's formulas run on the whole batch at once."""
+    from datamodules.grammar import collate
+    from lightning_modules.recurrent import EVAL_CHUNK
+
+    model, _ = _setup(2, cell="srn")
+    dm = GrammarDataModule(language="anb2n", eval_max_n=300, eval_blocks=1)
+    assert len(dm.generalisation_sequences) > 2 * EVAL_CHUNK
+    batch = {k: v[None] for k, v in dm.batch(dm.generalisation_sequences).items()}
+    with torch.no_grad():
+        out = model._evaluate(batch, [0, 1])
+    b = collate(dm.generalisation_sequences, 2)
+    det, valid = b["determined"], b["valid"]
+    for i in range(2):
+        with torch.no_grad():
+            logits = reference_logits("srn", unpack("srn", model.seed_weights[i].detach(), 2, 2), b["inputs"])["logits"]
+        wrong = ((logits.argmax(-1) != b["targets"]) & det).sum(-1)
+        assert torch.equal(out["wrong"][i], wrong)
+        nll = torch.nn.functional.cross_entropy(logits[valid], b["targets"][valid], reduction="sum")
+        sums = dict(zip(("nll", "positions", "determined_right", "determined"), out["sums"][i, [0, 1, 4, 5]].tolist()))
+        assert sums["positions"] == valid.sum() and sums["determined"] == det.sum() and sums["determined_right"] == det.sum() - wrong.sum()
+        assert sums["nll"] == pytest.approx(float(nll), rel=1e-5)
+    assert len(set(out["wrong"].flatten().tolist())) > 50  # the counts differ from length to length: a misplaced chunk would show
