@@ -169,25 +169,29 @@ def summary_figure(sweep: dict, summary: dict):
     return fig
 
 
-def generalisation_rows(sweep: dict) -> list[dict]:
+def generalisation_rows(sweep: dict, kept: bool = False) -> list[dict]:
     """Every seed of every finished recurrent run (a population's seeds, or the run's one net),
     in job order: ``label`` (``seed <s>``), ``lengths_right``, ``tested_up_to``,
-    ``max_n_generalised``; empty for other studies."""
+    ``max_n_generalised``; empty for other studies. ``kept``: the same of the nets the model
+    selection kept (``data.select_lengths``; a population's ``selected`` per seed, a single run's
+    ``selection``), for the seeds that have one."""
     rows = []
     for row in sweep["rows"]:
         res = row["results"]
         if not res or "lengths_right" not in res:
             continue
         for one in res.get("seeds") or [res]:
-            if "lengths_right" in one:
-                rows.append({"label": f"seed {one['seed']}", "lengths_right": one["lengths_right"], "tested_up_to": res["tested_up_to"],
-                             "max_n_generalised": one["max_n_generalised"]})
+            net = (one.get("selected") if "seeds" in res else one.get("selection")) if kept else one
+            if net and "lengths_right" in net:
+                rows.append({"label": f"seed {one['seed']}", "lengths_right": net["lengths_right"], "tested_up_to": res["tested_up_to"],
+                             "max_n_generalised": net["max_n_generalised"]})
     return rows
 
 
 def write_summary(sweep_dir: Path) -> dict:
     """Write ``summary.csv``, ``summary.md`` and ``summary.png`` into ``sweep_dir`` (and for
-    recurrent runs ``generalisation.png``, every seed of every job); return the aggregates."""
+    recurrent runs ``generalisation.png``, every seed of every job, and ``generalisation_kept.png``,
+    the nets the model selection kept, where the runs selected); return the aggregates."""
     sweep_dir = Path(sweep_dir)
     sweep = collect_sweep(sweep_dir)
     summary = summarise(sweep)
@@ -217,16 +221,17 @@ def write_summary(sweep_dir: Path) -> dict:
     if fig is not None:
         fig.savefig(sweep_dir / "summary.png", dpi=100)
         lines += ["", "![main metric against the swept value](summary.png)"]
-    nets = generalisation_rows(sweep)
-    if len(nets) > 1:  # the seeds of every job on one figure: which lengths each predicts without an error
-        from callbacks.state_trajectories import generalisation_figure
+    for kept, name, which in ((False, "generalisation.png", "nets of the sweep"), (True, "generalisation_kept.png", "nets kept by the model selection")):
+        nets = generalisation_rows(sweep, kept=kept)
+        if len(nets) > 1:  # the seeds of every job on one figure: which lengths each predicts without an error
+            from callbacks.state_trajectories import generalisation_figure
 
-        counts = sorted(g["max_n_generalised"] for g in nets)
-        title = f"{len(nets)} nets of the sweep: block lengths predicted without an error (dark)\nevery length right up to n = {counts[0]}..{counts[-1]}"
-        config = Path(sweep["rows"][0]["dir"]) / "config.yaml"  # the test strings' blocks, as the runs had them
-        blocks = int(OmegaConf.select(OmegaConf.load(config), "data.eval_blocks", default=2)) if config.is_file() else 2
-        generalisation_figure(nets, title, blocks=blocks).savefig(sweep_dir / "generalisation.png", dpi=100)
-        lines += ["", "![which lengths every net gets right](generalisation.png)"]
+            counts = sorted(g["max_n_generalised"] for g in nets)
+            title = f"{len(nets)} {which}: block lengths predicted without an error (dark)\nevery length right up to n = {counts[0]}..{counts[-1]}"
+            config = Path(sweep["rows"][0]["dir"]) / "config.yaml"  # the test strings' blocks, as the runs had them
+            blocks = int(OmegaConf.select(OmegaConf.load(config), "data.eval_blocks", default=2)) if config.is_file() else 2
+            generalisation_figure(nets, title, blocks=blocks).savefig(sweep_dir / name, dpi=100)
+            lines += ["", f"![which lengths every {'kept ' if kept else ''}net gets right]({name})"]
     (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
     (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

@@ -462,3 +462,10 @@ def test_a_recurrent_sweeps_per_length_rows_list_every_seed_of_every_finished_jo
         {"label": "seed 2", "lengths_right": [1, 3], "tested_up_to": 5, "max_n_generalised": 1},
         {"label": "seed 9", "lengths_right": [1, 2, 3], "tested_up_to": 4, "max_n_generalised": 3},
     ]
+    assert generalisation_rows(sweep, kept=True) == []  # no run selected
+    population["seeds"][1]["selected"] = {"lengths_right": [1, 2, 3, 4], "max_n_generalised": 4}
+    single["selection"] = {"lengths_right": [1], "max_n_generalised": 1}
+    assert generalisation_rows(sweep, kept=True) == [  # the kept nets, for the seeds that have one
+        {"label": "seed 2", "lengths_right": [1, 2, 3, 4], "tested_up_to": 5, "max_n_generalised": 4},
+        {"label": "seed 9", "lengths_right": [1], "tested_up_to": 4, "max_n_generalised": 1},
+    ]
