@@ -305,7 +305,7 @@ def test_each_seed_keeps_its_best_net_on_the_selection_lengths_and_both_are_test
         GrammarDataModule(select_lengths=[5, 5])
 
 
-@pytest.mark.parametrize("experiment, optimizer", [("dekf_anbncn", "DEKF"), ("suzgun_anbncn", "RMSprop")])
+@pytest.mark.parametrize("experiment, optimizer", [("dekf_anbncn", "DEKF"), ("suzgun_anbncn", "RMSprop"), ("lstm_anb2nc3n_legal", "RMSprop")])
 def test_the_literature_experiments_build_what_they_say(experiment, optimizer):
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
@@ -319,8 +319,15 @@ def test_the_literature_experiments_build_what_they_say(experiment, optimizer):
     model, data = instantiate(cfg.model), instantiate(cfg.data)
     assert model.objective == Objective("legal_next", "mse") and model.seed_list == [cfg.seed + i for i in range(3)]
     assert type(model.configure_optimizers()).__name__ == optimizer
-    assert data.hparams.language == "anbncn" and data.hparams.batch_size == 1 and data.hparams.blocks == 1 and data.hparams.eval_blocks == 1
+    assert data.hparams.batch_size == 1 and data.hparams.blocks == 1 and data.hparams.eval_blocks == 1
     assert cfg.callbacks.solved_stopping is None
+    if experiment == "lstm_anb2nc3n_legal":  # the study's language with the literature's cell, start and clipping
+        assert data.hparams.language == "anb2nc3n" and data.hparams.max_n == 10 and list(data.hparams.select_lengths) == list(range(11, 51))
+        assert model.layout.peepholes and not model.kalman and model.configure_optimizers().defaults["lr"] == 0.01
+        assert (model.hparams.forget_bias, model.hparams.input_bias, model.hparams.clip_grad_norm) == (1.0, -1.0, 1.0)
+        assert (model.hparams.restarts, model.hparams.restart_after, cfg.trainer.val_check_interval) == (4, 3000, 250)
+        return
+    assert data.hparams.language == "anbncn"
     if experiment == "dekf_anbncn":
         assert model.kalman and model.layout.peepholes and data.hparams.max_n == 10 and list(data.hparams.select_lengths) == list(range(11, 21))
         assert cfg.eval.max_n == 1000
