@@ -21,7 +21,7 @@ from lightning_modules.metrics import PerSeedSums
 from lightning_modules.objectives import Objective
 from lightning_modules.optimizers import optimizer_factory
 from lightning_modules.population import SeedPopulation
-from lightning_modules.recurrent_nets import CELLS, Layout, forward, fused_logits, loss_and_grads, make_net
+from lightning_modules.recurrent_nets import CELLS, Layout, forward, fused_logits, loss_and_grads, make_net, real_steps
 
 log = logging.getLogger(__name__)
 
@@ -352,14 +352,14 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         More than ``EVAL_CHUNK`` sequences (a generalisation test to n = 1,000: 1,000 strings of up
         to 6,000 symbols) are run ``EVAL_CHUNK`` at a time, each chunk cut to its own longest
         string: in one batch every string is padded to the longest, and the recurrence keeps each
-        step's states, which took 7 GB a seed for that test; in chunks it takes a few hundred MB."""
+        step's states, which took 8 GB for 5 seeds on a^n b^2n c^3n; in chunks under 1 GB."""
         N = batch["valid"].shape[1]
         if N <= EVAL_CHUNK:
             return self._evaluate_chunk(batch, rows, flat)
         parts = []
         for start in range(0, N, EVAL_CHUNK):
             chunk = {k: v[:, start : start + EVAL_CHUNK] for k, v in batch.items()}
-            steps = int(chunk["valid"].flatten(0, 1).any(0).nonzero().max()) + 1 if chunk["valid"].any() else 1
+            steps = max(real_steps(chunk["valid"]), 1)
             parts.append(self._evaluate_chunk({k: v[:, :, :steps] for k, v in chunk.items()}, rows, flat))
         return {"sums": torch.stack([p["sums"] for p in parts]).sum(0), "wrong": torch.cat([p["wrong"] for p in parts], dim=1)}
 

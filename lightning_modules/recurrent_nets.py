@@ -157,7 +157,7 @@ def _padded(layout: Layout, flat: torch.Tensor, *per_row: torch.Tensor) -> tuple
                  for t in (flat, *per_row))
 
 
-def _steps(valid: torch.Tensor) -> int:
+def real_steps(valid: torch.Tensor) -> int:
     """The longest real sequence in ``valid`` ``(R, B, T)``: the steps worth computing."""
     return int(valid.any(dim=1).any(dim=0).nonzero().max()) + 1 if valid.any() else 0
 
@@ -226,7 +226,7 @@ def forward(layout: Layout, flat: torch.Tensor, inputs: torch.Tensor, valid: Opt
     real sequence (``valid``, ``(R, B, T)``) are computed; later logits are the output bias.
     Differentiable: gradients flow back to ``flat``."""
     R, B, T, _ = inputs.shape
-    steps = T if valid is None else _steps(valid)
+    steps = T if valid is None else real_steps(valid)
     flat, inputs = _padded(layout, flat, inputs)
     w = Weights.of(layout, flat)
     run = _run(w, _columns(inputs, steps), B, layout.lstm, keep=False)
@@ -257,7 +257,7 @@ def loss_and_grads(layout: Layout, flat: torch.Tensor, inputs: torch.Tensor, tar
     read from ``valid``). Returns ``loss`` (R,) and ``grads`` (R, P)."""
     objective = objective or NEXT_SYMBOL
     rows, B, T, S = inputs.shape
-    steps = _steps(valid) if steps is None else steps
+    steps = real_steps(valid) if steps is None else steps
     flat, inputs, targets, valid = _padded(layout, flat, inputs, targets, valid)
     R = flat.shape[0]
     w = Weights.of(layout, flat)

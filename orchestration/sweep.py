@@ -221,17 +221,18 @@ def write_summary(sweep_dir: Path) -> dict:
     if fig is not None:
         fig.savefig(sweep_dir / "summary.png", dpi=100)
         lines += ["", "![main metric against the swept value](summary.png)"]
-    for kept, name, which in ((False, "generalisation.png", "nets of the sweep"), (True, "generalisation_kept.png", "nets kept by the model selection")):
-        nets = generalisation_rows(sweep, kept=kept)
-        if len(nets) > 1:  # the seeds of every job on one figure: which lengths each predicts without an error
-            from callbacks.state_trajectories import generalisation_figure
+    nets, kept = generalisation_rows(sweep), generalisation_rows(sweep, kept=True)
+    if len(nets) > 1:  # the seeds of every job on one figure: which lengths each predicts without an error
+        from callbacks.state_trajectories import generalisation_figure
 
-            counts = sorted(g["max_n_generalised"] for g in nets)
-            title = f"{len(nets)} {which}: block lengths predicted without an error (dark)\nevery length right up to n = {counts[0]}..{counts[-1]}"
-            config = Path(sweep["rows"][0]["dir"]) / "config.yaml"  # the test strings' blocks, as the runs had them
-            blocks = int(OmegaConf.select(OmegaConf.load(config), "data.eval_blocks", default=2)) if config.is_file() else 2
-            generalisation_figure(nets, title, blocks=blocks).savefig(sweep_dir / name, dpi=100)
-            lines += ["", f"![which lengths every {'kept ' if kept else ''}net gets right]({name})"]
+        config = Path(sweep["rows"][0]["dir"]) / "config.yaml"  # the test strings' blocks, as the runs had them
+        blocks = int(OmegaConf.select(OmegaConf.load(config), "data.eval_blocks", default=2)) if config.is_file() else 2
+        for name, which, drawn in (("generalisation.png", "nets of the sweep", nets), ("generalisation_kept.png", "nets kept by the model selection", kept)):
+            if len(drawn) > 1:
+                counts = sorted(g["max_n_generalised"] for g in drawn)
+                title = f"{len(drawn)} {which}: block lengths predicted without an error (dark)\nevery length right up to n = {counts[0]}..{counts[-1]}"
+                generalisation_figure(drawn, title, blocks=blocks).savefig(sweep_dir / name, dpi=100)
+                lines += ["", f"![which lengths the {which} get right]({name})"]
     (sweep_dir / "summary.md").write_text("\n".join(lines) + "\n")
     (sweep_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary

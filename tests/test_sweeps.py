@@ -469,3 +469,20 @@ def test_a_recurrent_sweeps_per_length_rows_list_every_seed_of_every_finished_jo
         {"label": "seed 2", "lengths_right": [1, 2, 3, 4], "tested_up_to": 5, "max_n_generalised": 4},
         {"label": "seed 9", "lengths_right": [1], "tested_up_to": 4, "max_n_generalised": 1},
     ]
+
+
+def test_a_recurrent_sweep_draws_the_kept_nets_only_where_the_runs_selected(tmp_path):
+    def result(seed, selected):
+        one = {"seed": seed, "lengths_right": [1, 2], "max_n_generalised": 2}
+        if selected:
+            one["selected"] = {"lengths_right": [1, 2, 3], "max_n_generalised": 3}
+        return {"study": "recurrent", "params": 18, "det_acc": 1.0, "solved": True, "train_seconds": 3.0, "seed": seed,
+                "lengths_right": [1, 2], "tested_up_to": 4, "max_n_generalised": 2, "seeds": [one, {**one, "seed": seed + 1}]}
+
+    for selected in (False, True):
+        sweep = tmp_path / str(selected)
+        fake_job(sweep, 0, ["experiment=srn_anb2n", "seed=0"], result(0, selected))
+        write_summary(sweep)
+        md = (sweep / "summary.md").read_text()
+        assert (sweep / "generalisation.png").is_file() and "](generalisation.png)" in md
+        assert (sweep / "generalisation_kept.png").is_file() is selected and ("](generalisation_kept.png)" in md) is selected
