@@ -112,6 +112,14 @@ def run_train(*overrides: str, timeout: float = 600, env: dict | None = None) ->
     )
 
 
+def start_train(*overrides: str, run_dir: Path) -> subprocess.Popen:
+    """``python train.py <overrides>`` started in the background (to be killed midway), quiet, in
+    ``run_dir``; stdout is dropped, stderr kept for the assertion messages."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "train.py", *overrides, *quiet(run_dir)],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
 def quiet(run_dir: Path) -> list[str]:
     """Overrides that keep a test run's output short and inside ``run_dir``."""
     return [f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=0"]

@@ -10,10 +10,7 @@ directly)."""
 from __future__ import annotations
 
 import functools
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -22,7 +19,7 @@ import pytorch_lightning as pl
 import torch
 
 from analysis.population import success_rate, updates_distribution
-from conftest import REPO, error_line, load_results, quiet, run_train
+from conftest import error_line, load_results, quiet, run_train, start_train
 from datamodules.grammar import CountingLanguage, GrammarDataModule
 from datamodules.grid import GridDataModule
 from lightning_modules.grid import GridPerceptron
@@ -393,12 +390,6 @@ def test_seeds_split_over_processes_end_as_in_one(experiment, extra, tmp_path):
 # ---- a long run survives a kill ------------------------------------------------------------------
 
 
-def _start(overrides, run_dir):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "train.py", *overrides, f"hydra.run.dir={run_dir}", "callbacks.progress_bar.refresh_rate=0"],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("overrides", [
     ["experiment=check_sig", "seeds=8", "seed=0", "trainer.max_steps=60000", "callbacks.periodic_checkpoint.every_updates=5000", "model.restarts=1", "model.restart_after=30000"],
@@ -407,8 +398,8 @@ def _start(overrides, run_dir):
 def test_a_run_killed_midway_resumes_to_the_same_seeds(overrides, tmp_path):
     """``kill -9`` once the first periodic checkpoint is on disk, then ``ckpt_path=<it>``: seed by
     seed the same outcomes, updates, first successes and weights as the run left alone."""
-    full = _start(overrides, tmp_path / "full")
-    killed = _start(overrides, tmp_path / "killed")
+    full = start_train(*overrides, run_dir=tmp_path / "full")
+    killed = start_train(*overrides, run_dir=tmp_path / "killed")
     checkpoint = tmp_path / "killed" / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
     while not checkpoint.exists() and killed.poll() is None and time.time() < deadline:
@@ -418,7 +409,7 @@ def test_a_run_killed_midway_resumes_to_the_same_seeds(overrides, tmp_path):
     killed.wait()
     assert full.wait(timeout=600) == 0, full.stderr.read()[-3000:]
     assert not (tmp_path / "killed" / "results.json").exists()
-    resumed = _start([*overrides, f"ckpt_path={checkpoint}"], tmp_path / "resumed")
+    resumed = start_train(*overrides, f"ckpt_path={checkpoint}", run_dir=tmp_path / "resumed")
     assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-3000:]
     a, b = load_results(tmp_path / "full"), load_results(tmp_path / "resumed")
     keys = ("seed", "outcome", "updates", "attempts", "test_loss", "first_perfect_update" if "check_sig" in overrides[0] else "first_solved_update")

@@ -4,12 +4,14 @@ data comes from (offline fallback, a loopback mirror, missing or corrupt files).
 
 import io
 import re
+import signal
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import OFFLINE, checksums_override, error_line, load_results, quiet, run_train
+from conftest import OFFLINE, checksums_override, error_line, load_results, quiet, run_train, start_train
 
 pytestmark = pytest.mark.slow
 
@@ -101,6 +103,52 @@ def test_resume_finishes_the_configured_epochs_like_an_uninterrupted_run(kmnist_
     # a finished run folder is never overwritten
     again = run_train(*common, *quiet(straight))
     assert again.returncode == 1 and "already holds a finished run" in error_line(again)
+
+
+def _epoch_of(checkpoint) -> int | None:
+    """The finished epochs a ``last.ckpt`` holds (None while there is none). It is replaced by a
+    rename, so a reader sees a whole file or the previous one."""
+    import torch
+
+    try:
+        return torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]
+    except FileNotFoundError:
+        return None
+
+
+def test_a_kmnist_run_killed_after_its_second_epoch_resumes_to_the_uninterrupted_result(kmnist_root, tmp_path):
+    """``kill -9`` once the second epoch's ``last.ckpt`` is on disk, then ``ckpt_path=<it>``: the
+    same test counts, confusion matrix and loss as the run left alone. Lightning 2.6's
+    ModelCheckpoint(save_top_k=0, save_last=True) writes last.ckpt only when training ends; without
+    the per-epoch checkpoint nothing is on disk to resume from."""
+    common = ["experiment=kmnist_lin", f"data.root={kmnist_root}", "data.source=files", "trainer.max_epochs=5"]
+    full = start_train(*common, run_dir=tmp_path / "full")
+    killed = start_train(*common, run_dir=tmp_path / "killed")
+    checkpoint = tmp_path / "killed" / "checkpoints" / "last.ckpt"
+    deadline, seen, epochs = time.time() + 300, None, []
+    while killed.poll() is None and time.time() < deadline:
+        stat = checkpoint.stat() if checkpoint.exists() else None
+        if stat is not None and (stat.st_ino, stat.st_mtime_ns) != seen:  # a new file was renamed into place
+            seen = (stat.st_ino, stat.st_mtime_ns)
+            epochs.append(_epoch_of(checkpoint))
+            if epochs[-1] >= 1:
+                break
+        time.sleep(0.01)
+    assert killed.poll() is None, f"the run ended (or timed out) before its second epoch's checkpoint; checkpoints seen: {epochs}"
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert epochs[0] == 0 and epochs[-1] in (1, 2), epochs  # one after each finished epoch (0-based), not only at the end
+    assert full.wait(timeout=600) == 0, full.stderr.read()[-3000:]
+    assert not (tmp_path / "killed" / "results.json").exists()
+    assert sorted(p.name for p in (tmp_path / "full" / "checkpoints").iterdir()) == ["last.ckpt"]  # the final one replaced the epochs'
+    assert _epoch_of(tmp_path / "full" / "checkpoints" / "last.ckpt") == 5
+
+    resumed = start_train(*common, f"ckpt_path={checkpoint}", run_dir=tmp_path / "resumed")
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read()[-3000:]
+    a, b = load_results(tmp_path / "full"), load_results(tmp_path / "resumed")
+    assert b["resumed_from"] == str(checkpoint) and b["epochs"] == a["epochs"] == 5 and b["global_step"] == a["global_step"]
+    assert (b["test_correct"], b["confusion_matrix"]) == (a["test_correct"], a["confusion_matrix"])
+    assert b["test_loss"] == pytest.approx(a["test_loss"], abs=1e-6)
 
 
 def test_bad_checkpoints_are_one_line_errors(kmnist_root, tmp_path):
