@@ -97,7 +97,42 @@ def test_other_ranks_take_part_but_write_and_rename_nothing(tmp_path):
 def test_the_interval_is_checked():
     with pytest.raises(ConfigError, match=r"^every_updates=0 is invalid; allowed: an integer >= 1$"):
         PeriodicCheckpoint("x", every_updates=0)
+    with pytest.raises(ConfigError, match=r"^every_epochs=0 is invalid; allowed: an integer >= 1$"):
+        PeriodicCheckpoint("x", every_epochs=0)
+    for updates, epochs in ((None, None), (10, 1)):
+        with pytest.raises(ConfigError, match=rf"^every_updates={updates} is invalid; allowed: an integer >= 1, or null with every_epochs set \(now every_epochs={epochs}\): one of the two$"):
+            PeriodicCheckpoint("x", every_updates=updates, every_epochs=epochs)
     assert PeriodicCheckpoint("x", every_updates=1).every_updates == 1
+
+
+@pytest.mark.parametrize("max_epochs, max_steps, saved", [(5, -1, [1, 3]), (4, -1, [1]), (-1, 400, [1]), (-1, 450, [1, 3])])
+def test_by_epochs_it_saves_at_the_end_of_every_kth_epoch_but_the_last(tmp_path, max_epochs, max_steps, saved):
+    """After every 2nd epoch (0-based 1, 3, ...: Lightning's every_n_epochs), 100 updates an epoch; not the epoch that ends
+    training by max_epochs or max_steps (ModelCheckpoint writes that one), nor anything in steps or evaluations."""
+    cb, trainer, module = PeriodicCheckpoint(str(tmp_path), every_epochs=2), _Trainer(validates=True), _Grid()
+    trainer.max_epochs, trainer.max_steps = max_epochs, max_steps
+    cb.on_train_start(trainer, module)
+    epochs = []
+    for epoch in range(5):
+        trainer.current_epoch = epoch
+        for step in range(100 * epoch + 1, 100 * epoch + 101):
+            trainer.global_step = module.updates = step
+            cb.on_train_batch_end(trainer, module, None, None, step)
+        cb.on_validation_end(trainer, module)
+        before = len(trainer.saved)
+        cb.on_train_epoch_end(trainer, module)
+        epochs += [epoch] * (len(trainer.saved) - before)
+        if 0 <= max_steps <= trainer.global_step or epoch + 1 == max_epochs:
+            break
+    assert epochs == saved
+    assert (tmp_path / "last.ckpt").read_text() == f"step {100 * saved[-1] + 100}"
+
+
+def test_by_epochs_a_stop_asked_for_saves_nothing(tmp_path):
+    cb, trainer = PeriodicCheckpoint(str(tmp_path), every_epochs=1), _Trainer(validates=False)
+    trainer.current_epoch, trainer.max_epochs, trainer.max_steps, trainer.should_stop = 0, 10, -1, True
+    cb.on_train_epoch_end(trainer, _Grid())
+    assert trainer.saved == []
 
 
 def test_an_evaluating_run_counts_the_modules_own_updates(tmp_path):
