@@ -5,6 +5,8 @@ Everything else (a bug in this project) keeps its full traceback.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any, Callable
 
 
@@ -40,22 +42,30 @@ def check_int(key: str, value: Any, minimum: int) -> int:
 
 
 def is_number(value: Any) -> bool:
-    """A real number: an int or a float, not a bool."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite real number: an int or a float, not a bool, not NaN or infinite (a setting of
+    ``nan`` or ``inf`` would train NaN weights and fail far from the key that caused it)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_positive(key: str, value: Any) -> float:
-    """A real number > 0."""
+    """A finite real number > 0."""
     ok = is_number(value) and value > 0
-    check(ok, key, value, "a number > 0")
+    check(ok, key, value, "a finite number > 0")
     return float(value)
 
 
 def check_range(key: str, value: Any, low: float, high: float | None = None) -> float:
-    """A real number with ``low <= value``, and ``value < high`` when ``high`` is given."""
+    """A finite real number with ``low <= value``, and ``value < high`` when ``high`` is given."""
     ok = is_number(value) and value >= low and (high is None or value < high)
-    check(ok, key, value, f"a number >= {low:g}" if high is None else f"a number in [{low:g}, {high:g})")
+    check(ok, key, value, f"a finite number >= {low:g}" if high is None else f"a number in [{low:g}, {high:g})")
     return float(value)
+
+
+def check_extent(extent: Any, key: str = "extent") -> tuple[float, float]:
+    """``[lo, hi]``: two finite numbers with lo < hi (a plotted range of the input plane)."""
+    ok = isinstance(extent, Sequence) and not isinstance(extent, str) and len(extent) == 2 and all(is_number(v) for v in extent) and extent[0] < extent[1]
+    check(ok, key, extent, "[lo, hi]: two finite numbers with lo < hi")
+    return float(extent[0]), float(extent[1])
 
 
 def check_choice(key: str, value: Any, choices: list[str] | tuple[str, ...]) -> str:

@@ -82,6 +82,8 @@ class ConfusedExamplesCallback(Callback):
 
     def __init__(self, pairs: int = 1, examples: int = 8, save_dir: str | None = None, every_n_epochs: int = 1):
         check_int("every_n_epochs", every_n_epochs, 0)
+        check_int("pairs", pairs, 1)
+        check_int("examples", examples, 1)
         self.every_n_epochs = every_n_epochs
         self.pairs = pairs
         self.examples = examples

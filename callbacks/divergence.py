@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import torch
 from pytorch_lightning import Callback
 
-from base.errors import TrainingDiverged
+from base.errors import TrainingDiverged, check, check_int, is_number
 
 
 class DivergenceCheck(Callback):
@@ -24,11 +24,16 @@ class DivergenceCheck(Callback):
     as there were), so a single noisy batch does not count.
 
     The check costs no host synchronisation per step: the losses stay on the device and are looked
-    at every ``check_every`` steps, at the end of each epoch and when training ends. Whatever the run wrote before (logs,
+    at every ``check_every`` steps, before each evaluation during training, at the end of each
+    epoch and when training ends. Weights that are NaN or infinite before the first update (a
+    setting that draws them beyond float32, a diverged checkpoint) fail the run at its start. Whatever the run wrote before (logs,
     checkpoints) stays where it is, for inspection.
     """
 
     def __init__(self, rise: float | None = 10.0, window: int = 10, check_every: int = 10):
+        check(rise is None or (is_number(rise) and rise > 1), "rise", rise, "null (no check of the rise) or a finite number > 1")
+        check_int("window", window, 1)
+        check_int("check_every", check_every, 1)
         self.rise, self.window, self.check_every = rise, window, check_every
         self.start: float | None = None
         self._reset()
@@ -41,6 +46,19 @@ class DivergenceCheck(Callback):
 
     def on_train_start(self, trainer, pl_module):
         self._reset()
+        if isinstance(pl_module, torch.nn.Module):  # weights drawn or loaded non-finite: no update can fix them
+            params = [p.detach() for p in pl_module.parameters()]
+            bad = sum(int((~torch.isfinite(p)).sum()) for p in params)
+            if trainer.strategy.reduce_boolean_decision(bad > 0, all=False):
+                total = sum(p.numel() for p in params)
+                raise TrainingDiverged(f"the weights hold NaN or infinite values before the first update ({bad:,} of {total:,}); "
+                                       f"check what drew or set them: {self._weight_settings(trainer, pl_module)}")
+
+    def on_validation_start(self, trainer, pl_module):
+        """Before every evaluation during training, so that no view draws a diverged net: KMNIST
+        evaluates after each epoch's last step, before the epoch-end check."""
+        if not trainer.sanity_checking:
+            self._check(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self._steps += 1  # every step counts, so that every process checks at the same steps
@@ -96,6 +114,15 @@ class DivergenceCheck(Callback):
             what = (f"the training loss rose to {now:.4g} by update {self._update:,} (mean of the last {self.window} steps), "
                     f"more than {self.rise:g} times its start, {self.start:.4g}") if rose else "the training loss of another process rose far above its start"
             raise TrainingDiverged(f"training diverged: {what}; {self._advice(pl_module)}")
+
+    @staticmethod
+    def _weight_settings(trainer, pl_module) -> str:
+        """The settings behind the initial weights, as the user would type them."""
+        hp = getattr(pl_module, "hparams", {})
+        keys = [f"model.{k}={hp[k]!r}" for k in ("init", "init_std", "weight_scale", "forget_bias", "input_bias", "weights", "weights_file") if hp.get(k) is not None]
+        if getattr(trainer, "ckpt_path", None):
+            keys.append(f"ckpt_path={trainer.ckpt_path!r}")
+        return ", ".join(keys) or "the network's initialisation"
 
     @staticmethod
     def _advice(pl_module) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from pytorch_lightning import Callback
 
-from base.errors import check, check_int
+from base.errors import check_extent, check_int
 from callbacks.decision_maps import plane
 from callbacks.figures import check_local_logdir, tensorboard_writer, write_embedding
 
@@ -41,7 +41,7 @@ class GridProjector(Callback):
 
     def __init__(self, resolution: int = 41, extent: tuple[float, float] = (-0.5, 2.5)):
         check_int("resolution", resolution, 2)
-        check(len(extent) == 2 and extent[0] < extent[1], "extent", extent, "[lo, hi] with lo < hi")
+        check_extent(extent)
         self.resolution, self.extent = resolution, tuple(float(v) for v in extent)
 
     def setup(self, trainer, pl_module, stage):

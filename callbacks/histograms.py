@@ -12,10 +12,12 @@ from callbacks.figures import tensorboard_writer
 
 
 def bounded_sample(values: torch.Tensor, max_samples: int, generator: torch.Generator) -> torch.Tensor:
-    """``values`` flattened, or ``max_samples`` of them drawn without replacement when there are
-    more: the histogram's cost stays bounded on NetConv's 200,704-weight layer, and its shape is
-    that of the whole within sampling error."""
+    """``values``' finite entries flattened, or ``max_samples`` of them drawn without replacement
+    when there are more: the histogram's cost stays bounded on NetConv's 200,704-weight layer, and
+    its shape is that of the whole within sampling error. NaN and inf are left out (TensorBoard
+    cannot bucket them); a tensor with no finite entry gives an empty sample, which is not drawn."""
     flat = values.detach().flatten().float().cpu()
+    flat = flat[torch.isfinite(flat)]  # TensorBoard cannot bucket NaN or inf (a diverging run, before its check ends it)
     if flat.numel() <= max_samples:
         return flat
     return flat[torch.randperm(flat.numel(), generator=generator)[:max_samples]]
@@ -55,7 +57,12 @@ class HistogramCallback(Callback):
         gen = torch.Generator().manual_seed(step)
         for group, tensors in (("weights", pl_module.named_weights()), ("gradients", pl_module.named_gradients())):
             for name, values in tensors.items():
-                writer.add_histogram(f"{group}/{name}", bounded_sample(values, self.max_samples, gen), step)
+                self._add(writer, f"{group}/{name}", bounded_sample(values, self.max_samples, gen), step)
         if self.gates:
             for name, values in pl_module.named_activations().items():
-                writer.add_histogram(f"gates/{name}", bounded_sample(values, self.max_samples, gen), step)
+                self._add(writer, f"gates/{name}", bounded_sample(values, self.max_samples, gen), step)
+
+    @staticmethod
+    def _add(writer, tag: str, sample: torch.Tensor, step: int) -> None:
+        if sample.numel():
+            writer.add_histogram(tag, sample, step)

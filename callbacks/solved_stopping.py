@@ -8,7 +8,7 @@ from pytorch_lightning import Callback
 
 from analysis.stopping import after_evaluation, stop_due
 from base.contracts import StoppableSeeds
-from base.errors import ConfigError, check_int
+from base.errors import ConfigError, check, check_int, is_number
 
 
 class SolvedStopping(Callback):
@@ -28,6 +28,7 @@ class SolvedStopping(Callback):
 
     def __init__(self, monitor: str = "det_acc/val", threshold: float = 1.0, evaluations: int = 3, patience: Optional[int] = 0):
         check_int("evaluations", evaluations, 1)
+        check(is_number(threshold), "threshold", threshold, "a finite number")
         if patience is not None:
             check_int("patience", patience, 0)
         self.monitor, self.threshold, self.evaluations, self.patience = monitor, threshold, evaluations, patience

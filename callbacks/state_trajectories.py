@@ -18,6 +18,7 @@ from analysis.recurrent import (
     step_table,
     trace_batch,
 )
+from base.errors import check_int
 from base.languages import PHASES, SYMBOLS
 from callbacks.figures import Figure, publish, tensorboard_writer
 
@@ -212,6 +213,7 @@ class StateTrajectoryCallback(Callback):
     """
 
     def __init__(self, every_n_evals: int = 10, save_dir: str | None = None):
+        check_int("every_n_evals", every_n_evals, 0)  # 0: only after the final test
         self.every_n_evals = every_n_evals
         self.save_dir = Path(save_dir) if save_dir else None
         self._evals = 0

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import functools
 import importlib
+import math
 from collections.abc import Mapping
 from typing import Any, Callable
 
 import torch
 
-from base.errors import ConfigError
+from base.errors import ConfigError, check
 
 
 def _import(target: str) -> Callable:
@@ -42,9 +43,15 @@ def optimizer_factory(optimizer: Any) -> tuple[Callable[..., torch.optim.Optimiz
         cls = _import(target)
     else:
         raise ConfigError(f"optimizer={optimizer!r} is invalid; allowed: a _partial_ optimiser config, e.g. model/optimizer=adam")
+    for key, value in kwargs.items():  # torch's own checks let lr=nan and lr=inf through
+        numbers = value if isinstance(value, (list, tuple)) else [value]
+        finite = all(not isinstance(v, float) or math.isfinite(v) for v in numbers)
+        check(finite, f"optimizer.{key}", value, "finite numbers" if isinstance(value, (list, tuple)) else "a finite number")
     factory = functools.partial(cls, **kwargs)
     try:
         factory([torch.nn.Parameter(torch.zeros(1))])
+    except ConfigError as exc:  # the optimiser's own check (the Kalman filter's): its key, under optimizer.
+        raise ConfigError(f"optimizer.{exc}") from None
     except (TypeError, ValueError, RuntimeError) as exc:
         raise ConfigError(f"optimizer: {target.rsplit('.', 1)[-1]}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) is invalid: {exc}") from None
     return factory, {"_target_": target, **kwargs}

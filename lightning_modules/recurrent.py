@@ -128,14 +128,14 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         check_choice("cell", cell, CELLS)
         check_int("hidden_units", hidden_units, 1)
         check(num_symbols in (2, 3), "num_symbols", num_symbols, "2 or 3")
-        check(init == "uniform" or (is_number(init) and init > 0), "init", init, "a number > 0 (std of a normal) or 'uniform'")
+        check(init == "uniform" or (is_number(init) and init > 0), "init", init, "a finite number > 0 (std of a normal) or 'uniform'")
         check_int("restarts", restarts, 0)
         check_int("restart_after", restart_after, 1)
         self.objective = Objective.of(objective, loss)
         check(peepholes is False or (peepholes is True and cell == "lstm"), "peepholes", peepholes, "true or false (true only with cell=lstm)")
         for key, value in (("forget_bias", forget_bias), ("input_bias", input_bias)):
-            check(value is None or (cell == "lstm" and is_number(value)), key, value, "null or a number (with cell=lstm)")
-        check(clip_grad_norm is None or (is_number(clip_grad_norm) and clip_grad_norm > 0), "clip_grad_norm", clip_grad_norm, "null or a number > 0")
+            check(value is None or (cell == "lstm" and is_number(value)), key, value, "null or a finite number (with cell=lstm)")
+        check(clip_grad_norm is None or (is_number(clip_grad_norm) and clip_grad_norm > 0), "clip_grad_norm", clip_grad_norm, "null or a finite number > 0")
         self._make_optimizer, description = optimizer_factory(REFERENCE_SGD if optimizer is None else optimizer)
         self.save_hyperparameters(ignore=["optimizer"])
         self.hparams["optimizer"] = description  # plain: checkpoints load with weights_only=True

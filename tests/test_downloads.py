@@ -249,7 +249,7 @@ _MD5S = "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx
     ({"batch_size": 0}, "batch_size=0 is invalid; allowed: an integer >= 1"),
     ({"eval_batch_size": 0}, "eval_batch_size=0 is invalid; allowed: an integer >= 1"),
     ({"batches_per_step": 0}, "batches_per_step=0 is invalid; allowed: an integer >= 1"),
-    ({"std": 0}, "std=0 is invalid; allowed: a number > 0"),
+    ({"std": 0}, "std=0 is invalid; allowed: a finite number > 0"),
     ({"shuffle": "yes"}, "shuffle='yes' is invalid; allowed: true or false"),
     ({"on_device": 1}, "on_device=1 is invalid; allowed: true or false"),
 ])

@@ -66,18 +66,19 @@ class StopAt(pl.Callback):
         trainer.should_stop = trainer.global_step == self.step
 
 
-def _torch_run(seed, H, lr, weight_decay, stop_after, budget, init_std=0.15):
+def _torch_run(seed, H, lr, weight_decay, stop_after, budget, init_std=0.15, weights=None):
     """The oracle: ``GridNet`` from N(0, init_std) drawn with ``seed`` (hidden weight, hidden
-    bias, output weight, output bias), BCE on the 9 points and ``torch.optim.Adam``; an update is
-    right when its forward pass classifies every point; stop after ``stop_after`` right updates
-    in a row or ``budget`` updates. Returns the net, the losses and accuracies of every update's
-    forward pass, and the 1-based update of the first right one."""
+    bias, output weight, output bias), or from ``weights`` (a dict by those names), BCE on the 9
+    points and ``torch.optim.Adam``; an update is right when its forward pass classifies every
+    point; stop after ``stop_after`` right updates in a row or ``budget`` updates. Returns the net,
+    the losses and accuracies of every update's forward pass, and the 1-based update of the first
+    right one."""
     x, y = grid_points()
     net = GridNet(H)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for p in (net.hidden.weight, net.hidden.bias, net.output.weight, net.output.bias):
-            p.copy_(torch.randn(p.shape, generator=g) * init_std)
+        for name, p in zip(("hidden_weight", "hidden_bias", "output_weight", "output_bias"), (net.hidden.weight, net.hidden.bias, net.output.weight, net.output.bias)):
+            p.copy_(torch.randn(p.shape, generator=g) * init_std if weights is None else torch.tensor(weights[name], dtype=torch.float32))
     adam = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=weight_decay)
     losses, accs, first, streak = [], [], None, 0
     while len(losses) < budget and streak < stop_after:
@@ -96,24 +97,27 @@ def _torch_run(seed, H, lr, weight_decay, stop_after, budget, init_std=0.15):
 
 
 def test_a_single_net_trains_as_torch_adam_and_stops_by_the_rule():
-    """Seed 6 at lr 0.01: the same first right update, the same stopping update (300 right in a
-    row, inside a step of 200), the same weights; each step logs the loss and accuracy of its last
-    update's forward pass and returns its first and last losses, the update count and the samples."""
-    model = GridPerceptron(init_seed=6, hidden_units=5, lr=0.01, stop_after_perfect=300)
-    trainer, seen = _fit(model, batches_per_step=200, max_steps=3_000)
-    net, losses, accs, first = _torch_run(6, 5, 0.01, 1e-5, 300, 3_000)
-    assert first is not None and len(losses) < 3_000 and len(losses) % 200  # the oracle stopped by the rule, inside a step
+    """From the reference's hand-set weights (wrong on some points with sigmoids) at lr 0.05: the
+    same first right update (62), the same stopping update (30 right in a row, inside a step of
+    20), the same weights; each step logs the loss and accuracy of its last update's forward pass
+    and returns its first and last losses, the update count and the samples. About 90 updates:
+    two float32 engines agree to rounding over a few updates, not over thousands."""
+    model = GridPerceptron(hidden_units=4, lr=0.05, stop_after_perfect=30, weights=REFERENCE_WEIGHTS)
+    trainer, seen = _fit(model, batches_per_step=20, max_steps=400)
+    net, losses, accs, first = _torch_run(0, 4, 0.05, 1e-5, 30, 400, weights=REFERENCE_WEIGHTS)
+    assert first == 62 and len(losses) == 91 and len(losses) % 20  # the oracle stopped by the rule, inside a step
+    assert accs[0] < 1  # the start is wrong somewhere: training made it right
     record = model.attempts[0][-1]
     assert (int(model.updates[0]), record["first_perfect_update"]) == (len(losses), first)
-    assert record["outcome"] == "100% held for 300 updates" and record["updates"] == len(losses) and model.ended == [True]
-    assert model.clock == len(seen.returned) * 200 == trainer.global_step * 200
-    mine = model.weights_of(6)
+    assert record["outcome"] == "100% held for 30 updates" and record["updates"] == len(losses) and model.ended == [True]
+    assert model.clock == len(seen.returned) * 20 == trainer.global_step * 20
+    mine = model.weights_of(model.seed_list[0])
     for key, p in zip(("hidden_weight", "hidden_bias", "output_weight", "output_bias"), net.parameters()):
-        torch.testing.assert_close(torch.tensor(mine[key]), p.detach(), atol=1e-4, rtol=1e-3, msg=key)
+        torch.testing.assert_close(torch.tensor(mine[key]), p.detach(), atol=1e-5, rtol=1e-4, msg=key)
 
     done = 0
     for out, logged in zip(seen.returned, seen.logged):
-        n = min(200, len(losses) - done)
+        n = min(20, len(losses) - done)
         assert out["update"] == done + n and out["samples"] == 9 * n
         assert out["loss"].shape == (2, 1)
         assert out["loss"][0, 0].item() == pytest.approx(losses[done], rel=1e-3)

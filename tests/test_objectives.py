@@ -134,9 +134,9 @@ def test_the_gate_biases_start_where_the_config_says():
     ({"loss": "mse"}, "loss='mse' is invalid; allowed: null or one of nll with objective=next_symbol"),
     ({"peepholes": True}, "peepholes=True is invalid; allowed: true or false (true only with cell=lstm)"),
     ({"cell": "lstm", "peepholes": 1}, "peepholes=1 is invalid; allowed: true or false (true only with cell=lstm)"),
-    ({"forget_bias": 1.0}, "forget_bias=1.0 is invalid; allowed: null or a number (with cell=lstm)"),
-    ({"cell": "lstm", "input_bias": "x"}, "input_bias='x' is invalid; allowed: null or a number (with cell=lstm)"),
-    ({"clip_grad_norm": 0}, "clip_grad_norm=0 is invalid; allowed: null or a number > 0"),
+    ({"forget_bias": 1.0}, "forget_bias=1.0 is invalid; allowed: null or a finite number (with cell=lstm)"),
+    ({"cell": "lstm", "input_bias": "x"}, "input_bias='x' is invalid; allowed: null or a finite number (with cell=lstm)"),
+    ({"clip_grad_norm": 0}, "clip_grad_norm=0 is invalid; allowed: null or a finite number > 0"),
 ])
 def test_bad_literature_settings_are_one_line(kwargs, line):
     with pytest.raises(ConfigError) as caught:
@@ -186,7 +186,7 @@ def test_the_noise_is_annealed_log_linearly_and_the_settings_checked():
     assert dekf.annealed(50) == pytest.approx((10.0, 1e-4))
     assert dekf.annealed(100) == pytest.approx((1.0, 1e-6)) and dekf.annealed(1000) == pytest.approx((1.0, 1e-6))
     assert DEKF([torch.nn.Parameter(torch.zeros(1))], q_end=0.0, anneal_strings=10).annealed(5)[1] == pytest.approx(0.005)
-    for kwargs, line in [({"p0": 0}, "p0=0 is invalid; allowed: a number > 0"), ({"q_end": -1}, "q_end=-1 is invalid; allowed: a number >= 0"),
+    for kwargs, line in [({"p0": 0}, "p0=0 is invalid; allowed: a finite number > 0"), ({"q_end": -1}, "q_end=-1 is invalid; allowed: a finite number >= 0"),
                          ({"anneal_strings": 0}, "anneal_strings=0 is invalid; allowed: an integer >= 1"),
                          ({"decoupling": "layers"}, "decoupling='layers' is invalid; allowed: one of units, none")]:
         with pytest.raises(ConfigError) as caught:
@@ -346,7 +346,7 @@ def test_the_filters_defaults_are_its_configs_and_each_bad_setting_is_named():
     assert {k: defaults[k] for k in ("p0", "r_start", "r_end", "q_start", "q_end", "anneal_strings", "decoupling")} == {
         k: v for k, v in conf.items() if not k.startswith("_")} == {
         "p0": 100.0, "r_start": 100.0, "r_end": 3.0, "q_start": 0.01, "q_end": 1e-6, "anneal_strings": 1000, "decoupling": "units"}
-    for key, bad, allowed in (("r_start", 0, "a number > 0"), ("r_end", -1, "a number > 0"), ("q_start", -1, "a number >= 0")):
+    for key, bad, allowed in (("r_start", 0, "a finite number > 0"), ("r_end", -1, "a finite number > 0"), ("q_start", -1, "a finite number >= 0")):
         with pytest.raises(ConfigError) as caught:
             DEKF([torch.nn.Parameter(torch.zeros(1))], **{key: bad})
         assert str(caught.value) == f"{key}={bad} is invalid; allowed: {allowed}"
