@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import importlib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Callable
 
 import torch
@@ -44,9 +44,9 @@ def optimizer_factory(optimizer: Any) -> tuple[Callable[..., torch.optim.Optimiz
     else:
         raise ConfigError(f"optimizer={optimizer!r} is invalid; allowed: a _partial_ optimiser config, e.g. model/optimizer=adam")
     for key, value in kwargs.items():  # torch's own checks let lr=nan and lr=inf through
-        numbers = value if isinstance(value, (list, tuple)) else [value]
-        finite = all(not isinstance(v, float) or math.isfinite(v) for v in numbers)
-        check(finite, f"optimizer.{key}", value, "finite numbers" if isinstance(value, (list, tuple)) else "a finite number")
+        several = isinstance(value, Sequence) and not isinstance(value, str)  # betas=(0.9, 0.999), a list from Hydra
+        finite = all(not isinstance(v, float) or math.isfinite(v) for v in (value if several else [value]))
+        check(finite, f"optimizer.{key}", value, "finite numbers" if several else "a finite number")
     factory = functools.partial(cls, **kwargs)
     try:
         factory([torch.nn.Parameter(torch.zeros(1))])

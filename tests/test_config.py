@@ -8,8 +8,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from conftest import REPO, error_line, run_train
-from orchestration.config import group_options, register_resolvers
-from base.errors import ConfigError
+from orchestration.config import group_options, instantiate_group, register_resolvers
+from base.errors import ConfigError, UserError
 
 CONF = REPO / "conf"
 EXPERIMENTS = group_options()["experiment"]
@@ -105,6 +105,50 @@ def test_unknown_group_choice_is_refused_with_allowed_options(tmp_path):
     proc = run_train("-m", "model=net_lin,x", "data.source=bundled", "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path / 'sweep'}")
     assert proc.returncode == 1 and "model='x' is not a known model; allowed: grid_perceptron, lstm, net_conv" in error_line(proc)
     assert "Traceback" not in proc.stderr and not list((tmp_path / "sweep").glob("*/.hydra"))
+
+
+@pytest.mark.parametrize("overrides, line", [
+    # the literature's settings: gate biases, clipping, initialisation, selection lengths
+    (["experiment=lstm_anb2nc3n", "model.forget_bias=nan"], "model.forget_bias=nan is invalid; allowed: null or a finite number (with cell=lstm)"),
+    (["experiment=lstm_anb2nc3n", "model.input_bias=-inf"], "model.input_bias=-inf is invalid; allowed: null or a finite number (with cell=lstm)"),
+    (["experiment=lstm_anb2nc3n_legal", "model.clip_grad_norm=inf"], "model.clip_grad_norm=inf is invalid; allowed: null or a finite number > 0"),
+    (["experiment=lstm_anb2nc3n", "model.init=inf"], "model.init=inf is invalid; allowed: a finite number > 0 (std of a normal) or 'uniform'"),
+    (["experiment=lstm_anb2nc3n_legal", "data.select_lengths=[0,12]"], "data.select_lengths=[0, 12] is invalid; allowed: null or a list of distinct integers >= 1"),
+    # the optimisers, the Kalman filter's own settings under the key the user types
+    (["experiment=lstm_anb2nc3n", "model.optimizer.lr=nan"], "model.optimizer.lr=nan is invalid; allowed: a finite number"),
+    (["experiment=lstm_anb2nc3n", "+model.optimizer.betas=[0.9,inf]"], "model.optimizer.betas=[0.9, inf] is invalid; allowed: finite numbers"),
+    (["experiment=dekf_anbncn", "model.optimizer.p0=-1"], "model.optimizer.p0=-1 is invalid; allowed: a finite number > 0"),
+    (["experiment=dekf_anbncn", "model.optimizer.r_end=inf"], "model.optimizer.r_end=inf is invalid; allowed: a finite number"),
+    (["experiment=dekf_anbncn", "model.optimizer.anneal_strings=0"], "model.optimizer.anneal_strings=0 is invalid; allowed: an integer >= 1"),
+    (["experiment=dekf_anbncn", "model.optimizer.decoupling=layers"], "model.optimizer.decoupling='layers' is invalid; allowed: one of units, none"),
+    (["experiment=kmnist_lin", "model.lr=inf"], "model.lr=inf is invalid; allowed: a finite number > 0"),
+    (["experiment=check_sig", "model.init_std=inf"], "model.init_std=inf is invalid; allowed: a finite number > 0"),
+    (["experiment=check_sig", "model.weight_decay=nan"], "model.weight_decay=nan is invalid; allowed: a finite number >= 0"),
+    # the views' intervals and ranges, the checks' own settings
+    (["callbacks.histograms.every_updates=0"], "callbacks.histograms.every_updates=0 is invalid; allowed: an integer >= 1"),
+    (["callbacks.periodic_checkpoint.every_epochs=0"], "callbacks.periodic_checkpoint.every_epochs=0 is invalid; allowed: an integer >= 1"),
+    (["callbacks.confused_examples.pairs=0"], "callbacks.confused_examples.pairs=0 is invalid; allowed: an integer >= 1"),
+    (["callbacks.attributions.steps=0"], "callbacks.attributions.steps=0 is invalid; allowed: an integer >= 1"),
+    (["callbacks.test_set_views.max_points=0"], "callbacks.test_set_views.max_points=0 is invalid; allowed: an integer >= 1"),
+    (["callbacks.divergence.rise=nan"], "callbacks.divergence.rise=nan is invalid; allowed: null (no check of the rise) or a finite number > 1"),
+    (["callbacks.divergence.rise=0.5"], "callbacks.divergence.rise=0.5 is invalid; allowed: null (no check of the rise) or a finite number > 1"),
+    (["experiment=check_sig", "callbacks.decision_maps.every_updates=0"], "callbacks.decision_maps.every_updates=0 is invalid; allowed: an integer >= 1"),
+    (["experiment=check_sig", "+callbacks.decision_maps.extent=[2,1]"], "callbacks.decision_maps.extent=[2, 1] is invalid; allowed: [lo, hi]: two finite numbers with lo < hi"),
+    (["experiment=check_sig", "callbacks.grid_projector.resolution=1"], "callbacks.grid_projector.resolution=1 is invalid; allowed: an integer >= 2"),
+    (["experiment=lstm_anb2nc3n", "callbacks.state_trajectories.every_n_evals=-1"], "callbacks.state_trajectories.every_n_evals=-1 is invalid; allowed: an integer >= 0"),
+    (["experiment=lstm_anb2nc3n", "callbacks.state_projector.max_points=0"], "callbacks.state_projector.max_points=0 is invalid; allowed: an integer >= 1"),
+    (["experiment=lstm_anb2nc3n", "callbacks.solved_stopping.threshold=nan"], "callbacks.solved_stopping.threshold=nan is invalid; allowed: a finite number"),
+    (["experiment=lstm_anb2nc3n", "callbacks.periodic_checkpoint.every_updates=0"], "callbacks.periodic_checkpoint.every_updates=0 is invalid; allowed: an integer >= 1"),
+])
+def test_a_bad_setting_is_one_line_naming_the_key_as_typed(overrides, line, tmp_path):
+    """What train.py prints, in process: the config composed from the command line's overrides,
+    the group built as train.py builds it, the error's line naming the key the user typed."""
+    cfg = _compose(overrides, tmp_path)
+    group, _, rest = line.partition(".")
+    node, key = (cfg.callbacks[rest.split(".")[0]], f"callbacks.{rest.split('.')[0]}") if group == "callbacks" else (cfg[group], group)
+    with pytest.raises(UserError) as caught:
+        instantiate_group(node, key)
+    assert str(caught.value) == line
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ class _Strategy:
 
 
 def _trainer(step: int = 0):
-    return SimpleNamespace(global_step=step, strategy=_Strategy())
+    return SimpleNamespace(global_step=step, strategy=_Strategy(), sanity_checking=False)
 
 
 def _module(lr=0.5):
@@ -117,6 +117,43 @@ def test_the_first_bad_update_is_kept_even_when_it_is_update_0():
     replace the first."""
     with pytest.raises(TrainingDiverged, match="at update 0 the training loss became nan"):
         _feed(DivergenceCheck(check_every=1000), [{"loss": torch.tensor(math.nan), "update": 0}, {"loss": torch.tensor(math.inf), "update": 5}])
+
+
+def test_a_nan_loss_between_checks_stops_the_run_before_the_next_evaluation_draws_anything():
+    """KMNIST evaluates after an epoch's last step, before the epoch-end check: the check runs
+    first in every evaluation of training (not in a sanity check, where nothing has trained)."""
+    check, trainer = DivergenceCheck(check_every=1000), _trainer()
+    check.on_train_start(trainer, _module())
+    check.on_train_batch_end(trainer, _module(), {"loss": torch.tensor([2.3, math.nan]), "update": 2}, None, 0)
+    trainer.sanity_checking = True
+    check.on_validation_start(trainer, _module())  # a sanity check: nothing is decided
+    trainer.sanity_checking = False
+    with pytest.raises(TrainingDiverged, match="at update 2 the training loss became nan"):
+        check.on_validation_start(trainer, _module())
+
+
+class _Net(torch.nn.Module):
+    def __init__(self, bad: float, **hparams):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor([[1.0, bad, 2.0], [bad, 0.0, 1.0]]))
+        self.b = torch.nn.Parameter(torch.zeros(4))
+        self.hparams = hparams
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_weights_non_finite_before_the_first_update_end_the_run_naming_their_settings(bad):
+    """A setting that draws weights beyond float32 (model.init=1e38) or a diverged checkpoint: no
+    update can repair them, and a view of them would fail; the line names the settings behind them."""
+    trainer = _trainer()
+    trainer.ckpt_path = None
+    with pytest.raises(TrainingDiverged) as caught:
+        DivergenceCheck().on_train_start(trainer, _Net(bad, init=1e38, lr=0.1, forget_bias=None, weights_file="w.json"))
+    assert str(caught.value) == ("the weights hold NaN or infinite values before the first update (2 of 10); "
+                                 "check what drew or set them: model.init=1e+38, model.weights_file='w.json'")
+    trainer.ckpt_path = "run/checkpoints/last.ckpt"
+    with pytest.raises(TrainingDiverged, match=r"check what drew or set them: ckpt_path='run/checkpoints/last.ckpt'$"):
+        DivergenceCheck().on_train_start(trainer, _Net(bad))
+    DivergenceCheck().on_train_start(trainer, _Net(3.0, init=1e38))  # finite: training starts
 
 
 def test_a_process_that_trained_nothing_checks_with_the_others():
@@ -216,6 +253,20 @@ def test_a_diverging_run_of_each_study_exits_1_with_one_line(name, overrides, lr
     assert "Traceback" not in proc.stderr
     assert not (run_dir / "results.json").exists()
     assert (run_dir / ".hydra" / "config.yaml").exists() and list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides, setting", [
+    (["experiment=lstm_anb2nc3n", "model.init=1e38", "trainer.max_steps=200"], "model.init=1e+38"),
+    (["experiment=check_sig", "model.init_std=1e300"], "model.init_std=1e+300"),
+])
+def test_weights_beyond_float32_end_the_run_in_one_line_before_any_view_draws_them(overrides, setting, tmp_path):
+    """Before, the histograms' first view (update 0) failed on them with TensorBoard's "The
+    histogram is empty" traceback."""
+    proc = run_train(*overrides, *quiet(tmp_path / "run"))
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert error_line(proc).startswith("error: the weights hold NaN or infinite values before the first update (") and setting in error_line(proc)
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run" / "results.json").exists()
 
 
 @pytest.mark.slow

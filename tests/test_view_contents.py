@@ -1,0 +1,275 @@
+"""What each TensorBoard view shows, read back from the files TensorBoard reads and checked against
+an independent computation: the projector's rows against their metadata rows (a recurrent net's
+states on a known sequence, from the reference's formulas; a classifier's features and labels),
+the PR curves against counts made directly from the labels and scores, the attributions against
+known answers (NetLin: its weight row; integrated gradients' completeness from the documented
+blank-image baseline), and the histograms against the weights and gradients they claim to show."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from pytorch_lightning.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.util.tensor_util import make_ndarray
+
+import callbacks.test_set_views as test_set_views
+from base.contracts import ShownNet
+from callbacks.histograms import HistogramCallback
+from callbacks.state_projector import StateProjector
+from callbacks.test_set_views import AttributionCallback
+from datamodules.grammar import GrammarDataModule
+from datamodules.kmnist import KMNISTDataModule
+from lightning_modules.kmnist import KMNISTClassifier
+from lightning_modules.recurrent_nets import make_net
+from oracles import reference_logits, unpack
+
+
+def _trainer(tmp_path: Path, datamodule=None, step: int = 0):
+    return SimpleNamespace(loggers=[TensorBoardLogger(tmp_path, name="tb", version="")], global_step=step, is_global_zero=True, datamodule=datamodule)
+
+
+def _rows(path: Path) -> list[list[str]]:
+    return [line.split("\t") for line in path.read_text().splitlines()]
+
+
+def _events(trainer) -> EventAccumulator:
+    trainer.loggers[0].experiment.flush()
+    acc = EventAccumulator(trainer.loggers[0].log_dir, size_guidance={"histograms": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+# ---- the projector ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", ["srn", "lstm"])
+def test_the_state_projectors_row_i_is_the_state_after_input_i_of_a_known_sequence_and_its_metadata_row_i(cell, tmp_path):
+    """Two sequences of a^n b^2n c^3n, blocks [2] and [1]: 12 + 6 inputs. Row i of the tensors is
+    the state after reading input i (the reference's formulas run step by step), and row i of the
+    metadata that input: its symbol, phase, position in its run, count and block length, written
+    out here by hand. A projector one step off (the state before the input) fails."""
+    torch.manual_seed(5)
+    net = make_net(cell, 3, 3)
+    dm = GrammarDataModule(language="anb2nc3n", max_n=4)
+    known = [dm.language.sequence([2]), dm.language.sequence([1])]
+    dm.test_sequences_of = lambda seed: known
+    module = SimpleNamespace(nets_to_show=lambda: [ShownNet(net, seed=0)])
+    trainer = _trainer(tmp_path, dm)
+    StateProjector(max_points=100).on_test_end(trainer, module)
+
+    flat = net.flat()
+    w = unpack(cell, flat.double(), 3, 3)
+    states = {}
+    for seq in known:
+        x = F.one_hot(torch.as_tensor(seq["symbols"][:-1]), 3).double()[None]
+        out = reference_logits(cell, w, x)
+        for key in ("hidden", "cell"):
+            if key in out:
+                states.setdefault(key, []).append(out[key][0])
+    folder = Path(trainer.loggers[0].log_dir) / "00000"
+    meta = _rows(folder / "hidden_states" / "metadata.tsv")
+    assert meta[0] == ["symbol", "phase", "position", "count", "n", "sequence"]
+    assert [r[0] for r in meta[1:]] == list("AABBBBCCCCCC") + list("ABBCCC")
+    assert [r[1] for r in meta[1:]] == ["A"] * 2 + ["B"] * 4 + ["C"] * 6 + ["A", "B", "B", "C", "C", "C"]
+    assert [int(r[2]) for r in meta[1:]] == [1, 2, 1, 2, 3, 4, 1, 2, 3, 4, 5, 6, 1, 1, 2, 1, 2, 3]
+    assert [int(r[3]) for r in meta[1:]] == [1, 2, 4, 3, 2, 1, 6, 5, 4, 3, 2, 1, 1, 2, 1, 3, 2, 1]  # A's seen; B's or C's still to come
+    assert [int(r[4]) for r in meta[1:]] == [2] * 12 + [1] * 6 and [int(r[5]) for r in meta[1:]] == [0] * 12 + [1] * 6
+    for key, per_sequence in states.items():
+        rows = np.array(_rows(folder / f"{key}_states" / "tensors.tsv"), dtype=float)
+        want = torch.cat(per_sequence).numpy()
+        assert rows.shape == want.shape == (18, 3)
+        np.testing.assert_allclose(rows, want, rtol=1e-3, atol=1e-4)  # written to 4 significant digits
+        assert np.abs(np.diff(want, axis=0)).max() > 1e-2  # neighbouring rows differ: a shift would show
+    assert set(states) == ({"hidden", "cell"} if cell == "lstm" else {"hidden"})
+
+
+def _image_data(n: int = 40, seed: int = 0):
+    """A KMNIST data module holding ``n`` random test images (normalised) and labels 0..9."""
+    g = torch.Generator().manual_seed(seed)
+    dm = KMNISTDataModule()
+    images = dm.from_pixels(torch.rand(n, 1, 28, 28, generator=g))
+    labels = torch.arange(n) % 10
+    dm.test_set = SimpleNamespace(tensors=(images, labels))
+    return dm, images, labels
+
+
+def test_the_classifiers_projector_row_i_is_image_is_features_and_its_metadata_row_i_its_labels(tmp_path):
+    torch.manual_seed(0)
+    module = KMNISTClassifier(net="full", hidden_units=6)
+    dm, images, labels = _image_data(25)
+    trainer = _trainer(tmp_path, dm)
+    test_set_views.TestSetViews(pr_curves=False).on_test_end(trainer, module)
+    folder = Path(trainer.loggers[0].log_dir) / "00000" / "NetFull_features"
+    feats = torch.tanh(images.flatten(1) @ module.net.fc1.weight.detach().T + module.net.fc1.bias.detach())  # NetFull's hidden layer
+    preds = (feats @ module.net.fc2.weight.detach().T + module.net.fc2.bias.detach()).argmax(1)
+    np.testing.assert_allclose(np.array(_rows(folder / "tensors.tsv"), dtype=float), feats.numpy(), rtol=1e-3, atol=1e-4)
+    meta = _rows(folder / "metadata.tsv")
+    assert meta[0] == ["true", "predicted", "correct", "true name", "predicted name"]
+    names = KMNISTDataModule.classes
+    assert meta[1:] == [[str(t), str(p), str(t == p), names[t], names[p]] for t, p in zip(labels.tolist(), preds.tolist())]
+    assert len(set(preds.tolist())) > 1  # predictions that differ from row to row: a shift would show
+
+
+# ---- PR curves ----------------------------------------------------------------------------------
+
+
+def test_each_pr_curve_counts_the_true_labels_against_the_classs_probability(tmp_path):
+    """Per class c, at each of K thresholds t_k = k / (K - 1): true positives = images of class c
+    with P(c) >= t_k, false positives = other images with P(c) >= t_k, and the rest; precision
+    and recall from them. Counted here from the labels and the softmax of the scores directly."""
+    torch.manual_seed(1)
+    module = KMNISTClassifier(net="lin")
+    with torch.no_grad():
+        module.net.fc.weight.mul_(20)  # spread the probabilities over (0, 1)
+    dm, images, _ = _image_data(60)
+    probs = (images.flatten(1) @ module.net.fc.weight.detach().T + module.net.fc.bias.detach()).softmax(1).double()
+    labels = torch.where(torch.arange(60) % 2 == 0, probs.argmax(1), (probs.argmax(1) + 1) % 10)  # half read right, half wrong
+    dm.test_set = SimpleNamespace(tensors=(images, labels))
+    trainer = _trainer(tmp_path, dm, step=7)
+    K = 11
+    test_set_views.TestSetViews(projector=False, pr_thresholds=K).on_test_end(trainer, module)
+    acc = _events(trainer)
+    curves = 0
+    thresholds = torch.arange(K, dtype=torch.float64) / (K - 1)
+    names = KMNISTDataModule.classes
+    for c in range(10):
+        (event,) = acc.Tensors(f"pr_curve/{c}_{names[c]}")
+        assert event.step == 7
+        tp, fp, tn, fn, precision, recall = make_ndarray(event.tensor_proto)
+        above = probs[:, c, None] >= thresholds  # (N, K)
+        positive = (labels == c)[:, None]
+        want = [(above & positive).sum(0), (above & ~positive).sum(0), (~above & ~positive).sum(0), (~above & positive).sum(0)]
+        for got, expected in zip((tp, fp, tn, fn), want):
+            np.testing.assert_array_equal(got, expected.numpy())
+        np.testing.assert_allclose(precision, (want[0] / (want[0] + want[1]).clamp(min=1e-7)).numpy(), rtol=1e-6)
+        np.testing.assert_allclose(recall, (want[0] / (want[0] + want[3]).clamp(min=1e-7)).numpy(), rtol=1e-6)
+        assert tp[0] == int((labels == c).sum()) and fp[0] == 60 - tp[0]  # the lowest threshold takes every image
+        curves += bool(0 < tp[K // 2] < tp[0])
+    assert curves >= 3  # curves, not constants: the middle threshold passes some of a class's images and not others
+
+
+# ---- attributions -------------------------------------------------------------------------------
+
+
+def test_the_attributions_of_netlin_are_its_weight_rows_times_the_step_from_the_blank_image(tmp_path, monkeypatch):
+    """For NetLin the score of class k is W[k] . x + b[k]: its saliency is W[k], its integrated
+    gradients from the blank image (every pixel 0, normalised to -1) are (x + 1) * W[k] and sum to
+    the score's change from the blank image (completeness); the difference map is that of b
+    minus a. The examples are the test images of a read as b, most confident first."""
+    torch.manual_seed(2)
+    module = KMNISTClassifier(net="lin")
+    dm, images, labels = _image_data(80)
+    W, bias = module.net.fc.weight.detach(), module.net.fc.bias.detach()
+    probs = (images.flatten(1) @ W.T + bias).softmax(1)
+    preds = probs.argmax(1)
+    cm = torch.zeros(10, 10, dtype=torch.long)
+    for t, p in zip(labels.tolist(), preds.tolist()):
+        cm[t, p] += 1
+    off = cm - torch.diag(torch.diag(cm))
+    a, b = divmod(int(off.argmax()), 10)  # the largest confusion
+    module.last_eval = {"test": {"confusion": cm}}
+    drawn = []
+    monkeypatch.setattr(test_set_views, "attribution_figure", lambda pixels, maps, title: drawn.append((pixels, maps, title)) or test_set_views.Figure())
+    monkeypatch.setattr(test_set_views, "publish", lambda *args, **kwargs: None)
+    trainer = _trainer(tmp_path, dm)
+    AttributionCallback(pairs=1, examples=3, steps=4).on_test_end(trainer, module)
+
+    ((pixels, maps, title),) = drawn
+    read_as_b = ((labels == a) & (preds == b)).nonzero().flatten()
+    chosen = read_as_b[probs[read_as_b, b].argsort(descending=True)][:3]
+    assert len(chosen) >= 1 and f"read as {KMNISTDataModule.classes[b]}" in title
+    x = images[chosen]
+    torch.testing.assert_close(pixels, dm.pixels(x))
+    blank = dm.from_pixels(torch.zeros(1, 1, 28, 28))
+    assert blank.unique().tolist() == [-1.0]
+    step = (x - blank).flatten(1)
+    (ig_b_title, ig_b), (_, ig_a), (_, diff), (_, grad_b) = maps
+    torch.testing.assert_close(ig_b.flatten(1), step * W[b], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ig_a.flatten(1), step * W[a], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(diff.flatten(1), step * (W[b] - W[a]), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad_b.flatten(1), W[b].expand_as(step), rtol=0, atol=1e-7)
+    change = (x.flatten(1) @ W[b] + bias[b]) - (blank.flatten(1) @ W[b] + bias[b])
+    torch.testing.assert_close(ig_b.flatten(1).sum(1), change, rtol=1e-4, atol=1e-4)  # completeness
+
+
+def test_integrated_gradients_of_netconv_from_the_blank_image_sum_to_its_score_change(tmp_path, monkeypatch):
+    """Completeness through the callback on a non-linear net: each example's map of the score of
+    b sums to score_b(x) - score_b(blank image) within the midpoint rule's error."""
+    torch.manual_seed(3)
+    module = KMNISTClassifier(net="conv").eval()
+    dm, images, labels = _image_data(60)
+    with torch.no_grad():
+        preds = module.net.scores(images).argmax(1)
+    cm = torch.zeros(10, 10, dtype=torch.long)
+    for t, p in zip(labels.tolist(), preds.tolist()):
+        cm[t, p] += 1
+    a, b = divmod(int((cm - torch.diag(torch.diag(cm))).argmax()), 10)
+    module.last_eval = {"test": {"confusion": cm}}
+    drawn = []
+    monkeypatch.setattr(test_set_views, "attribution_figure", lambda pixels, maps, title: drawn.append((pixels, maps)) or test_set_views.Figure())
+    monkeypatch.setattr(test_set_views, "publish", lambda *args, **kwargs: None)
+    AttributionCallback(pairs=1, examples=4, steps=64).on_test_end(_trainer(tmp_path, dm), module)
+    ((pixels, maps),) = drawn
+    x = dm.from_pixels(pixels)
+    blank = dm.from_pixels(torch.zeros(1, 1, 28, 28))
+    with torch.no_grad():
+        change = module.net.scores(x)[:, b] - module.net.scores(blank)[0, b]
+    total = maps[0][1].flatten(1).sum(1)
+    assert torch.all((total - change).abs() <= 0.02 * change.abs() + 1e-3), (total, change)
+
+
+# ---- histograms ---------------------------------------------------------------------------------
+
+
+def _histogram(acc, tag):
+    return [(e.step, e.histogram_value) for e in acc.Histograms(tag)]
+
+
+def test_the_histograms_hold_the_weights_and_gradients_of_that_update(tmp_path):
+    """NetLin's 7,850 weights and their gradient on one batch, all drawn (under max_samples): the
+    histogram's count, min, max, sum and sum of squares are the tensors'. NetConv's fc1 (200,704
+    weights) is sampled: max_samples values from inside the tensor's range."""
+    torch.manual_seed(4)
+    module = KMNISTClassifier(net="lin")
+    x, y = torch.randn(16, 1, 28, 28), torch.arange(16) % 10
+    F.nll_loss(module(x), y).backward()
+    trainer = _trainer(tmp_path)
+    HistogramCallback(every_updates=10, max_samples=10_000).on_before_optimizer_step(trainer, module, None)
+    acc = _events(trainer)
+    for tag, values in (("weights/fc.weight", module.net.fc.weight), ("weights/fc.bias", module.net.fc.bias), ("gradients/fc.weight", module.net.fc.weight.grad)):
+        ((step, h),) = _histogram(acc, tag)
+        v = values.detach().double().flatten()
+        assert step == 0 and h.num == v.numel()
+        assert (h.min, h.max) == pytest.approx((float(v.min()), float(v.max())), rel=1e-6)
+        assert h.sum == pytest.approx(float(v.sum()), rel=1e-5, abs=1e-7) and h.sum_squares == pytest.approx(float((v * v).sum()), rel=1e-5)
+        assert sum(h.bucket) == v.numel()
+
+    conv = KMNISTClassifier(net="conv")
+    trainer = _trainer(tmp_path / "conv")
+    HistogramCallback(max_samples=5_000).on_before_optimizer_step(trainer, conv, None)
+    ((_, h),) = _histogram(_events(trainer), "weights/fc1.weight")
+    w = conv.net.fc1.weight.detach()
+    assert h.num == 5_000 and w.min() <= h.min and h.max <= w.max()
+    assert abs(h.sum / h.num - float(w.mean())) < 4 * float(w.std()) / math.sqrt(5_000)  # a sample of these weights
+
+
+def test_a_histogram_of_nan_or_inf_leaves_them_out_and_one_with_nothing_finite_is_not_drawn(tmp_path):
+    """A diverging run's views before its check ends it: no TensorBoard 'histogram is empty' crash."""
+    module = KMNISTClassifier(net="lin")
+    with torch.no_grad():
+        module.net.fc.weight[0, :3] = torch.tensor([math.nan, math.inf, -math.inf])
+        module.net.fc.bias.fill_(math.nan)
+    trainer = _trainer(tmp_path)
+    HistogramCallback().on_before_optimizer_step(trainer, module, None)
+    acc = _events(trainer)
+    ((_, h),) = _histogram(acc, "weights/fc.weight")
+    finite = module.net.fc.weight.detach().flatten()[3:].double()
+    assert h.num == 7_837 and h.sum == pytest.approx(float(finite.sum()), rel=1e-5, abs=1e-7)
+    assert "weights/fc.bias" not in acc.Tags()["histograms"]
