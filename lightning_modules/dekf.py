@@ -21,7 +21,9 @@ learning, Williams & Zipser 1989), by hand: the derivatives of the state with re
 weights (R, H, P) are carried from step to step, for R networks at once, through the same
 formulas as ``recurrent_nets``. When the weights change after a symbol, the carried derivatives
 are those of the old weights: the approximation every online RTRL/EKF method makes (the tests
-check H_t against autograd's Jacobian for fixed weights). On a model linear in its weights the
+check H_t against autograd's Jacobian for fixed weights, and the online step over two strings,
+symbol by symbol, against the method written out with autograd's partial Jacobians of one step:
+the next symbol's forward pass and Jacobian at the updated weights). On a model linear in its weights the
 update is recursive least squares (tested: it reaches the regularised least-squares solution).
 """
 

@@ -28,42 +28,48 @@ def unpack(cell: str, flat: torch.Tensor, symbols: int, hidden: int, peepholes: 
     return out
 
 
-def reference_logits(cell: str, w: dict[str, torch.Tensor], x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The reference's formulas on one-hot inputs ``x`` (B, T, S), a Python loop over steps:
-    SRN h_t = tanh(x_t W + h_{t-1} U + b), h_0 = tanh(H0); LSTM [i f g o] = x_t W + h_{t-1} U + b,
-    c_t = f c_{t-1} + i g, h_t = o tanh(c_t), h_0 = c_0 = 0; logits h_t V + c. Returns ``hidden``,
-    ``logits`` and, for the LSTM, ``cell`` and its gates ``input``, ``forget``, ``output`` (B, T, H)."""
-    B, T, _ = x.shape
+def reference_initial(cell: str, w: dict[str, torch.Tensor], batch: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The states before the first input, ``(h, c)`` (B, H): SRN h_0 = tanh(H0); LSTM h_0 = c_0 = 0."""
     H = w["U"].shape[0]
-    h = torch.tanh(w["H0"]).expand(B, H) if cell == "srn" else x.new_zeros(B, H)
-    c = x.new_zeros(B, H)
-    hs, cs, gates = [], [], []
+    h = torch.tanh(w["H0"]).expand(batch, H) if cell == "srn" else like.new_zeros(batch, H)
+    return h, like.new_zeros(batch, H)
+
+
+def reference_step(cell: str, w: dict[str, torch.Tensor], x_t: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One time step of the reference's formulas on one-hot inputs ``x_t`` (B, S) from the states
+    ``h``, ``c`` (B, H): SRN h_t = tanh(x_t W + h_{t-1} U + b); LSTM [i f g o] = x_t W + h_{t-1} U
+    + b, c_t = f c_{t-1} + i g, h_t = o tanh(c_t) (with peepholes, Gers & Schmidhuber's: i and f
+    see c_{t-1}, o sees c_t); logits h_t V + c. Returns ``hidden``, ``logits`` and, for the LSTM,
+    ``cell`` and the gates ``input``, ``forget``, ``output``."""
+    H = w["U"].shape[0]
+    z = x_t @ w["W"] + h @ w["U"] + w["b"]
+    out = {}
+    if cell == "lstm":
+        peep = w.get("P")
+        zi, zf, zg, zo = z[:, :H], z[:, H : 2 * H], z[:, 2 * H : 3 * H], z[:, 3 * H :]
+        i = torch.sigmoid(zi + (peep[0] * c if peep is not None else 0))
+        f = torch.sigmoid(zf + (peep[1] * c if peep is not None else 0))
+        c = f * c + i * torch.tanh(zg)
+        o = torch.sigmoid(zo + (peep[2] * c if peep is not None else 0))
+        h = o * torch.tanh(c)
+        out.update(cell=c, input=i, forget=f, output=o)
+    else:
+        h = torch.tanh(z)
+    return {"hidden": h, "logits": h @ w["V"] + w["c"], **out}
+
+
+def reference_logits(cell: str, w: dict[str, torch.Tensor], x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``reference_step`` over one-hot inputs ``x`` (B, T, S), a Python loop over steps from
+    ``reference_initial``. Returns ``hidden``, ``logits`` and, for the LSTM, ``cell`` and its
+    gates ``input``, ``forget``, ``output`` (B, T, H or S)."""
+    B, T, _ = x.shape
+    h, c = reference_initial(cell, w, B, x)
+    steps = []
     for t in range(T):
-        z = x[:, t] @ w["W"] + h @ w["U"] + w["b"]
-        if cell == "lstm" and "P" in w:  # Gers & Schmidhuber's peepholes: i and f see c_{t-1}, o sees c_t
-            i = torch.sigmoid(z[:, :H] + w["P"][0] * c)
-            f = torch.sigmoid(z[:, H : 2 * H] + w["P"][1] * c)
-            c = f * c + i * torch.tanh(z[:, 2 * H : 3 * H])
-            o = torch.sigmoid(z[:, 3 * H :] + w["P"][2] * c)
-            h = o * torch.tanh(c)
-            cs.append(c)
-            gates.append((i, f, o))
-        elif cell == "lstm":
-            i, f, g, o = torch.sigmoid(z[:, :H]), torch.sigmoid(z[:, H : 2 * H]), torch.tanh(z[:, 2 * H : 3 * H]), torch.sigmoid(z[:, 3 * H :])
-            c = f * c + i * g
-            h = o * torch.tanh(c)
-            cs.append(c)
-            gates.append((i, f, o))
-        else:
-            h = torch.tanh(z)
-        hs.append(h)
-    hidden = torch.stack(hs, 1)
-    out = {"hidden": hidden, "logits": hidden @ w["V"] + w["c"]}
-    if cs:
-        out["cell"] = torch.stack(cs, 1)
-        for k, name in enumerate(("input", "forget", "output")):
-            out[name] = torch.stack([g[k] for g in gates], 1)
-    return out
+        step = reference_step(cell, w, x[:, t], h, c)
+        h, c = step["hidden"], step.get("cell", c)
+        steps.append(step)
+    return {k: torch.stack([s[k] for s in steps], 1) for k in steps[0]}
 
 
 def grid_outputs(theta: torch.Tensor, hidden: int, x: torch.Tensor) -> torch.Tensor:

@@ -388,3 +388,88 @@ def test_each_hidden_units_group_holds_its_rows_of_every_gate():
     for j, group in enumerate(weight_groups(layout, "units")[:3]):
         rows = [g * 3 + j for g in range(4)]  # i, f, g, o of unit j
         assert set(group.tolist()) == set(index["weight_ih"][rows].flatten().tolist()) | set(index["weight_hh"][rows].flatten().tolist()) | set(index["bias"][rows].tolist())
+
+
+def _online_reference(cell: str, flat: torch.Tensor, strings: list[dict], symbols: int, hidden: int, objective: str,
+                      p0: float, r: float, q: float, frozen: bool = False) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The global EKF trained online, written out step by step in float64 from the reference's
+    one-step formulas (``oracles.reference_step``) and autograd's partial Jacobians of that step:
+    per symbol, the forward pass from the carried state at the weights w_t as they are now; the
+    carried sensitivity ds_t/dw = df/dw(w_t, s_{t-1}) + df/ds(w_t, s_{t-1}) ds_{t-1}/dw (real-time
+    recurrent learning, the state's past derivatives those of the weights at their time); the
+    outputs y (softmax, or a sigmoid per symbol) and their Jacobian H = dy/dlogits dlogits/dw; then
+    K = P H^T (r I + H P H^T)^-1, w += K (d - y), P = P - K H P + q I, before the next symbol. A
+    string starts from the initial state with zero sensitivities; P carries over. ``frozen``: the
+    same with the string's first weights for every forward pass (what the test must tell apart).
+    Returns the weights after each string and the final P."""
+    from torch.autograd.functional import jacobian
+
+    from oracles import reference_initial, reference_step
+
+    w = flat.clone()
+    P = torch.eye(len(w), dtype=torch.float64) * p0
+    after = []
+    for seq in strings:
+        x = collate([seq], symbols)["inputs"][0].double()
+        legal = torch.from_numpy(legal_targets(seq, symbols)).double()
+        h, c = reference_initial(cell, unpack(cell, w, symbols, hidden), 1, w)
+        ds = torch.zeros(2 * hidden, len(w), dtype=torch.float64)  # d(h, c)/dw, carried
+        w_forward = w.clone()
+        for t in range(x.shape[0]):
+            at = w_forward if frozen else w
+
+            def step(weights, state):
+                out = reference_step(cell, unpack(cell, weights, symbols, hidden), x[t][None], state[None, :hidden], state[None, hidden:])
+                return torch.cat([out["hidden"][0], out.get("cell", state[None, hidden:])[0]]), out["logits"][0]
+
+            s = torch.cat([h[0], c[0]])
+            (dnew_dw, dnew_ds), (dlog_dw, dlog_ds) = jacobian(step, (at, s))
+            if cell == "srn" and t == 0:  # h_0 = tanh(H0) depends on the weights too
+                ds[:hidden] = jacobian(lambda weights: reference_initial(cell, unpack(cell, weights, symbols, hidden), 1, weights)[0][0], at)
+            new_state, logits = step(at, s)
+            dlogits = dlog_dw + dlog_ds @ ds
+            ds = dnew_dw + dnew_ds @ ds
+            h, c = new_state[None, :hidden], new_state[None, hidden:]
+            squash = (lambda z: torch.softmax(z, -1)) if objective == "next_symbol" else torch.sigmoid
+            y = squash(logits)
+            Hm = jacobian(squash, logits) @ dlogits
+            d = F.one_hot(torch.tensor(seq["targets"][t]), symbols).double() if objective == "next_symbol" else legal[t]
+            K = P @ Hm.T @ torch.linalg.inv(r * torch.eye(symbols, dtype=torch.float64) + Hm @ P @ Hm.T)
+            w = w + K @ (d - y)
+            P = P - K @ Hm @ P
+            P = 0.5 * (P + P.T) + q * torch.eye(len(w), dtype=torch.float64)
+        after.append(w.clone())
+    return after, P
+
+
+@pytest.mark.parametrize("cell, language, objective", [("srn", (2, 0), "next_symbol"), ("lstm", (1, 1), "legal_next")])
+def test_the_filters_online_step_is_the_method_written_out_symbol_by_symbol(cell, language, objective):
+    """Two short strings (n = 1, then n = 2), one seed, the global filter (decoupling none) in
+    float64 with R and Q held constant: after each symbol the weights are updated, and the next
+    symbol's forward pass and Jacobian use the updated weights. The module's weights after each
+    string and its P equal the reference's to 1e-9; a filter that kept the string's first weights
+    for its forward passes ends measurably elsewhere."""
+    import functools
+
+    from lightning_modules.dekf import DEKF
+
+    symbols, hidden = (2, 2) if cell == "srn" else (3, 2)
+    lang = CountingLanguage(*language, 4)
+    strings = [lang.sequence([1]), lang.sequence([2])]
+    p0, r, q = 10.0, 2.0, 1e-3
+    make = functools.partial(DEKF, p0=p0, r_start=r, r_end=r, q_start=q, q_end=q, decoupling="none")
+    model = SequencePredictor(cell=cell, hidden_units=hidden, num_symbols=symbols, init=0.5, optimizer=make, objective=objective).double()
+    start = model.seed_weights[0].detach().clone()
+    dekf = model.configure_optimizers()
+    want, want_P = _online_reference(cell, start, strings, symbols, hidden, objective, p0, r, q)
+    frozen, _ = _online_reference(cell, start, strings, symbols, hidden, objective, p0, r, q, frozen=True)
+    for k, seq in enumerate(strings):
+        batch = {key: v[None] for key, v in collate([seq], symbols).items()}
+        batch = {key: (v.double() if v.is_floating_point() else v) for key, v in batch.items()} | {"rows": torch.tensor([0])}
+        model._kalman_step(batch, [0], [0], dekf)
+        torch.testing.assert_close(model.seed_weights[0].detach(), want[k], rtol=1e-9, atol=1e-9)
+    (P,) = dekf.state[model.seed_weights[0]]["P"]
+    torch.testing.assert_close(P, want_P, rtol=1e-9, atol=1e-9)
+    assert dekf.strings_seen(model.seed_weights[0]) == 2
+    assert (want[-1] - start).abs().max() > 1e-2  # the filter moved the weights
+    assert (want[-1] - frozen[-1]).abs().max() > 1e-4  # and where the forward passes are taken matters
