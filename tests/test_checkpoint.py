@@ -128,6 +128,18 @@ def test_by_epochs_it_saves_at_the_end_of_every_kth_epoch_but_the_last(tmp_path,
     assert (tmp_path / "last.ckpt").read_text() == f"step {100 * saved[-1] + 100}"
 
 
+def test_every_third_epoch_counts_epochs_from_one(tmp_path):
+    cb, trainer = PeriodicCheckpoint(str(tmp_path), every_epochs=3), _Trainer(validates=False)
+    trainer.max_epochs, trainer.max_steps = 10, -1
+    saved = []
+    for epoch in range(9):
+        trainer.current_epoch = trainer.global_step = epoch
+        before = len(trainer.saved)
+        cb.on_train_epoch_end(trainer, _Grid())
+        saved += [epoch] * (len(trainer.saved) - before)
+    assert saved == [2, 5, 8]  # after the 3rd, 6th and 9th epochs
+
+
 def test_by_epochs_a_stop_asked_for_saves_nothing(tmp_path):
     cb, trainer = PeriodicCheckpoint(str(tmp_path), every_epochs=1), _Trainer(validates=False)
     trainer.current_epoch, trainer.max_epochs, trainer.max_steps, trainer.should_stop = 0, 10, -1, True

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from base.errors import TrainingDiverged
+from base.errors import ConfigError, TrainingDiverged
 from callbacks.divergence import DivergenceCheck
 from conftest import error_line, quiet, run_train
 
@@ -154,6 +154,45 @@ def test_weights_non_finite_before_the_first_update_end_the_run_naming_their_set
     with pytest.raises(TrainingDiverged, match=r"check what drew or set them: ckpt_path='run/checkpoints/last.ckpt'$"):
         DivergenceCheck().on_train_start(trainer, _Net(bad))
     DivergenceCheck().on_train_start(trainer, _Net(3.0, init=1e38))  # finite: training starts
+
+
+@pytest.mark.parametrize("hparams, settings", [
+    ({"init_std": 1e300, "weight_scale": 10.0}, "model.init_std=1e+300, model.weight_scale=10.0"),
+    ({"forget_bias": math.inf, "input_bias": -1.0}, "model.forget_bias=inf, model.input_bias=-1.0"),
+    ({"weights": {"hidden_bias": [math.nan]}}, "model.weights={'hidden_bias': [nan]}"),
+    ({"lr": 0.1}, "the network's initialisation"),
+])
+def test_one_non_finite_weight_is_enough_and_the_line_names_every_setting_behind_the_weights(hparams, settings):
+    net = _Net(1.0, **hparams)
+    with torch.no_grad():
+        net.b[2] = math.nan  # one of 10
+    trainer = SimpleNamespace(global_step=0, strategy=_Strategy())
+    with pytest.raises(TrainingDiverged) as caught:
+        DivergenceCheck().on_train_start(trainer, net)
+    assert str(caught.value) == f"the weights hold NaN or infinite values before the first update (1 of 10); check what drew or set them: {settings}"
+    del net.hparams  # a module without hparams, a trainer without ckpt_path: the module's own initialisation
+    with pytest.raises(TrainingDiverged, match=r"check what drew or set them: the network's initialisation$"):
+        DivergenceCheck().on_train_start(SimpleNamespace(global_step=0, strategy=_Strategy()), net)
+
+
+def test_weights_gone_bad_on_another_process_stop_this_one_at_the_start_too():
+    trainer = SimpleNamespace(global_step=0, strategy=_AnotherProcess(others=True))
+    with pytest.raises(TrainingDiverged, match=r"^the weights hold NaN or infinite values before the first update \(0 of 10\)"):
+        DivergenceCheck().on_train_start(trainer, _Net(1.0))
+    DivergenceCheck().on_train_start(SimpleNamespace(global_step=0, strategy=_AnotherProcess(others=False)), _Net(1.0))
+
+
+@pytest.mark.parametrize("kwargs, line", [
+    ({"rise": 1}, "rise=1 is invalid; allowed: null (no check of the rise) or a finite number > 1"),
+    ({"rise": math.inf}, "rise=inf is invalid; allowed: null (no check of the rise) or a finite number > 1"),
+    ({"window": 0}, "window=0 is invalid; allowed: an integer >= 1"),
+    ({"check_every": 0}, "check_every=0 is invalid; allowed: an integer >= 1"),
+])
+def test_the_checks_own_settings_are_refused_by_key(kwargs, line):
+    with pytest.raises(ConfigError) as caught:
+        DivergenceCheck(**kwargs)
+    assert str(caught.value) == line
+    assert DivergenceCheck(rise=1.5, window=1, check_every=1).rise == 1.5 and DivergenceCheck(rise=None).rise is None
 
 
 def test_a_process_that_trained_nothing_checks_with_the_others():

@@ -223,6 +223,10 @@ def test_integrated_gradients_of_netconv_from_the_blank_image_sum_to_its_score_c
         change = module.net.scores(x)[:, b] - module.net.scores(blank)[0, b]
     total = maps[0][1].flatten(1).sum(1)
     assert torch.all((total - change).abs() <= 0.02 * change.abs() + 1e-3), (total, change)
+    from analysis.attributions import integrated_gradients
+
+    for (_, got), target in ((maps[0], b), (maps[1], a)):  # with the configured 64 steps, not the function's default 32
+        torch.testing.assert_close(got, integrated_gradients(module.net.scores, x, torch.full((len(x),), target), blank, 64), rtol=1e-5, atol=1e-7)
 
 
 # ---- histograms ---------------------------------------------------------------------------------
@@ -273,3 +277,216 @@ def test_a_histogram_of_nan_or_inf_leaves_them_out_and_one_with_nothing_finite_i
     finite = module.net.fc.weight.detach().flatten()[3:].double()
     assert h.num == 7_837 and h.sum == pytest.approx(float(finite.sum()), rel=1e-5, abs=1e-7)
     assert "weights/fc.bias" not in acc.Tags()["histograms"]
+
+
+class _Watched:
+    """A module naming its weights, gradients and gate activations (``NamedWeights``), with its
+    own update count when ``updates`` is set (``CountsUpdates``, as the grid's)."""
+
+    def __init__(self, updates=None):
+        self.weights = {"w": torch.arange(6.0).view(2, 3)}
+        self.gates = {"forget": torch.tensor([0.25, 0.5, 0.75, 1.0])}
+        if updates is not None:
+            self.updates_done = lambda: updates[0]
+
+    def named_weights(self):
+        return self.weights
+
+    def named_gradients(self):
+        return {"w": -self.weights["w"]}
+
+    def named_activations(self):
+        return self.gates
+
+
+def test_the_histograms_are_drawn_at_update_0_then_at_the_first_update_past_each_multiple_with_the_gates(tmp_path):
+    """Every 5 updates: at 0, 5, 11 (the first past 10), 15, not 12 or 14; the gates' values too,
+    at the update they are drawn for; with gates=false none of them; on other ranks nothing."""
+    trainer, module = _trainer(tmp_path), _Watched()
+    callback = HistogramCallback(every_updates=5)
+    for step in (0, 3, 5, 11, 12, 14, 15):
+        trainer.global_step = step
+        callback.on_before_optimizer_step(trainer, module, None)
+    acc = _events(trainer)
+    for tag, values in (("weights/w", module.weights["w"]), ("gradients/w", -module.weights["w"]), ("gates/forget", module.gates["forget"])):
+        drawn = _histogram(acc, tag)
+        assert [step for step, _ in drawn] == [0, 5, 11, 15], tag
+        assert all(h.num == values.numel() and h.sum == pytest.approx(float(values.sum())) for _, h in drawn), tag
+
+    other = _trainer(tmp_path / "other")
+    other.is_global_zero = False
+    no_gates = _trainer(tmp_path / "no_gates")
+    for t, cb in ((other, HistogramCallback(every_updates=5)), (no_gates, HistogramCallback(every_updates=5, gates=False))):
+        cb.on_before_optimizer_step(t, module, None)
+    assert _events(other).Tags()["histograms"] == []
+    assert sorted(_events(no_gates).Tags()["histograms"]) == ["gradients/w", "weights/w"]
+
+
+def test_a_module_that_counts_its_own_updates_is_drawn_at_its_count(tmp_path):
+    """The grid makes up to 1,000 updates a Lightning step: the histograms follow its count."""
+    count = [0]
+    trainer, module = _trainer(tmp_path, step=1), _Watched(updates=count)
+    callback = HistogramCallback(every_updates=2500)
+    for updates in (0, 1000, 2000, 3000, 4000, 5000):
+        count[0] = updates
+        callback.on_before_optimizer_step(trainer, module, None)
+    assert [step for step, _ in _histogram(_events(trainer), "weights/w")] == [0, 3000, 5000]
+
+
+def test_a_sampled_histogram_is_the_sample_drawn_with_its_updates_seed(tmp_path):
+    """The values drawn at update s are ``bounded_sample(values, max_samples, generator)`` with one
+    generator seeded s for the update, drawn from for the weights, then their gradients:
+    reproducible from the update alone."""
+    from callbacks.histograms import bounded_sample
+
+    module = _Watched()
+    module.weights = {"w": torch.randn(50, 40, generator=torch.Generator().manual_seed(0))}
+    trainer = _trainer(tmp_path, step=7)
+    HistogramCallback(every_updates=1, max_samples=100).on_before_optimizer_step(trainer, module, None)
+    acc = _events(trainer)
+    gen = torch.Generator().manual_seed(7)
+    want = {"weights/w": bounded_sample(module.weights["w"], 100, gen), "gradients/w": bounded_sample(-module.weights["w"], 100, gen)}
+    for tag, sample in want.items():
+        ((step, h),) = _histogram(acc, tag)
+        assert step == 7 and h.num == 100 and h.sum == pytest.approx(float(sample.sum()), rel=1e-6)
+    assert float(want["weights/w"].sum()) != pytest.approx(-float(want["gradients/w"].sum()), rel=1e-3)  # two different subsets
+
+
+def test_the_callbacks_defaults_are_their_configs_and_their_bad_settings_are_named():
+    from omegaconf import OmegaConf
+
+    from base.errors import ConfigError
+    from conftest import REPO
+
+    conf = OmegaConf.load(REPO / "conf" / "callbacks" / "default.yaml")
+    cb = HistogramCallback()
+    assert (cb.every_updates, cb.max_samples, cb.gates) == (conf.histograms.every_updates, conf.histograms.max_samples, True) == (500, 10_000, True)
+    assert StateProjector().max_points == OmegaConf.load(REPO / "conf" / "callbacks" / "recurrent.yaml").state_projector.max_points == 10_000
+    assert HistogramCallback(max_samples=1).max_samples == 1
+    for build, line in ((lambda: HistogramCallback(gates=1), "gates=1 is invalid; allowed: true or false"),
+                        (lambda: HistogramCallback(max_samples=0), "max_samples=0 is invalid; allowed: an integer >= 1"),
+                        (lambda: StateProjector(max_points=0), "max_points=0 is invalid; allowed: an integer >= 1")):
+        with pytest.raises(ConfigError) as caught:
+            build()
+        assert str(caught.value) == line
+
+
+def test_the_state_projector_shows_the_analysed_seeds_own_sequences_on_rank_0_only(tmp_path):
+    torch.manual_seed(6)
+    net = make_net("srn", 2, 2)
+    dm = GrammarDataModule(language="anb2n", max_n=4)
+    own, other = [dm.language.sequence([2])], [dm.language.sequence([3])]
+    dm.test_sequences_of = lambda seed: own if seed == 7 else other
+    module = SimpleNamespace(nets_to_show=lambda: [ShownNet(net, seed=7)])
+    trainer = _trainer(tmp_path, dm)
+    StateProjector().on_test_end(trainer, module)
+    meta = _rows(Path(trainer.loggers[0].log_dir) / "00000" / "hidden_states" / "metadata.tsv")
+    assert [int(r[4]) for r in meta[1:]] == [2] * 6  # n = 2: seed 7's sequence, not another seed's
+    elsewhere = _trainer(tmp_path / "rank1", dm)
+    elsewhere.is_global_zero = False
+    StateProjector().on_test_end(elsewhere, module)
+    assert not (Path(elsewhere.loggers[0].log_dir) / "00000").exists()
+
+
+def _confusions(labels, preds) -> torch.Tensor:
+    cm = torch.zeros(10, 10, dtype=torch.long)
+    for t, p in zip(labels.tolist(), preds.tolist()):
+        cm[t, p] += 1
+    return cm
+
+
+def test_the_attribution_figures_go_to_tensorboard_and_files_one_per_confusion_with_its_examples(tmp_path, monkeypatch):
+    """pairs=3 over a confusion matrix whose largest cell has no example left under the current
+    weights (its pair is skipped, the next keep their numbers), one pair with a single example
+    (drawn) and one with more than ``examples`` (cut to the most confident)."""
+    torch.manual_seed(7)
+    module = KMNISTClassifier(net="lin")
+    dm, images, _ = _image_data(60)
+    probs = (images.flatten(1) @ module.net.fc.weight.detach().T + module.net.fc.bias.detach()).softmax(1)
+    preds = probs.argmax(1)
+    counts = torch.bincount(preds, minlength=10)
+    b = int(counts.argmax())  # the most predicted class: read for several others
+    others = [c for c in range(10) if c != b]
+    a1 = others[0]
+    labels = preds.clone()
+    read_b = (preds == b).nonzero().flatten()
+    assert len(read_b) >= 4, "the case needs several images read as b"
+    labels[read_b[:3]] = a1  # three a1's read as b
+    labels[read_b[3]] = others[1]  # one of another class read as b
+    dm.test_set = SimpleNamespace(tensors=(images, labels))
+    cm = _confusions(labels, preds)
+    ghost = (others[2], others[3])
+    cm[ghost] = 50  # the largest confusion, with no such image under these weights
+    module.last_eval = {"test": {"confusion": cm}}
+    figures, published = [], []
+    monkeypatch.setattr(test_set_views, "attribution_figure", lambda pixels, maps, title: figures.append(pixels) or (f"figure {len(figures)}"))
+    monkeypatch.setattr(test_set_views, "publish", lambda trainer, fig, tag, png: published.append((trainer, fig, tag, png)))
+    trainer = _trainer(tmp_path, dm)
+    AttributionCallback(pairs=3, examples=2, steps=2, save_dir=str(tmp_path / "figures")).on_test_end(trainer, module)
+    names = KMNISTDataModule.classes
+    assert [(t, fig, tag, png) for t, fig, tag, png in published] == [
+        (trainer, "figure 1", "attributions/final_test_2", tmp_path / "figures" / f"attributions_2_{names[a1]}_as_{names[b]}.png"),
+        (trainer, "figure 2", "attributions/final_test_3", tmp_path / "figures" / f"attributions_3_{names[others[1]]}_as_{names[b]}.png")]
+    first = read_b[:3][probs[read_b[:3], b].argsort(descending=True)][:2]
+    torch.testing.assert_close(figures[0], dm.pixels(images[first]))  # the two most confident of three
+    torch.testing.assert_close(figures[1], dm.pixels(images[read_b[3:4]]))  # a pair with one example is drawn
+    published.clear()
+    AttributionCallback(pairs=3, examples=2, steps=2).on_test_end(trainer, module)
+    assert [png for *_, png in published] == [None, None]  # no save_dir: TensorBoard only
+    elsewhere = _trainer(tmp_path, dm)
+    elsewhere.is_global_zero = False
+    published.clear()
+    AttributionCallback().on_test_end(elsewhere, module)
+    assert published == []
+
+
+def test_the_test_set_views_defaults_settings_and_limits(tmp_path):
+    from omegaconf import OmegaConf
+
+    from base.errors import ConfigError
+    from conftest import REPO
+
+    conf = OmegaConf.load(REPO / "conf" / "callbacks" / "kmnist.yaml")
+    views, attributions = test_set_views.TestSetViews(), AttributionCallback()
+    assert (views.projector, views.pr_curves, views.max_points, views.pr_thresholds) == (True, True, conf.test_set_views.max_points, 127)
+    assert (attributions.pairs, attributions.examples, attributions.steps) == (conf.attributions.pairs, conf.attributions.examples, conf.attributions.steps) == (1, 6, 32)
+    assert attributions.save_dir is None and AttributionCallback(save_dir="f").save_dir == Path("f")
+    for build, line in ((lambda: test_set_views.TestSetViews(projector=1), "projector=1 is invalid; allowed: true or false"),
+                        (lambda: test_set_views.TestSetViews(pr_curves="yes"), "pr_curves='yes' is invalid; allowed: true or false"),
+                        (lambda: test_set_views.TestSetViews(pr_thresholds=1), "pr_thresholds=1 is invalid; allowed: an integer >= 2"),
+                        (lambda: AttributionCallback(pairs=0), "pairs=0 is invalid; allowed: an integer >= 1"),
+                        (lambda: AttributionCallback(examples=0), "examples=0 is invalid; allowed: an integer >= 1"),
+                        (lambda: AttributionCallback(steps=0), "steps=0 is invalid; allowed: an integer >= 1")):
+        with pytest.raises(ConfigError) as caught:
+            build()
+        assert str(caught.value) == line
+    assert test_set_views.TestSetViews(pr_thresholds=2).pr_thresholds == 2 and AttributionCallback(examples=1).examples == 1
+
+    module = KMNISTClassifier(net="lin")
+    dm, images, labels = _image_data(25)
+    limit = (8192 // 28) ** 2  # 292 glyphs a side of the sprite
+    with pytest.raises(ConfigError) as caught:
+        test_set_views.TestSetViews(max_points=limit + 1, pr_curves=False).on_test_end(_trainer(tmp_path / "over", dm), module)
+    assert str(caught.value) == f"max_points={limit + 1} is invalid; allowed: at most 85,264 (a sprite of 28-pixel glyphs is at most 8192 pixels a side)"
+    trainer = _trainer(tmp_path / "ten", dm)
+    test_set_views.TestSetViews(max_points=limit, pr_curves=False).on_test_end(_trainer(tmp_path / "limit", dm), module)
+    test_set_views.TestSetViews(max_points=10, pr_curves=False).on_test_end(trainer, module)
+    folder = Path(trainer.loggers[0].log_dir) / "00000" / "NetLin_features"
+    assert len(_rows(folder / "tensors.tsv")) == 10 and len(_rows(folder / "metadata.tsv")) == 11  # the first 10 images, a header
+    from PIL import Image
+
+    sprite = np.asarray(Image.open(folder / "sprite.png"), dtype=float) / 255  # 4 x 4 glyphs of 28 pixels
+    for i in (0, 5, 9):
+        r, c = divmod(i, 4)
+        np.testing.assert_allclose(sprite[28 * r : 28 * r + 28, 28 * c : 28 * c + 28], dm.pixels(images[i])[0].numpy(), atol=1 / 255 + 1e-6)
+
+    elsewhere = _trainer(tmp_path / "rank1", dm)
+    elsewhere.is_global_zero = False
+    test_set_views.TestSetViews().on_test_end(elsewhere, module)
+    assert not (Path(elsewhere.loggers[0].log_dir) / "00000").exists() and _events(elsewhere).Tags()["tensors"] == []
+    for data in (GrammarDataModule(), _image_data(2)[0]):
+        if isinstance(data, KMNISTDataModule):
+            data.test_set = None
+        with pytest.raises(ConfigError) as caught:
+            test_set_views.TestSetViews().on_test_end(_trainer(tmp_path / "wrong", data), module)
+        assert str(caught.value) == f"the test-set views need labelled test images (data=kmnist), not {type(data).__name__}"

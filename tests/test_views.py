@@ -116,6 +116,19 @@ def test_the_projector_shows_whole_sequences_up_to_the_limit_with_their_metadata
                        "count": [10, 11, 12, 13, 14, 15, 16], "n": [100, 101, 102, 103, 104, 105, 106], "sequence": [0, 0, 0, 1, 1, 1, 1]}
     assert state_points(_trace([3, 4, 5]), 12)[0] == 12 and state_points(_trace([3, 4, 5]), 100)[0] == 12  # all of them
     assert state_points(_trace([3, 4, 5]), 2)[0] == 2  # a first sequence longer than the limit is cut at it
+    assert state_points(_trace([3, 4, 5]), 7)[0] == 7  # two whole sequences fill the limit exactly
+    assert state_points(_trace([2, 2, 2, 5]), 7)[0] == 6  # the last of several whole sequences that fit
+
+
+def test_an_extent_is_two_finite_numbers_in_order():
+    from omegaconf import OmegaConf
+
+    from base.errors import check_extent
+
+    assert check_extent(OmegaConf.create([-0.5, 2.5])) == (-0.5, 2.5) and check_extent((0, 1)) == (0.0, 1.0)
+    for bad in ([1, 1], [2, 1], [0, float("nan")], [0, float("inf")], [0], [0, 1, 2], "ab", None, [True, 2]):
+        with pytest.raises(ConfigError, match=r"^extent=.* is invalid; allowed: \[lo, hi\]: two finite numbers with lo < hi$"):
+            check_extent(bad)
 
 
 def test_a_histogram_sample_is_every_value_or_a_bounded_subset_of_them():
