@@ -173,6 +173,8 @@ def test_a_bad_setting_is_one_line_naming_the_key_as_typed(overrides, line, tmp_
         (["data.batch_size=0"], ["data.batch_size=0", "integer >= 1"]),
         (["trainer.max_epoch=3"], ["trainer.max_epoch", "not in struct"]),
         (["model.lr=[1"], ["model.lr=[1"]),
+        (["experiment=lstm_anb2nc3n", "model.forget_bias=nan", "trainer.max_steps=200"], ["model.forget_bias=nan is invalid; allowed: null or a finite number (with cell=lstm)"]),
+        (["experiment=lstm_anb2nc3n", "model/optimizer=dekf", "model.optimizer.p0=-1"], ["model.optimizer.p0=-1 is invalid; allowed: a finite number > 0"]),
     ],
 )
 def test_invalid_values_stop_before_training(overrides, must_contain, tmp_path):

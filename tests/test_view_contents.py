@@ -322,6 +322,15 @@ def test_the_histograms_are_drawn_at_update_0_then_at_the_first_update_past_each
     assert sorted(_events(no_gates).Tags()["histograms"]) == ["gradients/w", "weights/w"]
 
 
+def test_the_histograms_need_a_module_that_names_its_weights():
+    from base.errors import ConfigError
+
+    HistogramCallback().setup(None, _Watched(), "fit")
+    with pytest.raises(ConfigError) as caught:
+        HistogramCallback().setup(None, object(), "fit")
+    assert str(caught.value) == "callbacks.histograms needs a module that names its weights (named_weights, named_gradients), not object"
+
+
 def test_a_module_that_counts_its_own_updates_is_drawn_at_its_count(tmp_path):
     """The grid makes up to 1,000 updates a Lightning step: the histograms follow its count."""
     count = [0]
@@ -341,11 +350,13 @@ def test_a_sampled_histogram_is_the_sample_drawn_with_its_updates_seed(tmp_path)
 
     module = _Watched()
     module.weights = {"w": torch.randn(50, 40, generator=torch.Generator().manual_seed(0))}
+    module.gates = {"forget": torch.rand(300, generator=torch.Generator().manual_seed(1))}
     trainer = _trainer(tmp_path, step=7)
     HistogramCallback(every_updates=1, max_samples=100).on_before_optimizer_step(trainer, module, None)
     acc = _events(trainer)
     gen = torch.Generator().manual_seed(7)
-    want = {"weights/w": bounded_sample(module.weights["w"], 100, gen), "gradients/w": bounded_sample(-module.weights["w"], 100, gen)}
+    want = {"weights/w": bounded_sample(module.weights["w"], 100, gen), "gradients/w": bounded_sample(-module.weights["w"], 100, gen),
+            "gates/forget": bounded_sample(module.gates["forget"], 100, gen)}
     for tag, sample in want.items():
         ((step, h),) = _histogram(acc, tag)
         assert step == 7 and h.num == 100 and h.sum == pytest.approx(float(sample.sum()), rel=1e-6)
@@ -436,7 +447,10 @@ def test_the_attribution_figures_go_to_tensorboard_and_files_one_per_confusion_w
     elsewhere = _trainer(tmp_path, dm)
     elsewhere.is_global_zero = False
     published.clear()
-    AttributionCallback().on_test_end(elsewhere, module)
+    AttributionCallback(pairs=3).on_test_end(elsewhere, module)
+    assert published == []
+    module.last_eval = {}  # no final test yet: nothing to explain
+    AttributionCallback(pairs=3).on_test_end(trainer, module)
     assert published == []
 
 
