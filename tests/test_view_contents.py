@@ -504,3 +504,30 @@ def test_the_test_set_views_defaults_settings_and_limits(tmp_path):
         with pytest.raises(ConfigError) as caught:
             test_set_views.TestSetViews().on_test_end(_trainer(tmp_path / "wrong", data), module)
         assert str(caught.value) == f"the test-set views need labelled test images (data=kmnist), not {type(data).__name__}"
+
+
+def test_the_attribution_figure_shows_each_glyph_over_its_maps_on_a_symmetric_red_blue_scale():
+    """One column per image: the glyph in grey on [0, 1], then one row per map, in bwr with limits
+    +-max|map| of that image (white is 0), each row named on the left; an empty set of images
+    still gives one blank column."""
+    g = torch.Generator().manual_seed(8)
+    pixels = torch.rand(3, 1, 28, 28, generator=g)
+    maps = [(f"map {r}", torch.randn(3, 1, 28, 28, generator=g) * (r + 1)) for r in range(2)]
+    fig = test_set_views.attribution_figure(pixels, maps, "o read as su")
+    assert fig._suptitle.get_text() == "o read as su"
+    axes = np.array(fig.axes).reshape(3, 3)  # rows: glyph, map 0, map 1; columns: images
+    for c in range(3):
+        (glyph,) = axes[0, c].get_images()
+        np.testing.assert_array_equal(glyph.get_array(), pixels[c, 0].numpy())
+        assert glyph.get_cmap().name == "gray" and glyph.get_clim() == (0, 1)
+        for r, (_, m) in enumerate(maps, start=1):
+            (shown,) = axes[r, c].get_images()
+            lim = float(m[c, 0].abs().max())
+            np.testing.assert_array_equal(shown.get_array(), m[c, 0].numpy())
+            assert shown.get_cmap().name == "bwr" and shown.get_clim() == pytest.approx((-lim, lim))
+        assert all(not ax.get_xticks().size and not ax.get_yticks().size for ax in axes[:, c])
+    assert [axes[r, 0].get_ylabel() for r in range(3)] == ["glyph", "map 0", "map 1"]
+    empty = test_set_views.attribution_figure(torch.zeros(0, 1, 28, 28), [("m", torch.zeros(0, 1, 28, 28))], "none")
+    assert len(empty.axes) == 2 and not any(ax.axison for ax in empty.axes) and not any(ax.get_images() for ax in empty.axes)
+    flat = test_set_views.attribution_figure(pixels[:1], [("zero", torch.zeros(1, 1, 28, 28))], "a zero map")
+    assert np.array(flat.axes)[1].get_images()[0].get_clim() == pytest.approx((-1e-12, 1e-12))  # no division by a zero range
