@@ -514,7 +514,9 @@ def test_the_attribution_figure_shows_each_glyph_over_its_maps_on_a_symmetric_re
     pixels = torch.rand(3, 1, 28, 28, generator=g)
     maps = [(f"map {r}", torch.randn(3, 1, 28, 28, generator=g) * (r + 1)) for r in range(2)]
     fig = test_set_views.attribution_figure(pixels, maps, "o read as su")
-    assert fig._suptitle.get_text() == "o read as su"
+    assert fig._suptitle.get_text() == "o read as su" and fig._suptitle.get_fontsize() == 10
+    assert tuple(fig.get_size_inches()) == pytest.approx((1.25 * 3 + 1.8, 1.3 * 3 + 0.6))  # 1.25 in a column, 1.3 a row
+    assert fig.get_layout_engine().__class__.__name__ == "ConstrainedLayoutEngine"
     axes = np.array(fig.axes).reshape(3, 3)  # rows: glyph, map 0, map 1; columns: images
     for c in range(3):
         (glyph,) = axes[0, c].get_images()
@@ -527,6 +529,7 @@ def test_the_attribution_figure_shows_each_glyph_over_its_maps_on_a_symmetric_re
             assert shown.get_cmap().name == "bwr" and shown.get_clim() == pytest.approx((-lim, lim))
         assert all(not ax.get_xticks().size and not ax.get_yticks().size for ax in axes[:, c])
     assert [axes[r, 0].get_ylabel() for r in range(3)] == ["glyph", "map 0", "map 1"]
+    assert [axes[r, 0].yaxis.label.get_fontsize() for r in range(3)] == [8, 8, 8]
     empty = test_set_views.attribution_figure(torch.zeros(0, 1, 28, 28), [("m", torch.zeros(0, 1, 28, 28))], "none")
     assert len(empty.axes) == 2 and not any(ax.axison for ax in empty.axes) and not any(ax.get_images() for ax in empty.axes)
     flat = test_set_views.attribution_figure(pixels[:1], [("zero", torch.zeros(1, 1, 28, 28))], "a zero map")
