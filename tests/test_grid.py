@@ -186,7 +186,12 @@ def test_trained_sigmoid_net_with_restarts_reaches_100_percent(tmp_path):
     assert len(frames) >= 5 and frames[0] == 0 and frames == sorted(frames)
     assert {"decision/hid_0", "decision/out", "decision/lines", "activation/surfaces"} <= set(tb.Tags()["images"])
     assert tb.Scalars("loss/train")[-1].step == r["updates"]  # curves are plotted against updates
-    assert (run / "checkpoints" / "last.ckpt").is_file()
+    # the final checkpoint replaced the periodic ones (at 10,000 and 20,000 updates); it used to be
+    # written beside them as last-v1.ckpt, leaving last.ckpt at update 20,000
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["last.ckpt"]
+    from lightning_modules.grid import GridPerceptron
+
+    assert GridPerceptron.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu").weights_of(4) == r["weights"]
 
 
 @pytest.mark.slow
