@@ -57,6 +57,8 @@ class GridPerceptron(SeedPopulation, pl.LightningModule):
     """
 
     study = "grid"  # results.json's family (orchestration.studies)
+    # results.json's engine: what computes an update
+    engine = "grid_fast: the BCE's gradients written out and torch's Adam rule in NumPy, many updates a Lightning step"
     ddp_strategy = "ddp_population"  # under trainer=ddp each process trains its share of the seeds
     first_success_key = "first_perfect_update"
     threads = 1  # the NumPy updates of a 21-parameter net gain nothing from more threads

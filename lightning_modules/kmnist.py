@@ -50,6 +50,8 @@ class KMNISTClassifier(pl.LightningModule):
     """
 
     study = "kmnist"  # results.json's family (orchestration.studies)
+    # results.json's engine: what computes an update
+    engine = "autograd and torch.optim.SGD, one update a batch, data.batches_per_step batches a Lightning step (manual optimisation)"
 
     def __init__(
         self,

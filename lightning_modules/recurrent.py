@@ -219,6 +219,16 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         return {gate: torch.from_numpy(tr[gate]) for gate in ("input", "forget", "output")}
 
     # -- training --------------------------------------------------------------------------------
+    @property
+    def engine(self) -> str:
+        """What computes an update, for results.json: it follows from the settings (one LSTM
+        without peepholes takes torch's fused kernel; seeds=2 does not), so the run says it."""
+        if self.kalman:
+            return "decoupled extended Kalman filter, Jacobians by forward-mode recurrent learning (RTRL) written out in lightning_modules.dekf"
+        if self.fused:
+            return "torch's fused nn.LSTM kernel and autograd (one LSTM without peepholes)"
+        return "batched recurrence over the seeds, gradients by backpropagation through time written out in recurrent_nets.loss_and_grads"
+
     def configure_optimizers(self):
         optimizer = self._make_optimizer(self.seed_weights.parameters())
         if isinstance(optimizer, DEKF):

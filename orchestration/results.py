@@ -39,6 +39,7 @@ def collect_results(cfg, trainer, model, datamodule, callbacks, ckpt_path, out_d
         "experiment": cfg.name,
         "study": model.study,
         "model": type(model.net).__name__,
+        "engine": model.engine,
         "params": sum(r["params"] for r in rows),
         "seed": cfg.seed,
         "epochs": trainer.current_epoch,

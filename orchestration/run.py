@@ -111,6 +111,7 @@ def log_hparams(trainer, cfg: DictConfig, results: dict) -> None:
     params = {f"model.{k}": v for k, v in results["hparams"].items() if k not in ("weights", "weights_file")}
     params |= {
         "experiment": cfg.name,
+        "engine": results["engine"],
         "seed": cfg.seed,
         "seeds": results.get("population"),  # a population's size (absent for one net)
         "data.source": results.get("data_source"),

@@ -49,6 +49,19 @@ def test_sequence_predictor_accepts_its_documented_settings():
     assert SequencePredictor(cell="lstm").fused and not SequencePredictor(cell="lstm", seeds=2).fused and not SequencePredictor().fused
 
 
+def test_results_name_the_engine_the_settings_chose():
+    """seeds=2 changes how one LSTM's update is computed: results.json says which ran."""
+    from lightning_modules.dekf import DEKF
+
+    fused = "torch's fused nn.LSTM kernel and autograd (one LSTM without peepholes)"
+    batched = "batched recurrence over the seeds, gradients by backpropagation through time written out in recurrent_nets.loss_and_grads"
+    kalman = "decoupled extended Kalman filter, Jacobians by forward-mode recurrent learning (RTRL) written out in lightning_modules.dekf"
+    assert SequencePredictor(cell="lstm").engine == fused
+    assert SequencePredictor(cell="lstm", seeds=2).engine == SequencePredictor(cell="lstm", peepholes=True).engine == SequencePredictor().engine == batched
+    assert SequencePredictor(cell="lstm", optimizer=functools.partial(DEKF)).engine == kalman
+    assert GridPerceptron().engine.startswith("grid_fast: ") and KMNISTClassifier(net="lin").engine.startswith("autograd and torch.optim.SGD")
+
+
 @pytest.mark.parametrize("kwargs, line", [
     ({"hidden_units": 0}, "hidden_units=0 is invalid; allowed: an integer >= 1"),
     ({"activation": "relu"}, "activation='relu' is invalid; allowed: one of sigmoid, step"),

@@ -351,7 +351,7 @@ class _Net(torch.nn.Module):
 
 
 class _Module:
-    study, net = "grid", _Net()
+    study, net, engine = "grid", _Net(), "by hand"
     hparams = {"hidden_units": 3, "lr": 0.1}
 
     def test_summary(self):
@@ -376,7 +376,7 @@ def test_results_json_holds_what_every_run_reports(tmp_path):
     cfg = OmegaConf.create({"name": "check_sig", "seed": 7})
     r = collect_results(cfg, _Trainer(), _Module(), _Data(), [object(), timer, _Measured()], "last.ckpt", tmp_path)
     expected = {
-        "experiment": "check_sig", "study": "grid", "model": "_Net", "params": 2 * 3 + 3 + 3 * 1, "seed": 7,
+        "experiment": "check_sig", "study": "grid", "model": "_Net", "engine": "by hand", "params": 2 * 3 + 3 + 3 * 1, "seed": 7,
         "epochs": 3, "global_step": 120, "test_acc": 0.5, "updates": 500, "train_seconds": 2.5,  # rounded to 3 decimals
         "train_samples_per_second": 400.3, "hparams": {"hidden_units": 3, "lr": 0.1}, "data_source": "bundled sample",  # 1001 / 2.50049 = 400.32
         "train_size": 9, "test_size": 4, "device": device_name(_Trainer()), "world_size": 2, "precision": "32-true",

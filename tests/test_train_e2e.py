@@ -16,7 +16,7 @@ from conftest import OFFLINE, checksums_override, error_line, load_results, quie
 pytestmark = pytest.mark.slow
 
 RESULT_KEYS = {
-    "experiment", "model", "params", "seed", "epochs", "test_loss", "test_acc", "test_correct", "test_total",
+    "experiment", "model", "engine", "params", "seed", "epochs", "test_loss", "test_acc", "test_correct", "test_total",
     "train_seconds", "train_samples_per_second", "confusion_matrix", "top_confusions",
 }
 PARAMS = {"kmnist_lin": 7_850, "kmnist_full": 75_535, "kmnist_conv": 206_922}
