@@ -164,11 +164,10 @@ class DecisionMapCallback(Callback):
     def __init__(self, every_updates: int = 2_500, save_dir: str | None = None, resolution: int = 241, extent: tuple[float, float] = (-0.5, 2.5)):
         check_int("every_updates", every_updates, 1)
         check_int("resolution", resolution, 2)
-        check_extent(extent)
         self.every_updates = every_updates
         self.save_dir = Path(save_dir) if save_dir else None
         self.resolution = resolution
-        self.extent = tuple(float(v) for v in extent)
+        self.extent = check_extent(extent)
         self._next = 0
 
     def _data(self, trainer):

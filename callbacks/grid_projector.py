@@ -41,8 +41,7 @@ class GridProjector(Callback):
 
     def __init__(self, resolution: int = 41, extent: tuple[float, float] = (-0.5, 2.5)):
         check_int("resolution", resolution, 2)
-        check_extent(extent)
-        self.resolution, self.extent = resolution, tuple(float(v) for v in extent)
+        self.resolution, self.extent = resolution, check_extent(extent)
 
     def setup(self, trainer, pl_module, stage):
         check_local_logdir(trainer)

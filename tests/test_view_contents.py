@@ -15,19 +15,24 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
+from PIL import Image
 from pytorch_lightning.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util.tensor_util import make_ndarray
 
 import callbacks.test_set_views as test_set_views
+from analysis.attributions import integrated_gradients
 from base.contracts import ShownNet
-from callbacks.histograms import HistogramCallback
+from base.errors import ConfigError
+from callbacks.histograms import HistogramCallback, bounded_sample
 from callbacks.state_projector import StateProjector
 from callbacks.test_set_views import AttributionCallback
 from datamodules.grammar import GrammarDataModule
 from datamodules.kmnist import KMNISTDataModule
 from lightning_modules.kmnist import KMNISTClassifier
 from lightning_modules.recurrent_nets import make_net
+from conftest import REPO
 from oracles import reference_logits, unpack
 
 
@@ -88,6 +93,11 @@ def test_the_state_projectors_row_i_is_the_state_after_input_i_of_a_known_sequen
         np.testing.assert_allclose(rows, want, rtol=1e-3, atol=1e-4)  # written to 4 significant digits
         assert np.abs(np.diff(want, axis=0)).max() > 1e-2  # neighbouring rows differ: a shift would show
     assert set(states) == ({"hidden", "cell"} if cell == "lstm" else {"hidden"})
+
+
+def _confusions(labels, preds) -> torch.Tensor:
+    """The confusion matrix (rows: true class, columns: predicted) counted directly."""
+    return torch.bincount(labels * 10 + preds, minlength=100).view(10, 10)
 
 
 def _image_data(n: int = 40, seed: int = 0):
@@ -169,9 +179,7 @@ def test_the_attributions_of_netlin_are_its_weight_rows_times_the_step_from_the_
     W, bias = module.net.fc.weight.detach(), module.net.fc.bias.detach()
     probs = (images.flatten(1) @ W.T + bias).softmax(1)
     preds = probs.argmax(1)
-    cm = torch.zeros(10, 10, dtype=torch.long)
-    for t, p in zip(labels.tolist(), preds.tolist()):
-        cm[t, p] += 1
+    cm = _confusions(labels, preds)
     off = cm - torch.diag(torch.diag(cm))
     a, b = divmod(int(off.argmax()), 10)  # the largest confusion
     module.last_eval = {"test": {"confusion": cm}}
@@ -207,9 +215,7 @@ def test_integrated_gradients_of_netconv_from_the_blank_image_sum_to_its_score_c
     dm, images, labels = _image_data(60)
     with torch.no_grad():
         preds = module.net.scores(images).argmax(1)
-    cm = torch.zeros(10, 10, dtype=torch.long)
-    for t, p in zip(labels.tolist(), preds.tolist()):
-        cm[t, p] += 1
+    cm = _confusions(labels, preds)
     a, b = divmod(int((cm - torch.diag(torch.diag(cm))).argmax()), 10)
     module.last_eval = {"test": {"confusion": cm}}
     drawn = []
@@ -223,8 +229,6 @@ def test_integrated_gradients_of_netconv_from_the_blank_image_sum_to_its_score_c
         change = module.net.scores(x)[:, b] - module.net.scores(blank)[0, b]
     total = maps[0][1].flatten(1).sum(1)
     assert torch.all((total - change).abs() <= 0.02 * change.abs() + 1e-3), (total, change)
-    from analysis.attributions import integrated_gradients
-
     for (_, got), target in ((maps[0], b), (maps[1], a)):  # with the configured 64 steps, not the function's default 32
         torch.testing.assert_close(got, integrated_gradients(module.net.scores, x, torch.full((len(x),), target), blank, 64), rtol=1e-5, atol=1e-7)
 
@@ -323,8 +327,6 @@ def test_the_histograms_are_drawn_at_update_0_then_at_the_first_update_past_each
 
 
 def test_the_histograms_need_a_module_that_names_its_weights():
-    from base.errors import ConfigError
-
     HistogramCallback().setup(None, _Watched(), "fit")
     with pytest.raises(ConfigError) as caught:
         HistogramCallback().setup(None, object(), "fit")
@@ -346,8 +348,6 @@ def test_a_sampled_histogram_is_the_sample_drawn_with_its_updates_seed(tmp_path)
     """The values drawn at update s are ``bounded_sample(values, max_samples, generator)`` with one
     generator seeded s for the update, drawn from for the weights, then their gradients:
     reproducible from the update alone."""
-    from callbacks.histograms import bounded_sample
-
     module = _Watched()
     module.weights = {"w": torch.randn(50, 40, generator=torch.Generator().manual_seed(0))}
     module.gates = {"forget": torch.rand(300, generator=torch.Generator().manual_seed(1))}
@@ -364,11 +364,6 @@ def test_a_sampled_histogram_is_the_sample_drawn_with_its_updates_seed(tmp_path)
 
 
 def test_the_callbacks_defaults_are_their_configs_and_their_bad_settings_are_named():
-    from omegaconf import OmegaConf
-
-    from base.errors import ConfigError
-    from conftest import REPO
-
     conf = OmegaConf.load(REPO / "conf" / "callbacks" / "default.yaml")
     cb = HistogramCallback()
     assert (cb.every_updates, cb.max_samples, cb.gates) == (conf.histograms.every_updates, conf.histograms.max_samples, True) == (500, 10_000, True)
@@ -397,13 +392,6 @@ def test_the_state_projector_shows_the_analysed_seeds_own_sequences_on_rank_0_on
     elsewhere.is_global_zero = False
     StateProjector().on_test_end(elsewhere, module)
     assert not (Path(elsewhere.loggers[0].log_dir) / "00000").exists()
-
-
-def _confusions(labels, preds) -> torch.Tensor:
-    cm = torch.zeros(10, 10, dtype=torch.long)
-    for t, p in zip(labels.tolist(), preds.tolist()):
-        cm[t, p] += 1
-    return cm
 
 
 def test_the_attribution_figures_go_to_tensorboard_and_files_one_per_confusion_with_its_examples(tmp_path, monkeypatch):
@@ -455,11 +443,6 @@ def test_the_attribution_figures_go_to_tensorboard_and_files_one_per_confusion_w
 
 
 def test_the_test_set_views_defaults_settings_and_limits(tmp_path):
-    from omegaconf import OmegaConf
-
-    from base.errors import ConfigError
-    from conftest import REPO
-
     conf = OmegaConf.load(REPO / "conf" / "callbacks" / "kmnist.yaml")
     views, attributions = test_set_views.TestSetViews(), AttributionCallback()
     assert (views.projector, views.pr_curves, views.max_points, views.pr_thresholds) == (True, True, conf.test_set_views.max_points, 127)
@@ -487,8 +470,6 @@ def test_the_test_set_views_defaults_settings_and_limits(tmp_path):
     test_set_views.TestSetViews(max_points=10, pr_curves=False).on_test_end(trainer, module)
     folder = Path(trainer.loggers[0].log_dir) / "00000" / "NetLin_features"
     assert len(_rows(folder / "tensors.tsv")) == 10 and len(_rows(folder / "metadata.tsv")) == 11  # the first 10 images, a header
-    from PIL import Image
-
     sprite = np.asarray(Image.open(folder / "sprite.png"), dtype=float) / 255  # 4 x 4 glyphs of 28 pixels
     for i in (0, 5, 9):
         r, c = divmod(i, 4)
