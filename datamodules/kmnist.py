@@ -74,12 +74,6 @@ class KMNISTDataModule(pl.LightningDataModule):
             reproduces its fixed order).
         mean, std: normalisation (reference 0.5, 0.5: pixels in [-1, 1]).
         seed: seeds the shuffle; epoch ``e`` uses ``seed + e``.
-        batches_per_step: training batches per Lightning step: each training item is a list of
-            this many consecutive batches and the model makes one update per batch. The updates
-            (and losses) are the same for every value; Lightning's per-step work (about 60 hooks,
-            the progress bar, logging) is paid once per this many updates. The progress bar,
-            ``limit_train_batches`` and ``val_check_interval`` count these steps, ``max_steps``
-            and ``global_step`` count updates.
         on_device: keep both splits on the training device (a GPU) and slice batches there: no
             host-to-device copy per batch. Each process of a DDP run holds its own copy (about
             200 MB for the 60,000 training images). On the CPU it changes nothing.
@@ -99,7 +93,6 @@ class KMNISTDataModule(pl.LightningDataModule):
         mean: float = 0.5,
         std: float = 0.5,
         seed: int = 0,
-        batches_per_step: int = 1,
         on_device: bool = False,
     ):
         super().__init__()
@@ -110,7 +103,6 @@ class KMNISTDataModule(pl.LightningDataModule):
               "null (the official MD5s) or a mapping of " + ", ".join(official) + " to MD5s")
         check_int("batch_size", batch_size, 1)
         check_int("eval_batch_size", eval_batch_size, 1)
-        check_int("batches_per_step", batches_per_step, 1)
         check_positive("std", std)
         check(isinstance(shuffle, bool), "shuffle", shuffle, "true or false")
         check(isinstance(on_device, bool), "on_device", on_device, "true or false")
@@ -239,7 +231,7 @@ class KMNISTDataModule(pl.LightningDataModule):
     def train_dataloader(self):
         self.train_set = self._placed(self.train_set)
         hp = self.hparams
-        return batch_loader(self.train_set, hp.batch_size, shuffle=hp.shuffle, seed=hp.seed, batches_per_item=hp.batches_per_step)
+        return batch_loader(self.train_set, hp.batch_size, shuffle=hp.shuffle, seed=hp.seed)
 
     def val_dataloader(self):
         return self._eval_loader()

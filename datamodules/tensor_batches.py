@@ -50,22 +50,6 @@ def keep_batch(batch):
     return batch
 
 
-class SplitBatches:
-    """collate_fn that cuts one fetched group of ``k * batch_size`` samples into a list of
-    batches of ``batch_size`` (tuples of views; the last may be shorter).
-
-    A group is consecutive sampler indices, so the batches are exactly those a loader with
-    ``batch_size`` would give, in the same order, with one gather per group instead of per batch.
-    A class, not a lambda: Lightning re-creates the DataLoader under DDP and it must pickle.
-    """
-
-    def __init__(self, batch_size: int):
-        self.batch_size = batch_size
-
-    def __call__(self, group):
-        return list(zip(*(t.split(self.batch_size) for t in group)))
-
-
 class EpochShuffleSampler(RandomSampler):
     """A random permutation that depends only on ``(seed, epoch)``.
 
@@ -111,12 +95,8 @@ def batch_loader(
     shuffle: bool = False,
     seed: int = 0,
     distributed: tuple[int, int] | None = None,
-    batches_per_item: int | None = None,
 ) -> DataLoader:
     """A DataLoader over ``dataset`` in batches of ``batch_size``.
-
-    ``batches_per_item=k`` makes each item a list of k consecutive batches (``SplitBatches``)
-    for a training step that makes one update per batch; None: each item is one batch.
 
     ``distributed=(world_size, rank)`` is for evaluation only: each rank gets a disjoint part and
     no sample is repeated (Lightning's default sampler pads with duplicates, which would count
@@ -129,9 +109,7 @@ def batch_loader(
         sampler = EpochShuffleSampler(dataset, seed)
     else:
         sampler = SequentialSampler(dataset)
-    if batches_per_item is None:
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=keep_batch, num_workers=0)
-    return DataLoader(dataset, batch_size=batch_size * batches_per_item, sampler=sampler, collate_fn=SplitBatches(batch_size), num_workers=0)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=keep_batch, num_workers=0)
 
 
-__all__ = ["TensorBatches", "EpochShuffleSampler", "EvalShardSampler", "SplitBatches", "batch_loader", "keep_batch"]
+__all__ = ["TensorBatches", "EpochShuffleSampler", "EvalShardSampler", "batch_loader", "keep_batch"]

@@ -6,6 +6,6 @@ from lightning_modules.grid_nets import GridNet
 from lightning_modules.kmnist import KMNISTClassifier
 from lightning_modules.kmnist_nets import NetConv, NetFull, NetLin
 from lightning_modules.recurrent import SequencePredictor
-from lightning_modules.recurrent_nets import LSTM, SRN
+from lightning_modules.recurrent_nets import GRU, LSTM, SRN, RecurrentNet
 
-__all__ = ["GridNet", "GridPerceptron", "KMNISTClassifier", "LSTM", "NetLin", "NetFull", "NetConv", "SequencePredictor", "SRN"]
+__all__ = ["GRU", "GridNet", "GridPerceptron", "KMNISTClassifier", "LSTM", "RecurrentNet", "NetLin", "NetFull", "NetConv", "SequencePredictor", "SRN"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -12,8 +12,13 @@ from torchmetrics import MeanMetric, SumMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from analysis.kmnist import top_confusions
-from base.errors import check, check_choice, check_int, check_positive, check_range
-from lightning_modules.kmnist_nets import NETS, NetConv, NetFull, NetLin
+from base.errors import check
+from lightning_modules.kmnist_nets import Classifier, NetConv, NetFull, NetLin
+from lightning_modules.optimizers import module_of, optimizer_factory, scheduler_factory
+
+# the reference's net and optimiser, when a module is built with none (model=net_conv's defaults)
+REFERENCE_NET = {"_target_": "lightning_modules.kmnist_nets.NetConv", "num_classes": 10}
+REFERENCE_SGD = {"_target_": "torch.optim.SGD", "lr": 0.01, "momentum": 0.5}
 
 # Where each stage's metrics are logged. The per-epoch evaluation ('val') runs on the test split,
 # as the reference does after every epoch, so its curves are named */test. The final
@@ -22,27 +27,25 @@ LOG_NAMES = {"val": {"loss": "loss/test", "acc": "acc/test"}, "test": {"loss": "
 
 
 class KMNISTClassifier(pl.LightningModule):
-    """Model, NLL loss, SGD and metrics of the KMNIST study.
+    """Model, NLL loss, optimiser and metrics of the KMNIST study, trained by Lightning's
+    automatic optimisation: one batch, one update; ``trainer.gradient_clip_val``,
+    ``trainer.accumulate_grad_batches`` and ``trainer.max_steps`` mean what Lightning documents.
 
-    Built from plain arguments (not an ``nn.Module``) so that checkpoints stay small and
-    ``load_from_checkpoint`` works.
+    As in the lightning-hydra-template, the net and the optimiser are injected (``model.net``,
+    ``model.optimizer``; ``model.scheduler`` optionally): the module holds them, it does not
+    choose them. Each is accepted built (Hydra's or a Python user's objects) or as its
+    description (a ``_target_`` mapping, what the checkpoint's hyperparameters keep, see
+    ``lightning_modules.optimizers``), so ``load_from_checkpoint`` builds the same net.
 
     Args:
-        net: ``lin``, ``full`` or ``conv``.
-        hidden_units: H of NetFull (required for ``full``, must be null for the others).
-        lr, momentum, weight_decay: SGD settings (reference: 0.01, 0.5, 0).
-        num_classes: 10 for KMNIST.
+        net: a ``Classifier`` (``NetLin``, ``NetFull``, ``NetConv``) or its config.
+        optimizer: a ``_partial_`` torch optimiser (reference: SGD lr 0.01, momentum 0.5).
+        scheduler: a ``_partial_`` LR scheduler stepped once an epoch (``ReduceLROnPlateau``
+            watches ``loss/test``, the per-epoch evaluation's loss); null: none.
         channels_last: keep NetConv's weights and activations in channels-last memory layout
             (measured on a 2-core CPU: NetConv steps 1.4x-1.8x faster; the same losses to 5 decimals).
         compile: ``torch.compile`` the network in place (``nn.Module.compile``: parameter names
             and checkpoints stay the same as without it).
-
-    Training uses Lightning's manual optimisation so that one step can make several updates:
-    a training batch is a list of ``(images (N, 1, 28, 28), labels (N,))`` batches (see
-    ``KMNISTDataModule.batches_per_step``) and each gets its own SGD update through
-    ``manual_backward`` and the Lightning optimiser, which keep DDP's gradient all-reduce and
-    mixed precision's loss scaling on every update. Lightning's gradient clipping and
-    accumulation do not apply to manual optimisation (Lightning refuses them by name).
 
     After each evaluation epoch the module exposes ``last_eval[stage]`` (stage ``val`` or
     ``test``): ``{"loss": float, "acc": float, "confusion": LongTensor (C, C)}`` with rows = true
@@ -51,35 +54,28 @@ class KMNISTClassifier(pl.LightningModule):
 
     study = "kmnist"  # results.json's family (orchestration.studies)
     # results.json's engine: what computes an update
-    engine = "autograd and torch.optim.SGD, one update a batch, data.batches_per_step batches a Lightning step (manual optimisation)"
+    engine = "autograd and the injected torch optimiser, Lightning's automatic optimisation (one batch, one update)"
 
     def __init__(
         self,
-        net: str = "conv",
-        hidden_units: Optional[int] = None,
-        lr: float = 0.01,
-        momentum: float = 0.5,
-        weight_decay: float = 0.0,
-        num_classes: int = 10,
+        net: Any = None,
+        optimizer: Any = None,
+        scheduler: Any = None,
         channels_last: bool = False,
         compile: bool = False,
     ):
         super().__init__()
-        check_choice("net", net, tuple(NETS))
-        if net == "full":
-            check_int("hidden_units", hidden_units, 1)
-        else:
-            check(hidden_units is None, "hidden_units", hidden_units, f"null (net={net} has no hidden layer size)")
-        check_positive("lr", lr)
-        check_range("momentum", momentum, 0, 1)
-        check_range("weight_decay", weight_decay, 0)
-        check_int("num_classes", num_classes, 2)
         check(isinstance(channels_last, bool), "channels_last", channels_last, "true or false")
         check(isinstance(compile, bool), "compile", compile, "true or false")
-        self.save_hyperparameters()
-        self.automatic_optimization = False
+        net, net_description = module_of(REFERENCE_NET if net is None else net, "net", Classifier)
+        self._make_optimizer, optimizer_description = optimizer_factory(REFERENCE_SGD if optimizer is None else optimizer)
+        self._make_scheduler, scheduler_description = scheduler_factory(scheduler)
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        # plain descriptions: checkpoints load with weights_only=True and rebuild the same objects
+        self.hparams.update(net=net_description, optimizer=optimizer_description, scheduler=scheduler_description)
 
-        self.net: nn.Module = NetFull(hidden_units, num_classes) if net == "full" else NETS[net](num_classes)
+        self.net: Classifier = net
+        num_classes = net.num_classes
         if channels_last:
             self.net.to(memory_format=torch.channels_last)
         if compile:
@@ -109,29 +105,16 @@ class KMNISTClassifier(pl.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
-    def training_step(self, batches, batch_idx):
-        """One SGD update per ``(x, y)`` in ``batches``; stops inside the group at ``max_steps``.
+    def training_step(self, batch, batch_idx):
+        """The NLL of one batch ``(images (N, 1, 28, 28), labels (N,))``; Lightning makes the update.
 
-        Returns ``loss`` (one per update, detached) and ``samples``, for callbacks.
-        """
-        opt = self.optimizers()
-        max_steps = self.trainer.max_steps
-        losses, sizes = [], []
-        for x, y in batches:
-            loss = F.nll_loss(self(x), y)
-            opt.zero_grad()
-            self.manual_backward(loss)
-            opt.step()
-            losses.append(loss.detach())
-            sizes.append(y.shape[0])
-            if 0 <= max_steps <= self.global_step:
-                break
-        losses = torch.stack(losses)
-        # one metric update per step, not per batch: the epoch mean weights each batch by its size
-        sizes_t = torch.tensor(sizes, dtype=losses.dtype, device=losses.device)
-        self.train_loss["sum"].update((losses * sizes_t).sum())
-        self.train_loss["images"].update(sizes_t.sum())
-        return {"loss": losses, "samples": sum(sizes)}
+        Returns ``loss`` (for Lightning) and ``samples`` (for the throughput callback)."""
+        x, y = batch
+        loss = F.nll_loss(self(x), y)
+        # the epoch mean weights each batch by its size
+        self.train_loss["sum"].update(loss.detach() * y.shape[0])
+        self.train_loss["images"].update(y.shape[0])
+        return {"loss": loss, "samples": y.shape[0]}
 
     def on_train_epoch_end(self):
         loss = self.train_loss["sum"].compute() / self.train_loss["images"].compute()  # each reduced by compute(), see below
@@ -173,8 +156,11 @@ class KMNISTClassifier(pl.LightningModule):
         self._eval_epoch_end("test")
 
     def configure_optimizers(self):
-        hp = self.hparams
-        return torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+        optimizer = self._make_optimizer(self.parameters())
+        if self._make_scheduler is None:
+            return optimizer
+        scheduler = self._make_scheduler(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": LOG_NAMES["val"]["loss"]}}
 
     def named_weights(self) -> dict[str, torch.Tensor]:
         """The net's parameters by name (``fc1.weight``, ...)."""

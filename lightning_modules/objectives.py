@@ -12,8 +12,8 @@
 The legal set needs no extra data: a position is in an a-phase exactly when its input is an a
 (``base.languages.A``), where a and b are legal; elsewhere the next symbol is the only legal one.
 
-Two layouts: ``per_position`` takes ``(..., T, S)`` tensors, ``loss_and_grad`` the batched recurrence's columns
-``(R, S, N)`` (``legal_set``'s ``dim``: the symbol axis).
+An objective is a loss on the outputs and nothing more: its gradients come from autograd, the
+Kalman filter's Jacobians from forward-mode autodiff of the same step.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class Objective:
 
     def per_position(self, logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """The loss at every position of ``(..., S)`` logits (the mean over symbols for the
-        sigmoid outputs), differentiable: ``(...)``. (The columns layout has ``loss_and_grad``.)"""
+        sigmoid outputs), differentiable: ``(...)``."""
         if not self.legal_next:
             return -torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         legal = legal_set(inputs, targets)
@@ -73,42 +73,21 @@ class Objective:
         return F.binary_cross_entropy_with_logits(logits, legal, reduction="none").mean(-1)
 
     def mean_loss(self, logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        """The training loss of ``(B, T, S)`` logits: the mean over the real positions (targets >= 0)."""
+        """The training loss of ``(..., B, T, S)`` logits: per network ``(...)``, the mean over its
+        real positions (targets >= 0)."""
         real = targets >= 0
-        return (self.per_position(logits, targets, inputs) * real).sum() / real.sum().clamp(min=1)
+        return (self.per_position(logits, targets, inputs) * real).sum((-2, -1)) / real.sum((-2, -1)).clamp(min=1)
 
-    @torch.no_grad()
-    def loss_and_grad(self, logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Columns ``(R, S, N)`` (symbols on dim 1): the loss at every position ``(R, N)`` and its
-        derivative with respect to the logits ``(R, S, N)``, by hand (the batched recurrence
-        back-propagates without autograd)."""
-        if not self.legal_next:
-            logp = torch.log_softmax(logits, dim=1)
-            safe = targets.clamp(min=0)[:, None, :]
-            loss = -logp.gather(1, safe)[:, 0]
-            # d/d logits = softmax - onehot(target)
-            return loss, logp.exp_().scatter_add_(1, safe, -torch.ones_like(safe, dtype=logp.dtype))
-        S = logits.shape[1]
-        legal = legal_set(inputs, targets, dim=1)
-        p = torch.sigmoid(logits)
-        if self.loss == "mse":
-            diff = p - legal
-            return (diff**2).mean(dim=1), diff.mul_(p * (1 - p)).mul_(2.0 / S)
-        loss = F.binary_cross_entropy_with_logits(logits, legal, reduction="none").mean(dim=1)
-        return loss, (p - legal).div_(S)
+    def outputs(self, logits: torch.Tensor) -> torch.Tensor:
+        """What the Kalman filter measures of ``(..., S)`` logits: the sigmoids (legal_next) or the
+        softmax (next_symbol). Their derivatives come from autodiff (``recurrent_nets.ForwardJacobian``)."""
+        return torch.sigmoid(logits) if self.legal_next else torch.softmax(logits, dim=-1)
 
-    @torch.no_grad()
-    def measurement(self, logits: torch.Tensor, dlogits: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor):
-        """What the Kalman filter measures after one symbol (``lightning_modules.dekf``), from the
-        logits ``(R, S)``, their Jacobian ``(R, S, P)``, the inputs ``(R, S)`` and targets ``(R,)``:
-        the outputs ``y`` (sigmoids, or the softmax), what they should be ``d`` (the legal set, or
-        the next symbol one-hot) and ``dy/dw`` ``(R, S, P)``."""
+    def wanted(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """What ``outputs`` should be ``(..., S)``: the legal set, or the next symbol one-hot."""
         if self.legal_next:
-            y = torch.sigmoid(logits)
-            return y, legal_set(inputs, targets), (y * (1 - y))[..., None] * dlogits
-        y = torch.softmax(logits, dim=-1)
-        d = F.one_hot(targets.clamp(min=0), y.shape[-1]).to(y.dtype)
-        return y, d, (torch.diag_embed(y) - y[:, :, None] * y[:, None, :]) @ dlogits
+            return legal_set(inputs, targets)
+        return F.one_hot(targets.clamp(min=0), inputs.shape[-1]).to(inputs.dtype)
 
     def right(self, logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """Whether each position ``(..., T)`` of ``(..., T, S)`` logits is predicted right: the

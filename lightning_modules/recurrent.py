@@ -16,12 +16,12 @@ from torchmetrics import MeanMetric
 from analysis.recurrent import generalisation, trace_batch
 from base.contracts import SeedData, ShownNet
 from base.errors import ConfigError, check, check_choice, check_int, is_number
-from lightning_modules.dekf import DEKF, RTRL
+from lightning_modules.dekf import DEKF
 from lightning_modules.metrics import PerSeedSums
 from lightning_modules.objectives import Objective
 from lightning_modules.optimizers import optimizer_factory
 from lightning_modules.population import SeedPopulation
-from lightning_modules.recurrent_nets import CELLS, Layout, forward, fused_logits, loss_and_grads, make_net, real_steps
+from lightning_modules.recurrent_nets import CELLS, ForwardJacobian, Layout, forward, fused_logits, make_net, penalty, real_steps
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,12 @@ TEST_NAMES = {"loss": "hp/loss_test", "error": "hp/error_test", "error_exact": "
 def _counts(values) -> dict[str, int]:
     """How many seeds have each value, in increasing order of the value (JSON keys are strings)."""
     return {str(n): k for n, k in sorted(Counter(values).items())}
+
+
+def default_engine(seeds: Any, cell: Any, peepholes: Any, kalman: bool) -> str:
+    """``fused`` (torch's ``nn.LSTM`` kernel) for one LSTM without peepholes trained by gradient,
+    else ``step`` (the one-step cell, every seed at once)."""
+    return "fused" if seeds == 1 and cell == "lstm" and not peepholes and not kalman else "step"
 
 
 def clip_per_row(grads: torch.Tensor, max_norm: float) -> torch.Tensor:
@@ -55,9 +61,11 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
     its budget (``trainer.max_steps`` updates). A seed that has ended is frozen and leaves the
     computation.
 
-    How a step is computed (``recurrent_nets``): one LSTM trains through torch's fused kernel;
-    SRNs, and LSTMs in a population, through the batched recurrence with its hand-written
-    gradients. Both give the gradients of the same loss (tested equal to float tolerance).
+    How a step is computed (``engine``, named in the saved config and results.json): ``step``, the
+    networks' one time step (``recurrent_nets.step``) run over the sequences for every seed at
+    once, gradients from autograd and the Kalman filter's Jacobians from forward-mode autodiff of
+    the same step; or ``fused``, torch's ``nn.LSTM`` kernel and autograd (one LSTM without
+    peepholes trained by gradient: ~2x faster for a single net on a CPU, tested equal to the step).
 
     Metrics of an evaluation (``val`` every ``trainer.val_check_interval`` updates, ``test`` at
     the end), per seed:
@@ -98,6 +106,10 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
             -1, as npow/schmidhuber-problems starts); None keeps the drawn values.
         clip_grad_norm: each seed's gradient scaled to at most this 2-norm before its update
             (torch's ``clip_grad_norm_`` rule, per seed as if it trained alone); None: no clipping.
+        l1: the weight regulariser: ``l1`` times the sum of a seed's weights' magnitudes is added
+            to its loss (gradient training), or measured as one more output that should be 0 (the
+            Kalman filter: sqrt of the penalty, so its squared error is the penalty); 0: none.
+        engine: ``step`` or ``fused`` (see above); null: ``fused`` where it applies, else ``step``.
     """
 
     study = "recurrent"  # results.json's family (orchestration.studies)
@@ -123,6 +135,8 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         forget_bias: Optional[float] = None,
         input_bias: Optional[float] = None,
         clip_grad_norm: Optional[float] = None,
+        l1: float = 0.0,
+        engine: Optional[str] = None,
     ):
         super().__init__()
         check_choice("cell", cell, CELLS)
@@ -136,17 +150,21 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         for key, value in (("forget_bias", forget_bias), ("input_bias", input_bias)):
             check(value is None or (cell == "lstm" and is_number(value)), key, value, "null or a finite number (with cell=lstm)")
         check(clip_grad_norm is None or (is_number(clip_grad_norm) and clip_grad_norm > 0), "clip_grad_norm", clip_grad_norm, "null or a finite number > 0")
+        check(is_number(l1) and l1 >= 0, "l1", l1, "a finite number >= 0")
         self._make_optimizer, description = optimizer_factory(REFERENCE_SGD if optimizer is None else optimizer)
-        self.save_hyperparameters(ignore=["optimizer"])
+        fused_fits = default_engine(seeds, cell, peepholes, self.kalman) == "fused"
+        engine = default_engine(seeds, cell, peepholes, self.kalman) if engine is None else engine
+        check(engine == "step" or (engine == "fused" and fused_fits), "engine", engine,
+              "step, or fused for one LSTM (seeds=1) without peepholes trained by gradient" if not fused_fits else "step or fused")
+        self.save_hyperparameters(ignore=["optimizer", "engine"])
+        self.hparams["engine"] = engine  # what ran, not null
         self.hparams["optimizer"] = description  # plain: checkpoints load with weights_only=True
         self.automatic_optimization = False
         self._population(seeds, init_seed, restarts, restart_after, analyse_seed)
         self.layout = Layout(cell, num_symbols, hidden_units, peepholes)
-        self._nets = {"template": make_net(cell, num_symbols, hidden_units, peepholes)}  # not a submodule: its parameters are not the model's
         self.seed_weights = nn.ParameterList([nn.Parameter(self._initial(a.start(0))) for a in self.attempts])
         self._param_list: Optional[list[nn.Parameter]] = None
-        # one LSTM: torch's fused kernel (~8x faster than the batched recurrence for one net on a CPU), which has no peepholes
-        self.fused = seeds == 1 and cell == "lstm" and not peepholes
+        self.fused = engine == "fused"
         S = seeds
         self.ended_at: list[Optional[int]] = [None] * S  # the update at which a seed stopped
         self.stopped_early: list[Optional[int]] = [None] * S  # ... when a stopping rule stopped it
@@ -224,10 +242,10 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         """What computes an update, for results.json: it follows from the settings (one LSTM
         without peepholes takes torch's fused kernel; seeds=2 does not), so the run says it."""
         if self.kalman:
-            return "decoupled extended Kalman filter, Jacobians by forward-mode recurrent learning (RTRL) written out in lightning_modules.dekf"
+            return "step: the one-step cell over every seed, decoupled extended Kalman filter with Jacobians by forward-mode autodiff of the step (torch.func.jvp)"
         if self.fused:
-            return "torch's fused nn.LSTM kernel and autograd (one LSTM without peepholes)"
-        return "batched recurrence over the seeds, gradients by backpropagation through time written out in recurrent_nets.loss_and_grads"
+            return "fused: torch's nn.LSTM kernel and autograd (one LSTM without peepholes)"
+        return "step: the one-step cell over every seed, gradients by autograd"
 
     def configure_optimizers(self):
         optimizer = self._make_optimizer(self.seed_weights.parameters())
@@ -239,6 +257,10 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
     def kalman(self) -> bool:
         """Trained by the decoupled extended Kalman filter (``model/optimizer=dekf``)."""
         return self._make_optimizer.func is DEKF  # optimizer_factory gives a functools.partial of the class
+
+    @property
+    def engine_name(self) -> str:
+        return self.hparams.engine
 
     def setup(self, stage: str) -> None:
         dm = self.trainer.datamodule
@@ -277,27 +299,29 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         clip = self.hparams.get("clip_grad_norm")
         if self.kalman:
             losses = self._kalman_step(batch, drawn, active, opt.optimizer) if active else torch.zeros(0, device=self.device)
-        elif self.fused and active:
-            logits = fused_logits(self._nets["template"], self.seed_weights[0], batch["inputs"][0])
-            loss = self.objective.mean_loss(logits, batch["targets"][0], batch["inputs"][0])
-            opt.zero_grad()
-            self.manual_backward(loss)
-            if clip is not None:
-                torch.nn.utils.clip_grad_norm_(self.seed_weights[0], clip)
-            losses = loss.detach()[None]
         elif active:
-            fields = [batch[k] for k in ("inputs", "targets", "valid")]
-            if len(active) < len(drawn):
-                keep = torch.tensor([drawn.index(i) for i in active], device=self.device)
-                fields = [f.index_select(0, keep) for f in fields]
-            losses, grads = loss_and_grads(self.layout, self._flat(active), *fields, steps=batch.get("steps"), objective=self.objective)
-            if clip is not None:
-                grads = clip_per_row(grads, clip)
             params = self._params()
-            for i, g in zip(active, grads):  # the seeds without a gradient are skipped by the optimiser
-                # a buffer of its own: a view into the others' gradients would sit at another alignment,
-                # and the fused optimiser's vectorised loop would round a seed differently with other seeds
-                params[i].grad = g.clone()
+            l1 = self.hparams.get("l1", 0.0)
+            if self.fused:
+                logits = fused_logits(self.layout, params[0], batch["inputs"][0])
+                losses = self.objective.mean_loss(logits, batch["targets"][0], batch["inputs"][0])[None]
+                flat = params[0][None]
+            else:
+                fields = [batch[k] for k in ("inputs", "targets", "valid")]
+                if len(active) < len(drawn):
+                    keep = torch.tensor([drawn.index(i) for i in active], device=self.device)
+                    fields = [f.index_select(0, keep) for f in fields]
+                inputs, targets, valid = fields
+                flat = torch.stack([params[i] for i in active])  # (R, P); autograd flows back to each seed's parameter
+                logits = forward(self.layout, flat, inputs, valid)["logits"]
+                losses = self.objective.mean_loss(logits, targets, inputs)  # (R,)
+            opt.zero_grad()
+            self.manual_backward((losses + penalty(flat, l1)).sum() if l1 else losses.sum())  # the seeds' losses are independent
+            if clip is not None:
+                grads = clip_per_row(torch.stack([params[i].grad for i in active]), clip)
+                for i, g in zip(active, grads):
+                    params[i].grad.copy_(g)
+            losses = losses.detach()
         else:  # this process's seeds have all ended; the others' have not
             losses = torch.zeros(0, device=self.device)
         opt.step()
@@ -309,19 +333,28 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
 
     @torch.no_grad()
     def _kalman_step(self, batch: dict, drawn: list[int], active: list[int], dekf: DEKF) -> torch.Tensor:
-        """One string per seed, symbol by symbol: the outputs and their Jacobian (``RTRL``), then
-        the filter's update of that seed's weights, before the next symbol. Returns each seed's
-        loss on the string (the objective's mean over its symbols, measured before each update)."""
+        """One string per seed, symbol by symbol: the outputs and their Jacobian
+        (``ForwardJacobian``), then the filter's update of that seed's weights, before the next
+        symbol. With ``l1`` the outputs end with sqrt(penalty), which should be 0. Returns each
+        seed's loss on the string (the objective's mean over its symbols, measured before each update)."""
         rows = torch.tensor([drawn.index(i) for i in active], device=self.device)
         x, targets, valid = (batch[k].index_select(0, rows)[:, 0] for k in ("inputs", "targets", "valid"))  # (A, T, ...)
         params = [self._params()[i] for i in active]
         flat = torch.stack([p.detach() for p in params])
-        rtrl = RTRL(self.layout, flat)
+        jacobian = ForwardJacobian(self.layout, flat)
         steps = int(valid.sum(1).max())
         total = torch.zeros(len(active), dtype=flat.dtype, device=flat.device)
+        l1 = self.hparams.get("l1", 0.0)
+
+        def measured(logits, f):  # what the filter measures, as a function of the logits and the weights
+            y = self.objective.outputs(logits)
+            return torch.cat([y, penalty(f, l1).clamp(min=1e-12).sqrt()[:, None]], dim=1) if l1 else y
+
         for t in range(steps):
-            logits, dlogits = rtrl.step(flat, x[:, t])
-            y, d, H = self.objective.measurement(logits, dlogits, x[:, t], targets[:, t])
+            logits, _, y, H = jacobian.step(flat, x[:, t], head=measured)
+            d = self.objective.wanted(x[:, t], targets[:, t])
+            if l1:
+                d = torch.cat([d, d.new_zeros(len(d), 1)], dim=1)
             total += self.objective.per_position(logits, targets[:, t], x[:, t]) * valid[:, t]
             for k, p in enumerate(params):
                 if valid[k, t]:

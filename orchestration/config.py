@@ -36,9 +36,18 @@ def ddp_strategy(model_target: str) -> str:
     return strategy(model_target)
 
 
+def recurrent_engine(seeds: Any, cell: Any, peepholes: Any, optimizer_target: Any) -> str:
+    """``${recurrent_engine:...}``: the engine a recurrent run gets by default, written into the
+    saved config (the module's own rule, ``lightning_modules.recurrent.default_engine``)."""
+    from lightning_modules.recurrent import default_engine
+
+    return default_engine(seeds, cell, peepholes, str(optimizer_target).endswith(".DEKF"))
+
+
 def register_resolvers() -> None:
-    """``${run_name:...}``, ``${num_symbols:...}`` and ``${ddp_strategy:...}`` used by ``conf/``; call before composing."""
-    for name, fn in (("run_name", run_name), ("num_symbols", num_symbols), ("ddp_strategy", ddp_strategy)):
+    """``${run_name:...}``, ``${num_symbols:...}``, ``${ddp_strategy:...}`` and
+    ``${recurrent_engine:...}`` used by ``conf/``; call before composing."""
+    for name, fn in (("run_name", run_name), ("num_symbols", num_symbols), ("ddp_strategy", ddp_strategy), ("recurrent_engine", recurrent_engine)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, fn)
 

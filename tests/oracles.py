@@ -13,10 +13,12 @@ from datamodules.grammar import CountingLanguage, collate
 
 def unpack(cell: str, flat: torch.Tensor, symbols: int, hidden: int, peepholes: bool = False) -> dict[str, torch.Tensor]:
     """One network's flat vector (the project's layout: [H0,] W_ih (G, S), W_hh (G, H), b (G,),
-    V (S, H), c (S,)[, peepholes (3, H)], gates i, f, g, o) as the reference's matrices
-    ``x W + h U + b``, ``h V + c`` (and ``P``: the input, forget and output gates' peephole weights)."""
-    G = 4 * hidden if cell == "lstm" else hidden
-    sizes = ([("H0", (hidden,))] if cell == "srn" else []) + [("W", (G, symbols)), ("U", (G, hidden)), ("b", (G,)), ("V", (symbols, hidden)), ("c", (symbols,))]
+    [b_hn (H,),] V (S, H), c (S,)[, peepholes (3, H)], gates i, f, g, o or r, z, n) as the
+    reference's matrices ``x W + h U + b``, ``h V + c`` (and ``P``: the input, forget and output
+    gates' peephole weights; ``bhn``: the GRU candidate's bias inside the reset gate's product)."""
+    G = {"srn": 1, "lstm": 4, "gru": 3}[cell] * hidden
+    sizes = ([("H0", (hidden,))] if cell == "srn" else []) + [("W", (G, symbols)), ("U", (G, hidden)), ("b", (G,))]
+    sizes += ([("bhn", (hidden,))] if cell == "gru" else []) + [("V", (symbols, hidden)), ("c", (symbols,))]
     sizes += [("P", (3, hidden))] if peepholes else []
     out, start = {}, 0
     for name, shape in sizes:
@@ -40,11 +42,19 @@ def reference_step(cell: str, w: dict[str, torch.Tensor], x_t: torch.Tensor, h: 
     ``h``, ``c`` (B, H): SRN h_t = tanh(x_t W + h_{t-1} U + b); LSTM [i f g o] = x_t W + h_{t-1} U
     + b, c_t = f c_{t-1} + i g, h_t = o tanh(c_t) (with peepholes, Gers & Schmidhuber's: i and f
     see c_{t-1}, o sees c_t); logits h_t V + c. Returns ``hidden``, ``logits`` and, for the LSTM,
-    ``cell`` and the gates ``input``, ``forget``, ``output``."""
+    ``cell`` and the gates ``input``, ``forget``, ``output``. GRU (Cho et al. 2014, as torch's
+    ``nn.GRU``): r = sig(x W_r + h U_r + b_r), z = sig(x W_z + h U_z + b_z),
+    n = tanh(x W_n + b_n + r (h U_n + b_hn)), h_t = (1 - z) n + z h_{t-1}."""
     H = w["U"].shape[0]
     z = x_t @ w["W"] + h @ w["U"] + w["b"]
     out = {}
-    if cell == "lstm":
+    if cell == "gru":
+        r = torch.sigmoid(x_t @ w["W"][:, :H] + h @ w["U"][:, :H] + w["b"][:H])
+        u = torch.sigmoid(x_t @ w["W"][:, H : 2 * H] + h @ w["U"][:, H : 2 * H] + w["b"][H : 2 * H])
+        n = torch.tanh(x_t @ w["W"][:, 2 * H :] + w["b"][2 * H :] + r * (h @ w["U"][:, 2 * H :] + w["bhn"]))
+        h = (1 - u) * n + u * h
+        out.update(reset=r, update=u, candidate=n)
+    elif cell == "lstm":
         peep = w.get("P")
         zi, zf, zg, zo = z[:, :H], z[:, H : 2 * H], z[:, 2 * H : 3 * H], z[:, 3 * H :]
         i = torch.sigmoid(zi + (peep[0] * c if peep is not None else 0))

@@ -44,12 +44,13 @@ def test_every_experiment_composes_and_instantiates(experiment, tmp_path):
 
 @pytest.mark.parametrize(
     "experiment, net, hidden",
-    [("kmnist_lin", "lin", None), ("kmnist_full", "full", 95), ("kmnist_conv", "conv", None)],
+    [("kmnist_lin", "NetLin", None), ("kmnist_full", "NetFull", 95), ("kmnist_conv", "NetConv", None)],
 )
 def test_kmnist_experiments_reproduce_reference_settings(experiment, net, hidden, tmp_path):
     cfg = _compose([f"experiment={experiment}"], tmp_path)
-    assert cfg.model.net == net and cfg.model.get("hidden_units") == hidden
-    assert (cfg.model.lr, cfg.model.momentum, cfg.model.weight_decay) == (0.01, 0.5, 0.0)
+    assert cfg.model.net._target_ == f"lightning_modules.kmnist_nets.{net}" and cfg.model.net.get("hidden_units") == hidden
+    opt = cfg.model.optimizer
+    assert (opt._target_, opt.lr, opt.momentum, opt.weight_decay) == ("torch.optim.SGD", 0.01, 0.5, 0.0) and "scheduler" not in cfg.model
     assert (cfg.data.batch_size, cfg.data.mean, cfg.data.std) == (64, 0.5, 0.5)
     assert cfg.trainer.max_epochs == 10
 
@@ -86,13 +87,13 @@ def test_eval_settings_reach_the_grammar_data(tmp_path):
 
 
 def test_hidden_units_override(tmp_path):
-    cfg = _compose(["experiment=kmnist_full", "model.hidden_units=10"], tmp_path)
+    cfg = _compose(["experiment=kmnist_full", "model.net.hidden_units=10"], tmp_path)
     assert sum(p.numel() for p in instantiate(cfg.model).parameters()) == 795 * 10 + 10
 
 
 @pytest.mark.slow
 def test_hydra_flags_still_work():
-    proc = run_train("--cfg", "job", "experiment=kmnist_full", "model.hidden_units=7")
+    proc = run_train("--cfg", "job", "experiment=kmnist_full", "model.net.hidden_units=7")
     assert proc.returncode == 0, proc.stderr
     assert "hidden_units: 7" in proc.stdout and "_target_: lightning_modules.kmnist.KMNISTClassifier" in proc.stdout
 
@@ -121,7 +122,11 @@ def test_unknown_group_choice_is_refused_with_allowed_options(tmp_path):
     (["experiment=dekf_anbncn", "model.optimizer.r_end=inf"], "model.optimizer.r_end=inf is invalid; allowed: a finite number"),
     (["experiment=dekf_anbncn", "model.optimizer.anneal_strings=0"], "model.optimizer.anneal_strings=0 is invalid; allowed: an integer >= 1"),
     (["experiment=dekf_anbncn", "model.optimizer.decoupling=layers"], "model.optimizer.decoupling='layers' is invalid; allowed: one of units, none"),
-    (["experiment=kmnist_lin", "model.lr=inf"], "model.lr=inf is invalid; allowed: a finite number > 0"),
+    (["experiment=kmnist_lin", "model.optimizer.lr=inf"], "model.optimizer.lr=inf is invalid; allowed: a finite number"),
+    (["experiment=kmnist_full", "model.net.hidden_units=0"], "model.net.hidden_units=0 is invalid; allowed: an integer >= 1"),
+    (["experiment=kmnist_conv", "model/scheduler=step", "model.scheduler.gamma=nan"], "model.scheduler.gamma=nan is invalid; allowed: a finite number"),
+    (["experiment=lstm_anb2nc3n", "model.l1=-1"], "model.l1=-1 is invalid; allowed: a finite number >= 0"),
+    (["experiment=lstm_anb2nc3n", "seeds=2", "model.engine=fused"], "model.engine='fused' is invalid; allowed: step, or fused for one LSTM (seeds=1) without peepholes trained by gradient"),
     (["experiment=check_sig", "model.init_std=inf"], "model.init_std=inf is invalid; allowed: a finite number > 0"),
     (["experiment=check_sig", "model.weight_decay=nan"], "model.weight_decay=nan is invalid; allowed: a finite number >= 0"),
     # the views' intervals and ranges, the checks' own settings
@@ -155,24 +160,23 @@ def test_a_bad_setting_is_one_line_naming_the_key_as_typed(overrides, line, tmp_
 @pytest.mark.parametrize(
     "overrides, must_contain",
     [
-        (["experiment=kmnist_full", "model.hidden_units=0"], ["model.hidden_units=0", "integer >= 1"]),
-        (["experiment=kmnist_full", "model.hidden_units=-3"], ["model.hidden_units=-3", "integer >= 1"]),
-        (["model.lr=0"], ["model.lr=0", "> 0"]),
-        (["model.lr=-0.1"], ["model.lr=-0.1", "> 0"]),
+        (["experiment=kmnist_full", "model.net.hidden_units=0"], ["model.net.hidden_units=0", "integer >= 1"]),
+        (["experiment=kmnist_full", "model.net.hidden_units=-3"], ["model.net.hidden_units=-3", "integer >= 1"]),
+        (["model.optimizer.lr=-0.1"], ["model.optimizer: SGD(lr=-0.1", "Invalid learning rate: -0.1"]),
         (["trainer.max_epochs=0"], ["trainer.max_epochs=0", "integer >= 1"]),
         (["experiment=srn_anb2n", "trainer.max_steps=0"], ["trainer.max_steps=0", "-1 (no limit) or an integer >= 1"]),
         (["experiment=srn_anb2n", "data.language=abc"], ["data.language='abc'", "anbn, anb2n, anbncn, anb2nc3n"]),
         (["model=srn"], ["data.language", "data=kmnist and model=srn"]),
-        (["experiment=srn_anb2n", "model.cell=gru"], ["model.cell='gru'", "srn, lstm"]),
+        (["experiment=srn_anb2n", "model.cell=rnn"], ["model.cell='rnn'", "srn, lstm, gru"]),
         (["experiment=srn_anb2n", "model.optimizer.lr=-1"], ["model.optimizer: Adam(lr=-1", "Invalid learning rate: -1"]),
         (["experiment=srn_anb2n", "model/optimizer=rprop"], ["model/optimizer='rprop'", "adam, dekf, rmsprop, sgd"]),
         (["experiment=srn_anb2n", "threads=0"], ["threads=0 is invalid; allowed: auto or an integer >= 1"]),
-        (["model.net=resnet"], ["model.net='resnet'", "lin, full, conv"]),
+        (["model.net._target_=resnet.ResNet"], ["model.net._target_='resnet.ResNet' is not an importable net class"]),
         (["model=transformer"], ["model='transformer'", "net_conv", "net_full", "net_lin"]),
         (["experiment=kmnist_huge"], ["experiment='kmnist_huge'", "kmnist_conv"]),
         (["data.batch_size=0"], ["data.batch_size=0", "integer >= 1"]),
         (["trainer.max_epoch=3"], ["trainer.max_epoch", "not in struct"]),
-        (["model.lr=[1"], ["model.lr=[1"]),
+        (["model.optimizer.lr=[1"], ["model.optimizer.lr=[1"]),
         (["experiment=lstm_anb2nc3n", "model.forget_bias=nan", "trainer.max_steps=200"], ["model.forget_bias=nan is invalid; allowed: null or a finite number (with cell=lstm)"]),
         (["experiment=lstm_anb2nc3n", "model/optimizer=dekf", "model.optimizer.p0=-1"], ["model.optimizer.p0=-1 is invalid; allowed: a finite number > 0"]),
     ],
@@ -238,13 +242,14 @@ def test_the_checkpoint_check_tells_the_same_net_at_another_size(tmp_path):
     """NetFull with 95 and with 200 hidden units have the same parameter names; only the shapes
     tell them apart (a check on names alone would pass a wrong checkpoint)."""
     from lightning_modules.kmnist import KMNISTClassifier
+    from lightning_modules.kmnist_nets import NetFull
     from orchestration.config import check_checkpoint
     from base.errors import UserError
 
-    small, large = KMNISTClassifier(net="full", hidden_units=95), KMNISTClassifier(net="full", hidden_units=200)
+    small, large = KMNISTClassifier(net=NetFull(95)), KMNISTClassifier(net=NetFull(200))
     assert small.state_dict().keys() == large.state_dict().keys()
     saved = _lightning_checkpoint(tmp_path / "full95.ckpt", small)
-    assert check_checkpoint(str(saved), KMNISTClassifier(net="full", hidden_units=95)) == str(saved)
+    assert check_checkpoint(str(saved), KMNISTClassifier(net=NetFull(95))) == str(saved)
     with pytest.raises(UserError) as caught:
         check_checkpoint(str(saved), large)
     line = str(caught.value)
@@ -256,10 +261,11 @@ def test_the_checkpoint_check_tells_the_same_net_at_another_size(tmp_path):
 @pytest.mark.parametrize("drop, expected", [("state_dict", "is not a Lightning checkpoint"), ("epoch", "is not a Lightning checkpoint")])
 def test_the_checkpoint_check_wants_what_lightning_writes(tmp_path, drop, expected):
     from lightning_modules.kmnist import KMNISTClassifier
+    from lightning_modules.kmnist_nets import NetLin
     from orchestration.config import check_checkpoint
     from base.errors import UserError
 
-    model = KMNISTClassifier(net="lin")
+    model = KMNISTClassifier(net=NetLin())
     path = _lightning_checkpoint(tmp_path / "lin.ckpt", model, **{drop: True})
     with pytest.raises(UserError, match=expected):
         check_checkpoint(str(path), model)

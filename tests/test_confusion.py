@@ -9,7 +9,7 @@ from torch import nn
 
 from analysis.kmnist import reference_test_line, top_confusions
 from datamodules.tensor_batches import TensorBatches, batch_loader
-from lightning_modules import KMNISTClassifier
+from lightning_modules import KMNISTClassifier, NetLin
 
 
 class Scripted(nn.Module):
@@ -45,7 +45,7 @@ def _images():
 
 
 def test_confusion_loss_and_accuracy_match_hand_computation():
-    model = KMNISTClassifier(net="lin", num_classes=3)
+    model = KMNISTClassifier(net=NetLin(num_classes=3))
     model.net = Scripted()
     loader = batch_loader(TensorBatches(_images(), TARGETS), batch_size=4)  # two batches: 4 + 2
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)

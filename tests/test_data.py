@@ -48,16 +48,13 @@ def test_normalise_matches_torchvision_transforms():
     assert ours[0, 0, 0, 0] == -1.0 and ours[0, 0, 0, 1] == 1.0
 
 
-@pytest.mark.parametrize("batches_per_step, groups", [(1, [1, 1, 1]), (2, [2, 1]), (5, [3])])
-def test_batches_are_slices_of_the_split_in_order(tmp_path, batches_per_step, groups):
+def test_batches_are_slices_of_the_split_in_order(tmp_path):
     make_raw(tmp_path, n_train=150)
-    dm = KMNISTDataModule(root=str(tmp_path), batch_size=64, shuffle=False, source="files", batches_per_step=batches_per_step)
+    dm = KMNISTDataModule(root=str(tmp_path), batch_size=64, shuffle=False, source="files")
     dm.prepare_data()
     dm.setup("fit")
     images, labels = dm.train_set.tensors
-    items = list(dm.train_dataloader())  # each item: the batches of one training step
-    assert [len(item) for item in items] == groups
-    batches = [b for item in items for b in item]
+    batches = list(dm.train_dataloader())  # one batch, one training step
     assert [len(b[1]) for b in batches] == [64, 64, 22]
     assert torch.equal(torch.cat([b[0] for b in batches]), images)
     assert torch.equal(torch.cat([b[1] for b in batches]), labels)
@@ -73,7 +70,7 @@ def test_shuffle_is_a_permutation_fixed_by_seed_and_epoch(tmp_path):
         dm.setup("fit")
         loader = dm.train_dataloader()
         loader.sampler.set_epoch(epoch)  # what Lightning calls before each training epoch
-        return dm.train_set.tensors[0], torch.cat([b[0] for item in loader for b in item])
+        return dm.train_set.tensors[0], torch.cat([b[0] for b in loader])
 
     images, first = epoch_images(0, 0)
     # every image exactly once (compared exactly, row by row: a float projection of the rows

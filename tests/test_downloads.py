@@ -231,9 +231,6 @@ def test_tensor_batches_and_their_samplers():
     shuffled = batch_loader(data, 4, shuffle=True, seed=5)
     assert [i for b in shuffled for i in b[1].tolist()] == list(EpochShuffleSampler(data, seed=5))
     assert batch_loader(data, 4, shuffle=True).sampler.seed == 0
-    grouped = batch_loader(data, 3, batches_per_item=2, shuffle=False)
-    items = [[b[1].tolist() for b in item] for item in grouped]
-    assert items == [[[0, 1, 2], [3, 4, 5]], [[6, 7, 8], [9]]] and grouped.num_workers == 0
     sharded = batch_loader(data, 2, distributed=(3, 1))
     assert [b[1].tolist() for b in sharded] == [[1, 4], [7]] and isinstance(sharded.sampler, EvalShardSampler)
 
@@ -248,7 +245,6 @@ _MD5S = "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx
     ({"checksums": {"a": "b"}}, f"checksums={{'a': 'b'}} is invalid; allowed: null (the official MD5s) or a mapping of {_MD5S} to MD5s"),
     ({"batch_size": 0}, "batch_size=0 is invalid; allowed: an integer >= 1"),
     ({"eval_batch_size": 0}, "eval_batch_size=0 is invalid; allowed: an integer >= 1"),
-    ({"batches_per_step": 0}, "batches_per_step=0 is invalid; allowed: an integer >= 1"),
     ({"std": 0}, "std=0 is invalid; allowed: a finite number > 0"),
     ({"shuffle": "yes"}, "shuffle='yes' is invalid; allowed: true or false"),
     ({"on_device": 1}, "on_device=1 is invalid; allowed: true or false"),
@@ -264,9 +260,9 @@ def test_kmnist_data_settings(kwargs, line):
 def test_kmnist_data_defaults_and_the_smallest_settings(tmp_path):
     dm = KMNISTDataModule()
     hp = dm.hparams
-    assert (hp.root, hp.source, hp.batch_size, hp.eval_batch_size, hp.shuffle, hp.seed, hp.batches_per_step, hp.on_device) == ("data", "auto", 64, 1000, True, 0, 1, False)
+    assert (hp.root, hp.source, hp.batch_size, hp.eval_batch_size, hp.shuffle, hp.seed, hp.on_device) == ("data", "auto", 64, 1000, True, 0, False)
     assert dm.raw_folder == (Path("data") / "KMNIST" / "raw").resolve() and dm._downloaded is False
-    small = KMNISTDataModule(root=str(tmp_path), source="bundled", batch_size=1, eval_batch_size=1, batches_per_step=1)
+    small = KMNISTDataModule(root=str(tmp_path), source="bundled", batch_size=1, eval_batch_size=1)
     small.setup("test")
     assert len(next(iter(small.test_dataloader()))[1]) == 1
     assert small._resolve_source() == "bundled"

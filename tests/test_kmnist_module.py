@@ -1,10 +1,12 @@
-"""The KMNIST LightningModule in process, against independent oracles: its updates against
+"""The KMNIST LightningModule in process, against independent oracles: its updates (Lightning's
+automatic optimisation, with and without gradient clipping and accumulation) against
 ``torch.optim.SGD`` in a plain loop over the same batches, its evaluation and test summary against
 a direct count over the same images (seconds; the end-to-end runs are in test_train_e2e.py)."""
 
 from __future__ import annotations
 
 import copy
+import functools
 
 import pytest
 import pytorch_lightning as pl
@@ -14,8 +16,9 @@ import torch.nn.functional as F
 from analysis.kmnist import top_confusions
 from datamodules.kmnist import KMNISTDataModule
 from lightning_modules.kmnist import KMNISTClassifier
+from lightning_modules.kmnist_nets import NetConv, NetFull, NetLin
 
-BATCH, PER_STEP, STEPS, EVAL = 50, 3, 2, 500
+BATCH, STEPS, EVAL = 50, 6, 500
 
 
 def _trainer(**kw):
@@ -25,7 +28,7 @@ def _trainer(**kw):
 
 @pytest.fixture(scope="module")
 def data():
-    dm = KMNISTDataModule(source="bundled", batch_size=BATCH, eval_batch_size=EVAL, shuffle=False, batches_per_step=PER_STEP)
+    dm = KMNISTDataModule(source="bundled", batch_size=BATCH, eval_batch_size=EVAL, shuffle=False)
     dm.prepare_data()
     dm.setup("fit")
     return dm
@@ -33,13 +36,14 @@ def data():
 
 def test_the_defaults_are_the_references_settings():
     hp = KMNISTClassifier().hparams
-    assert (hp.net, hp.lr, hp.momentum, hp.weight_decay, hp.num_classes, hp.channels_last, hp.compile) == ("conv", 0.01, 0.5, 0.0, 10, False, False)
-    assert KMNISTClassifier(net="full", hidden_units=5, num_classes=7).net.fc2.out_features == 7
+    assert hp.net == {"_target_": "lightning_modules.kmnist_nets.NetConv", "num_classes": 10}
+    assert (hp.optimizer, hp.scheduler, hp.channels_last, hp.compile) == ({"_target_": "torch.optim.SGD", "lr": 0.01, "momentum": 0.5}, None, False, False)
+    assert KMNISTClassifier(net=NetFull(5, num_classes=7)).net.fc2.out_features == 7
 
 
 def test_training_is_torch_sgds_update_after_update_and_the_evaluation_a_direct_count(data):
     torch.manual_seed(0)
-    model = KMNISTClassifier(net="lin", lr=0.05, momentum=0.9, weight_decay=1e-3)
+    model = KMNISTClassifier(net=NetLin(), optimizer=functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9, weight_decay=1e-3))
     oracle = copy.deepcopy(model.net)
     trainer = _trainer(limit_train_batches=STEPS, limit_val_batches=2)
     trainer.fit(model, datamodule=data)
@@ -47,14 +51,14 @@ def test_training_is_torch_sgds_update_after_update_and_the_evaluation_a_direct_
     images, labels = data.train_set.tensors
     opt = torch.optim.SGD(oracle.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
     losses = []
-    for k in range(STEPS * PER_STEP):  # the files' order, one update per batch
+    for k in range(STEPS):  # the files' order, one update per batch
         x, y = images[k * BATCH : (k + 1) * BATCH], labels[k * BATCH : (k + 1) * BATCH]
         loss = F.nll_loss(oracle(x), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert trainer.global_step == STEPS * PER_STEP
+    assert trainer.global_step == STEPS
     for (name, mine), (_, want) in zip(model.net.named_parameters(), oracle.named_parameters()):
         torch.testing.assert_close(mine, want, rtol=1e-5, atol=1e-6, msg=name)
     assert trainer.callback_metrics["loss/train"].item() == pytest.approx(sum(losses) / len(losses), rel=1e-5)
@@ -89,21 +93,49 @@ def test_training_is_torch_sgds_update_after_update_and_the_evaluation_a_direct_
 
 def test_channels_last_keeps_the_numbers_and_the_layout(data):
     torch.manual_seed(1)
-    plain = KMNISTClassifier(net="conv")
-    fast = KMNISTClassifier(net="conv", channels_last=True)
+    plain = KMNISTClassifier(net=NetConv())
+    fast = KMNISTClassifier(net=NetConv(), channels_last=True)
     fast.net.load_state_dict(plain.net.state_dict())
     assert fast.net.conv2.weight.is_contiguous(memory_format=torch.channels_last) and not plain.net.conv2.weight.is_contiguous(memory_format=torch.channels_last)
     x = data.test_set.tensors[0][:20]
     torch.testing.assert_close(fast(x), plain(x), rtol=1e-5, atol=1e-5)
 
 
-def test_a_step_stops_inside_its_group_at_max_steps_and_counts_what_it_did(data):
-    """max_steps = 4 with 3 updates a step: the second step makes one update, not three; the
-    epoch's loss is the mean of those 4 updates' losses and the timer counts their 200 images."""
+@pytest.mark.parametrize("clip, accumulate", [(0.05, 1), (None, 3), (0.05, 2)])
+def test_gradient_clipping_and_accumulation_are_lightnings_as_documented(data, clip, accumulate):
+    """``trainer.gradient_clip_val`` clips the 2-norm of all gradients before each update
+    (``torch.nn.utils.clip_grad_norm_``); ``trainer.accumulate_grad_batches=k`` sums the
+    gradients of k batches' losses, each divided by k, into one update: the hand loop does both and
+    gets the same weights, and ``global_step`` counts the updates."""
+    torch.manual_seed(5)
+    model = KMNISTClassifier(net=NetLin())
+    oracle = copy.deepcopy(model.net)
+    trainer = _trainer(limit_train_batches=6, limit_val_batches=0, gradient_clip_val=clip, accumulate_grad_batches=accumulate)
+    trainer.fit(model, datamodule=data)
+    images, labels = data.train_set.tensors
+    opt = torch.optim.SGD(oracle.parameters(), lr=0.01, momentum=0.5)
+    norms = []
+    for k in range(6):
+        loss = F.nll_loss(oracle(images[k * BATCH : (k + 1) * BATCH]), labels[k * BATCH : (k + 1) * BATCH]) / accumulate
+        loss.backward()
+        if (k + 1) % accumulate == 0:
+            if clip is not None:
+                norms.append(float(torch.nn.utils.clip_grad_norm_(oracle.parameters(), clip)))
+            opt.step()
+            opt.zero_grad()
+    assert trainer.global_step == 6 // accumulate
+    assert clip is None or min(norms) > clip  # the clipping bit on every update
+    for (name, mine), (_, want) in zip(model.net.named_parameters(), oracle.named_parameters()):
+        torch.testing.assert_close(mine, want, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_training_stops_at_max_steps_and_counts_what_it_did(data):
+    """max_steps = 4: four updates; the epoch's loss is the mean of those 4 updates' losses and
+    the timer counts their 200 images."""
     from callbacks.timer import TrainTimer
 
     torch.manual_seed(2)
-    model = KMNISTClassifier(net="lin")
+    model = KMNISTClassifier(net=NetLin())
     oracle = copy.deepcopy(model.net)
     timer = TrainTimer()
     trainer = _trainer(max_steps=4, limit_val_batches=0, callbacks=[timer])
@@ -119,6 +151,17 @@ def test_a_step_stops_inside_its_group_at_max_steps_and_counts_what_it_did(data)
         opt.step()
         losses.append(loss.item())
     assert trainer.callback_metrics["loss/train"].item() == pytest.approx(sum(losses) / 4, rel=1e-5)
+    for (name, mine), (_, want) in zip(model.net.named_parameters(), oracle.named_parameters()):
+        torch.testing.assert_close(mine, want, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_the_lr_scheduler_steps_once_an_epoch(data):
+    """``model.scheduler`` (StepLR, step_size 1, gamma 0.5): the learning rate halves after each epoch."""
+    model = KMNISTClassifier(net=NetLin(), scheduler=functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5))
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=3, limit_train_batches=2, limit_val_batches=1, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(model, datamodule=data)
+    assert trainer.global_step == 6 and trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.01 * 0.5**3)
 
 
 def test_the_epochs_training_loss_weights_each_update_by_its_batch(data):
@@ -126,9 +169,9 @@ def test_the_epochs_training_loss_weights_each_update_by_its_batch(data):
     loss/train is the mean over images (each update's loss weighted by its batch size), not the
     mean of the seven updates."""
     torch.manual_seed(3)
-    model = KMNISTClassifier(net="lin")
+    model = KMNISTClassifier(net=NetLin())
     oracle = copy.deepcopy(model.net)
-    dm = KMNISTDataModule(source="bundled", batch_size=1000, shuffle=False, batches_per_step=3)
+    dm = KMNISTDataModule(source="bundled", batch_size=1000, shuffle=False)
     trainer = _trainer(limit_val_batches=0)
     trainer.fit(model, datamodule=dm)
     images, labels = dm.train_set.tensors
@@ -152,7 +195,7 @@ def test_a_diverging_kmnist_run_is_stopped_by_the_divergence_check(data):
     from callbacks.divergence import DivergenceCheck
 
     torch.manual_seed(4)
-    model = KMNISTClassifier(net="full", hidden_units=20, lr=1e6, momentum=0.0)
+    model = KMNISTClassifier(net=NetFull(20), optimizer=functools.partial(torch.optim.SGD, lr=1e6))
     trainer = _trainer(limit_train_batches=20, limit_val_batches=0, callbacks=[DivergenceCheck(rise=10)])
     with pytest.raises(UserError, match="diverged|NaN|infinite"):
         trainer.fit(model, datamodule=data)

@@ -13,6 +13,7 @@ import torch
 from base.errors import ConfigError
 from lightning_modules.grid import GridPerceptron
 from lightning_modules.kmnist import KMNISTClassifier
+from lightning_modules.kmnist_nets import NetConv, NetFull, NetLin
 from lightning_modules.optimizers import optimizer_factory
 from lightning_modules.recurrent import SequencePredictor
 
@@ -24,7 +25,11 @@ def _line(build, **kwargs) -> str:
 
 
 @pytest.mark.parametrize("kwargs, line", [
-    ({"cell": "gru"}, "cell='gru' is invalid; allowed: one of srn, lstm"),
+    ({"cell": "rnn"}, "cell='rnn' is invalid; allowed: one of srn, lstm, gru"),
+    ({"l1": -0.1}, "l1=-0.1 is invalid; allowed: a finite number >= 0"),
+    ({"l1": float("nan")}, "l1=nan is invalid; allowed: a finite number >= 0"),
+    ({"engine": "fused"}, "engine='fused' is invalid; allowed: step, or fused for one LSTM (seeds=1) without peepholes trained by gradient"),
+    ({"engine": "fast", "cell": "lstm"}, "engine='fast' is invalid; allowed: step or fused"),
     ({"hidden_units": 0}, "hidden_units=0 is invalid; allowed: an integer >= 1"),
     ({"num_symbols": 4}, "num_symbols=4 is invalid; allowed: 2 or 3"),
     ({"init": 0}, "init=0 is invalid; allowed: a finite number > 0 (std of a normal) or 'uniform'"),
@@ -47,19 +52,27 @@ def test_sequence_predictor_accepts_its_documented_settings():
     assert SequencePredictor(init=0.5).hparams.init == 0.5 and SequencePredictor().hparams.optimizer == {
         "_target_": "torch.optim.SGD", "lr": 0.005, "weight_decay": 1e-4}  # the reference's SGD when none is named
     assert SequencePredictor(cell="lstm").fused and not SequencePredictor(cell="lstm", seeds=2).fused and not SequencePredictor().fused
+    assert not SequencePredictor(cell="lstm", engine="step").fused and SequencePredictor(cell="lstm", engine="step").hparams.engine == "step"
 
 
-def test_results_name_the_engine_the_settings_chose():
-    """seeds=2 changes how one LSTM's update is computed: results.json says which ran."""
+def test_results_and_the_saved_settings_name_the_engine_the_settings_chose():
+    """seeds=2 changes how one LSTM's update is computed: the hyperparameters (and so the saved
+    config, through the same rule) and results.json say which ran."""
     from lightning_modules.dekf import DEKF
+    from orchestration.config import recurrent_engine
 
-    fused = "torch's fused nn.LSTM kernel and autograd (one LSTM without peepholes)"
-    batched = "batched recurrence over the seeds, gradients by backpropagation through time written out in recurrent_nets.loss_and_grads"
-    kalman = "decoupled extended Kalman filter, Jacobians by forward-mode recurrent learning (RTRL) written out in lightning_modules.dekf"
-    assert SequencePredictor(cell="lstm").engine == fused
-    assert SequencePredictor(cell="lstm", seeds=2).engine == SequencePredictor(cell="lstm", peepholes=True).engine == SequencePredictor().engine == batched
+    fused = "fused: torch's nn.LSTM kernel and autograd (one LSTM without peepholes)"
+    step = "step: the one-step cell over every seed, gradients by autograd"
+    kalman = "step: the one-step cell over every seed, decoupled extended Kalman filter with Jacobians by forward-mode autodiff of the step (torch.func.jvp)"
+    assert SequencePredictor(cell="lstm").engine == fused and SequencePredictor(cell="lstm").hparams.engine == "fused"
+    assert SequencePredictor(cell="lstm", seeds=2).engine == SequencePredictor(cell="lstm", peepholes=True).engine == SequencePredictor().engine == step
+    assert SequencePredictor(cell="gru").engine == step and SequencePredictor(cell="gru").hparams.engine == "step"
     assert SequencePredictor(cell="lstm", optimizer=functools.partial(DEKF)).engine == kalman
-    assert GridPerceptron().engine.startswith("grid_fast: ") and KMNISTClassifier(net="lin").engine.startswith("autograd and torch.optim.SGD")
+    assert SequencePredictor(cell="lstm", optimizer=functools.partial(DEKF)).hparams.engine == "step"
+    assert [recurrent_engine(1, "lstm", False, "torch.optim.SGD"), recurrent_engine(2, "lstm", False, "torch.optim.SGD"),
+            recurrent_engine(1, "lstm", True, "torch.optim.SGD"), recurrent_engine(1, "lstm", False, "lightning_modules.dekf.DEKF"),
+            recurrent_engine(1, "srn", False, "torch.optim.SGD")] == ["fused", "step", "step", "step", "step"]
+    assert KMNISTClassifier(net=NetLin()).engine.startswith("autograd and the injected torch optimiser, Lightning's automatic optimisation")
 
 
 @pytest.mark.parametrize("kwargs, line", [
@@ -88,21 +101,38 @@ def test_hand_set_weights_train_one_net_only():
 
 
 @pytest.mark.parametrize("kwargs, line", [
-    ({"net": "mlp"}, "net='mlp' is invalid; allowed: one of lin, full, conv"),
-    ({"net": "full"}, "hidden_units=None is invalid; allowed: an integer >= 1"),
-    ({"net": "full", "hidden_units": 0}, "hidden_units=0 is invalid; allowed: an integer >= 1"),
-    ({"net": "conv", "hidden_units": 10}, "hidden_units=10 is invalid; allowed: null (net=conv has no hidden layer size)"),
-    ({"net": "lin", "hidden_units": 10}, "hidden_units=10 is invalid; allowed: null (net=lin has no hidden layer size)"),
-    ({"lr": 0}, "lr=0 is invalid; allowed: a finite number > 0"),
-    ({"momentum": 1}, "momentum=1 is invalid; allowed: a number in [0, 1)"),
-    ({"momentum": -0.1}, "momentum=-0.1 is invalid; allowed: a number in [0, 1)"),
-    ({"weight_decay": -1}, "weight_decay=-1 is invalid; allowed: a finite number >= 0"),
-    ({"num_classes": 1}, "num_classes=1 is invalid; allowed: an integer >= 2"),
+    ({"net": "mlp"}, "net='mlp' is invalid; allowed: a Classifier or its config with a _target_"),
+    ({"net": {"_target_": "lightning_modules.kmnist_nets.NetFull", "hidden_units": 0}}, "net.hidden_units=0 is invalid; allowed: an integer >= 1"),
+    ({"net": {"_target_": "lightning_modules.kmnist_nets.NetConv", "hidden_units": 10}},
+     "net: NetConv(hidden_units=10) is invalid: NetConv.__init__() got an unexpected keyword argument 'hidden_units'"),
+    ({"net": {"_target_": "torch.nn.Linear"}}, "net._target_='torch.nn.Linear' is invalid; allowed: a subclass of Classifier"),
+    ({"net": {"_target_": "lightning_modules.kmnist_nets.NetLin", "num_classes": 1}}, "net.num_classes=1 is invalid; allowed: an integer >= 2"),
+    ({"optimizer": {"_target_": "torch.optim.SGD", "lr": -1}}, "optimizer: SGD(lr=-1) is invalid: Invalid learning rate: -1"),
+    ({"optimizer": {"_target_": "torch.optim.SGD", "lr": 0.1, "momentum": -0.1}}, "optimizer: SGD(lr=0.1, momentum=-0.1) is invalid: Invalid momentum value: -0.1"),
+    ({"scheduler": {"_target_": "torch.optim.lr_scheduler.StepLR"}},
+     "scheduler: StepLR() is invalid: StepLR.__init__() missing 1 required positional argument: 'step_size'"),
+    ({"scheduler": "step"}, "scheduler='step' is invalid; allowed: a _partial_ LR scheduler config, e.g. model/scheduler=step"),
+    ({"scheduler": {"_target_": "torch.optim.lr_scheduler.StepLR", "step_size": 2, "gamma": float("inf")}}, "scheduler.gamma=inf is invalid; allowed: a finite number"),
     ({"channels_last": 1}, "channels_last=1 is invalid; allowed: true or false"),
     ({"compile": "yes"}, "compile='yes' is invalid; allowed: true or false"),
 ])
 def test_kmnist_classifier_settings(kwargs, line):
     assert _line(KMNISTClassifier, **kwargs) == line
+
+
+def test_the_kmnist_net_optimiser_and_scheduler_are_injected_and_kept_as_descriptions_that_build_them_again():
+    model = KMNISTClassifier(net=NetFull(7, num_classes=5), optimizer=functools.partial(torch.optim.Adam, lr=0.003),
+                             scheduler=functools.partial(torch.optim.lr_scheduler.StepLR, step_size=2))
+    hp = model.hparams
+    assert hp.net == {"_target_": "lightning_modules.kmnist_nets.NetFull", "hidden_units": 7, "num_classes": 5}
+    assert hp.optimizer == {"_target_": "torch.optim.adam.Adam", "lr": 0.003}
+    assert hp.scheduler == {"_target_": "torch.optim.lr_scheduler.StepLR", "step_size": 2}
+    again = KMNISTClassifier(**hp)  # what load_from_checkpoint does
+    assert isinstance(again.net, NetFull) and again.net.fc1.out_features == 7 and again.net.fc2.out_features == 5
+    config = again.configure_optimizers()
+    assert isinstance(config["optimizer"], torch.optim.Adam) and config["optimizer"].defaults["lr"] == 0.003
+    assert isinstance(config["lr_scheduler"]["scheduler"], torch.optim.lr_scheduler.StepLR) and config["lr_scheduler"]["interval"] == "epoch"
+    assert isinstance(KMNISTClassifier(net=NetLin()).configure_optimizers(), torch.optim.SGD)
 
 
 def test_the_optimiser_from_a_partial_or_its_description():

@@ -9,10 +9,10 @@ from analysis.parameters import format_parameter_table, parameter_table
 
 @pytest.mark.parametrize(
     "net, hidden, expected",
-    [("lin", None, 7_850), ("full", 95, 75_535), ("conv", None, 206_922)],
+    [(NetLin, None, 7_850), (NetFull, 95, 75_535), (NetConv, None, 206_922)],
 )
 def test_exact_parameter_counts(net, hidden, expected):
-    model = KMNISTClassifier(net=net, hidden_units=hidden)
+    model = KMNISTClassifier(net=net() if hidden is None else net(hidden))
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == expected
     rows = parameter_table(model)
     assert sum(r["params"] for r in rows) == expected

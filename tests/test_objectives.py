@@ -13,7 +13,7 @@ from base.errors import ConfigError
 from datamodules.grammar import CountingLanguage, collate
 from lightning_modules.objectives import Objective, legal_set
 from lightning_modules.recurrent import SequencePredictor, clip_per_row
-from lightning_modules.recurrent_nets import LSTM, Layout, forward, loss_and_grads
+from lightning_modules.recurrent_nets import LSTM, ForwardJacobian, Layout, forward
 from oracles import legal_targets, reference_logits, unpack
 
 A, B, C = 0, 1, 2
@@ -61,12 +61,13 @@ def test_a_position_is_right_when_every_thresholded_output_is_the_legal_set():
     torch.testing.assert_close(dist, torch.tensor([[0.5, 0.5], [1.0, 0.0]]), atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("cell, peepholes", [("srn", False), ("lstm", False), ("lstm", True)])
+@pytest.mark.parametrize("cell, peepholes", [("srn", False), ("lstm", False), ("lstm", True), ("gru", False)])
 @pytest.mark.parametrize("objective", [("next_symbol", None), ("legal_next", "mse"), ("legal_next", "bce")])
-def test_the_hand_written_gradients_are_autograds_through_the_cell_formulas(cell, peepholes, objective):
-    """Three networks on their own sequences: the batched recurrence's loss and hand gradients
-    against autograd through the formulas written step by step (tests/oracles.py) and the loss
-    computed from legal sets read off the symbols."""
+def test_the_training_loss_and_its_gradients_are_the_cell_formulas(cell, peepholes, objective):
+    """Three networks on their own sequences: the step run over the seeds at once, the
+    objective's loss and autograd's gradients with respect to the stacked weights, against
+    autograd through the formulas written step by step (tests/oracles.py) and the loss computed
+    from legal sets read off the symbols, one network at a time."""
     language, S, H = CountingLanguage(2, 3, 4), 3, 3
     layout = Layout(cell, S, H, peepholes)
     flat = torch.randn(3, layout.size, generator=torch.Generator().manual_seed(1)) * 0.7
@@ -75,7 +76,10 @@ def test_the_hand_written_gradients_are_autograds_through_the_cell_formulas(cell
     padded = [collate(seqs, S, T) for seqs, _ in per_net]
     stacked = {k: torch.stack([b[k] for b in padded]) for k in ("inputs", "targets", "valid")}
     obj = Objective.of(*objective)
-    loss, grads = loss_and_grads(layout, flat, stacked["inputs"], stacked["targets"], stacked["valid"], objective=obj)
+    stacked_flat = flat.clone().requires_grad_(True)
+    loss = obj.mean_loss(forward(layout, stacked_flat, stacked["inputs"], stacked["valid"])["logits"], stacked["targets"], stacked["inputs"])
+    (grads,) = torch.autograd.grad(loss.sum(), stacked_flat)
+    loss = loss.detach()
     for r, (seqs, b) in enumerate(per_net):
         p = flat[r].clone().requires_grad_(True)
         logits = reference_logits(cell, unpack(cell, p, S, H, peepholes), b["inputs"])["logits"][b["valid"]]
@@ -194,28 +198,30 @@ def test_the_noise_is_annealed_log_linearly_and_the_settings_checked():
         assert str(caught.value) == line
 
 
-@pytest.mark.parametrize("cell, peepholes", [("srn", False), ("lstm", False), ("lstm", True)])
-def test_rtrl_gives_autograds_jacobian_of_every_output(cell, peepholes):
-    """For fixed weights, the outputs' derivatives that RTRL carries forward equal the Jacobian
-    torch.func.jacfwd computes through the batched recurrence (float64)."""
+@pytest.mark.parametrize("cell, peepholes", [("srn", False), ("lstm", False), ("lstm", True), ("gru", False)])
+def test_the_carried_forward_derivatives_are_autograds_jacobian_of_every_output(cell, peepholes):
+    """For fixed weights, the outputs' derivatives that ``ForwardJacobian`` carries forward equal
+    the Jacobian torch.func.jacfwd computes through the whole sequence at once (float64), and its
+    ``head`` (a function of the logits and the weights) comes with its own Jacobian."""
     from torch.func import jacfwd
-
-    from lightning_modules.dekf import RTRL
 
     layout = Layout(cell, 3, 3, peepholes)
     flat = torch.randn(2, layout.size, dtype=torch.float64, generator=torch.Generator().manual_seed(5)) * 0.5
     x = collate([CountingLanguage(1, 1, 5).sequence([2, 1])], 3)["inputs"][0].double()
-    rtrl = RTRL(layout, flat)
+    rtrl = ForwardJacobian(layout, flat)
     for r in range(2):
         J = jacfwd(lambda w: forward(layout, w[None], x[None, None])["logits"][0, 0])(flat[r])
         assert J.shape == (x.shape[0], 3, layout.size)
     jac = [jacfwd(lambda w: forward(layout, w[None], x[None, None])["logits"][0, 0])(flat[r]) for r in range(2)]
     logits_all = forward(layout, flat, x[None, None].expand(2, 1, -1, -1))["logits"][:, 0]
     for t in range(x.shape[0]):
-        logits, dlogits = rtrl.step(flat, x[t].expand(2, -1))
+        logits, dlogits, y, dy = rtrl.step(flat, x[t].expand(2, -1), head=lambda z, f: torch.cat([torch.sigmoid(z), (f**2).sum(1, keepdim=True)], 1))
         torch.testing.assert_close(logits, logits_all[:, t])
+        torch.testing.assert_close(y[:, :3], torch.sigmoid(logits))
         for r in range(2):
             torch.testing.assert_close(dlogits[r], jac[r][t])
+            torch.testing.assert_close(dy[r, :3], (torch.sigmoid(logits[r]) * (1 - torch.sigmoid(logits[r])))[:, None] * jac[r][t])
+            torch.testing.assert_close(dy[r, 3], 2 * flat[r])
 
 
 def test_the_groups_split_the_weights_by_unit():

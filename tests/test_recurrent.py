@@ -18,7 +18,7 @@ from base.languages import PHASES
 from datamodules.grammar import CountingLanguage, GrammarDataModule, SequenceStream
 from lightning_modules import SequencePredictor
 from analysis.recurrent import generalisation
-from lightning_modules.recurrent_nets import LSTM, SRN
+from lightning_modules.recurrent_nets import GRU, LSTM, SRN
 
 
 def text(symbols):
@@ -194,8 +194,8 @@ def test_srn_matches_the_reference_formulas():
             if p.requires_grad:
                 p.normal_(0, 0.5)
     x = _random_batch(2)
-    W, U, b = net.rnn.weight_ih_l0.T, net.rnn.weight_hh_l0.T, net.rnn.bias_ih_l0
-    hs, logits = reference_srn(x, W, U, b, net.H0, net.out.weight.T, net.out.bias)
+    W, U, b = net.weight_ih.T, net.weight_hh.T, net.bias
+    hs, logits = reference_srn(x, W, U, b, net.H0, net.out_weight.T, net.out_bias)
     torch.testing.assert_close(net(x), logits, atol=1e-5, rtol=1e-5)
     tr = net.trace(x)
     torch.testing.assert_close(tr["hidden"], hs, atol=1e-6, rtol=1e-6)
@@ -208,14 +208,34 @@ def test_lstm_matches_the_reference_formulas():
     torch.manual_seed(1)
     net = LSTM(3, 3)
     x = _random_batch(3)
-    ref = reference_lstm(x, net.lstm.weight_ih_l0.T, net.lstm.weight_hh_l0.T, net.lstm.bias_ih_l0, net.out.weight.T, net.out.bias)
+    ref = reference_lstm(x, net.weight_ih.T, net.weight_hh.T, net.bias, net.out_weight.T, net.out_bias)
     torch.testing.assert_close(net(x), ref["logits"], atol=1e-5, rtol=1e-5)
     tr = net.trace(x)
     for key in ("hidden", "cell", "input", "forget", "cell_input", "output", "logits"):
         torch.testing.assert_close(tr[key], ref[key], atol=1e-6, rtol=1e-6)
     # the reference's 96 parameters for S = 3, H = 3: W 3x12, U 3x12, b 12, V 3x3, c 3
     assert sum(p.numel() for p in net.parameters() if p.requires_grad) == 96
-    assert not net.lstm.bias_hh_l0.requires_grad and net.lstm.bias_hh_l0.abs().sum() == 0
+    assert [n for n, _ in net.named_parameters()] == ["weight_ih", "weight_hh", "bias", "out_weight", "out_bias"]
+
+
+def test_a_gru_is_torchs_gru_with_the_reset_gates_bias_kept_and_the_redundant_ones_zero():
+    """The textbook GRU (torch's ``nn.GRU``, Cho et al. 2014) with bias_hh's reset and update rows
+    at zero (they only add to bias_ih's) and its candidate row as ``bias_hn``; float64."""
+    torch.manual_seed(2)
+    net = GRU(3, 3).double()
+    x = _random_batch(3).double()
+    gru = torch.nn.GRU(3, 3, batch_first=True).double()
+    with torch.no_grad():
+        gru.weight_ih_l0.copy_(net.weight_ih)
+        gru.weight_hh_l0.copy_(net.weight_hh)
+        gru.bias_ih_l0.copy_(net.bias)
+        gru.bias_hh_l0.copy_(torch.cat([torch.zeros(6, dtype=torch.float64), net.bias_hn.detach()]))
+    hidden, _ = gru(x)
+    tr = net.trace(x)
+    torch.testing.assert_close(tr["hidden"], hidden)
+    torch.testing.assert_close(net(x), hidden @ net.out_weight.T + net.out_bias)
+    # 3 gates x (3 inputs + 3 hidden + 1 bias) + 3 (bias_hn) + 3 x 3 + 3 outputs
+    assert sum(p.numel() for p in net.parameters()) == 3 * 3 * 7 + 3 + 12 and set(tr) >= {"reset", "update", "candidate"}
 
 
 def test_reference_initialisations():

@@ -200,16 +200,16 @@ def test_a_checkpoint_and_a_move_between_processes_bring_back_every_seeds_record
 def test_the_fused_kernel_takes_one_lstm_without_peepholes_only():
     """``fused_logits`` is the reference's LSTM formulas through ``nn.LSTM``; an SRN or a peephole
     LSTM is refused, not run through a kernel that lacks their weights."""
-    from lightning_modules.recurrent_nets import Layout, fused_logits, make_net
+    from lightning_modules.recurrent_nets import Layout, fused_logits
 
     layout = Layout("lstm", 3, 3)
     flat = layout.initial("uniform", torch.Generator().manual_seed(0))
     x = GrammarDataModule(language="anb2nc3n").batch_of_blocks([[2], [3, 1]])["inputs"]
     with torch.no_grad():
-        torch.testing.assert_close(fused_logits(make_net("lstm", 3, 3), flat, x), reference_logits("lstm", unpack("lstm", flat, 3, 3), x)["logits"], atol=1e-5, rtol=1e-4)
-    for net in (make_net("srn", 3, 3), make_net("lstm", 3, 3, peepholes=True)):
-        with pytest.raises(ValueError, match="^torch's fused kernel trains one LSTM without peepholes; use the batched recurrence"):
-            fused_logits(net, flat, x)
+        torch.testing.assert_close(fused_logits(layout, flat, x), reference_logits("lstm", unpack("lstm", flat, 3, 3), x)["logits"], atol=1e-5, rtol=1e-4)
+    for other in (Layout("srn", 3, 3), Layout("lstm", 3, 3, peepholes=True), Layout("gru", 3, 3)):
+        with pytest.raises(ValueError, match="^torch's fused kernel trains an LSTM without peepholes; use the step"):
+            fused_logits(other, other.initial("uniform", torch.Generator().manual_seed(0)), x)
 
 
 def test_a_batch_with_one_real_position_has_that_positions_loss():

@@ -31,6 +31,7 @@ from callbacks.test_set_views import AttributionCallback
 from datamodules.grammar import GrammarDataModule
 from datamodules.kmnist import KMNISTDataModule
 from lightning_modules.kmnist import KMNISTClassifier
+from lightning_modules.kmnist_nets import NetConv, NetFull, NetLin
 from lightning_modules.recurrent_nets import make_net
 from conftest import REPO
 from oracles import reference_logits, unpack
@@ -112,7 +113,7 @@ def _image_data(n: int = 40, seed: int = 0):
 
 def test_the_classifiers_projector_row_i_is_image_is_features_and_its_metadata_row_i_its_labels(tmp_path):
     torch.manual_seed(0)
-    module = KMNISTClassifier(net="full", hidden_units=6)
+    module = KMNISTClassifier(net=NetFull(6))
     dm, images, labels = _image_data(25)
     trainer = _trainer(tmp_path, dm)
     test_set_views.TestSetViews(pr_curves=False).on_test_end(trainer, module)
@@ -135,7 +136,7 @@ def test_each_pr_curve_counts_the_true_labels_against_the_classs_probability(tmp
     with P(c) >= t_k, false positives = other images with P(c) >= t_k, and the rest; precision
     and recall from them. Counted here from the labels and the softmax of the scores directly."""
     torch.manual_seed(1)
-    module = KMNISTClassifier(net="lin")
+    module = KMNISTClassifier(net=NetLin())
     with torch.no_grad():
         module.net.fc.weight.mul_(20)  # spread the probabilities over (0, 1)
     dm, images, _ = _image_data(60)
@@ -174,7 +175,7 @@ def test_the_attributions_of_netlin_are_its_weight_rows_times_the_step_from_the_
     the score's change from the blank image (completeness); the difference map is that of b
     minus a. The examples are the test images of a read as b, most confident first."""
     torch.manual_seed(2)
-    module = KMNISTClassifier(net="lin")
+    module = KMNISTClassifier(net=NetLin())
     dm, images, labels = _image_data(80)
     W, bias = module.net.fc.weight.detach(), module.net.fc.bias.detach()
     probs = (images.flatten(1) @ W.T + bias).softmax(1)
@@ -211,7 +212,7 @@ def test_integrated_gradients_of_netconv_from_the_blank_image_sum_to_its_score_c
     """Completeness through the callback on a non-linear net: each example's map of the score of
     b sums to score_b(x) - score_b(blank image) within the midpoint rule's error."""
     torch.manual_seed(3)
-    module = KMNISTClassifier(net="conv").eval()
+    module = KMNISTClassifier(net=NetConv()).eval()
     dm, images, labels = _image_data(60)
     with torch.no_grad():
         preds = module.net.scores(images).argmax(1)
@@ -245,7 +246,7 @@ def test_the_histograms_hold_the_weights_and_gradients_of_that_update(tmp_path):
     histogram's count, min, max, sum and sum of squares are the tensors'. NetConv's fc1 (200,704
     weights) is sampled: max_samples values from inside the tensor's range."""
     torch.manual_seed(4)
-    module = KMNISTClassifier(net="lin")
+    module = KMNISTClassifier(net=NetLin())
     x, y = torch.randn(16, 1, 28, 28), torch.arange(16) % 10
     F.nll_loss(module(x), y).backward()
     trainer = _trainer(tmp_path)
@@ -259,7 +260,7 @@ def test_the_histograms_hold_the_weights_and_gradients_of_that_update(tmp_path):
         assert h.sum == pytest.approx(float(v.sum()), rel=1e-5, abs=1e-7) and h.sum_squares == pytest.approx(float((v * v).sum()), rel=1e-5)
         assert sum(h.bucket) == v.numel()
 
-    conv = KMNISTClassifier(net="conv")
+    conv = KMNISTClassifier(net=NetConv())
     trainer = _trainer(tmp_path / "conv")
     HistogramCallback(max_samples=5_000).on_before_optimizer_step(trainer, conv, None)
     ((_, h),) = _histogram(_events(trainer), "weights/fc1.weight")
@@ -270,7 +271,7 @@ def test_the_histograms_hold_the_weights_and_gradients_of_that_update(tmp_path):
 
 def test_a_histogram_of_nan_or_inf_leaves_them_out_and_one_with_nothing_finite_is_not_drawn(tmp_path):
     """A diverging run's views before its check ends it: no TensorBoard 'histogram is empty' crash."""
-    module = KMNISTClassifier(net="lin")
+    module = KMNISTClassifier(net=NetLin())
     with torch.no_grad():
         module.net.fc.weight[0, :3] = torch.tensor([math.nan, math.inf, -math.inf])
         module.net.fc.bias.fill_(math.nan)
@@ -399,7 +400,7 @@ def test_the_attribution_figures_go_to_tensorboard_and_files_one_per_confusion_w
     weights (its pair is skipped, the next keep their numbers), one pair with a single example
     (drawn) and one with more than ``examples`` (cut to the most confident)."""
     torch.manual_seed(7)
-    module = KMNISTClassifier(net="lin")
+    module = KMNISTClassifier(net=NetLin())
     dm, images, _ = _image_data(60)
     probs = (images.flatten(1) @ module.net.fc.weight.detach().T + module.net.fc.bias.detach()).softmax(1)
     preds = probs.argmax(1)
@@ -459,7 +460,7 @@ def test_the_test_set_views_defaults_settings_and_limits(tmp_path):
         assert str(caught.value) == line
     assert test_set_views.TestSetViews(pr_thresholds=2).pr_thresholds == 2 and AttributionCallback(examples=1).examples == 1
 
-    module = KMNISTClassifier(net="lin")
+    module = KMNISTClassifier(net=NetLin())
     dm, images, labels = _image_data(25)
     limit = (8192 // 28) ** 2  # 292 glyphs a side of the sprite
     with pytest.raises(ConfigError) as caught:
