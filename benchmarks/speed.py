@@ -56,7 +56,6 @@ VARIANTS = {  # name -> overrides of the project run
     "bf16": ["trainer.precision=bf16-mixed"],
     "on_device": ["data.on_device=true"],
     "default_layout": ["model.channels_last=false"],
-    "one_batch_per_step": ["data.batches_per_step=1"],
 }
 
 
@@ -172,14 +171,14 @@ def bench_kmnist(net: str, root: Path, epochs: int, repeats: int, device: str, v
         dm.prepare_data()
         dm.setup("fit")
         x, y = dm.train_set.tensors
-        hp = cfg.model
+        hp, opt = cfg.model, cfg.model.optimizer
         initial = copy.deepcopy(model.net).to(device)  # the same initial weights for the baselines
         channels_last = bool(hp.get("channels_last", False))
-        times.setdefault("hand", []).extend(hand_kmnist(copy.deepcopy(initial), x, y, cfg.data.batch_size, epochs, cfg.seed, device, hp.lr, hp.momentum, channels_last)[1:])
+        times.setdefault("hand", []).extend(hand_kmnist(copy.deepcopy(initial), x, y, cfg.data.batch_size, epochs, cfg.seed, device, opt.lr, opt.momentum, channels_last)[1:])
         trainer.fit(model, datamodule=dm)
         times.setdefault("project", []).extend(callbacks[-1].epoch_seconds[1:])
         reference_net = copy.deepcopy(initial).to(memory_format=torch.contiguous_format)  # as the reference wrote it
-        times.setdefault("reference", []).extend(reference_kmnist(reference_net, root, cfg.data.batch_size, epochs, device, hp.lr, hp.momentum)[1:])
+        times.setdefault("reference", []).extend(reference_kmnist(reference_net, root, cfg.data.batch_size, epochs, device, opt.lr, opt.momentum)[1:])
         for variant in variants:
             _, (dm_v, model_v, callbacks_v, trainer_v) = build([*base, *VARIANTS[variant]], device, scratch / f"kmnist_{net}_{variant}_{rep}")
             trainer_v.fit(model_v, datamodule=dm_v)
@@ -353,7 +352,7 @@ def busy_table(rows: list[dict]) -> str:
 
 def row(name, unit, updates, batch, project, hand, reference) -> dict:
     """Times are seconds per ``unit`` (an epoch of ``updates`` optimizer updates, or one update).
-    An update, not a Lightning step: a KMNIST step makes ``data.batches_per_step`` updates."""
+    An update, not a Lightning step: a grid step makes up to ``data.batches_per_step`` updates."""
     per_unit = updates if unit == "epoch" else 1
     samples = updates * batch if unit == "epoch" else batch
     return {

@@ -126,9 +126,10 @@ class DivergenceCheck(Callback):
 
     @staticmethod
     def _advice(pl_module) -> str:
-        optimizer = pl_module.hparams.get("optimizer")  # every module's injected optimiser, kept as its description
-        lr = optimizer.get("lr") if isinstance(optimizer, Mapping) else None
-        key = "model.optimizer.lr"
+        key, lr = "model.lr", pl_module.hparams.get("lr")
+        optimizer = pl_module.hparams.get("optimizer")
+        if lr is None and isinstance(optimizer, Mapping):  # a module configured with a _partial_ optimiser
+            key, lr = "model.optimizer.lr", optimizer.get("lr")
         now = f" (now {lr:g})" if isinstance(lr, (int, float)) and math.isfinite(lr) else ""
         return f"try a smaller {key}{now}; the logs and any checkpoints written so far stay in the run folder"
 

@@ -312,21 +312,30 @@ class RecurrentNet(nn.Module):
         return out
 
 
+class SRN(RecurrentNet):
+    """Elman network: h_t = tanh(x_t W + h_{t-1} U + b), h_0 = tanh(H0) with H0 learnable."""
+
+    def __init__(self, num_symbols: int, hidden_units: int):
+        super().__init__("srn", num_symbols, hidden_units)
+
+
+class LSTM(RecurrentNet):
+    """LSTM, gates i, f, g, o (with peepholes: Gers & Schmidhuber 2001), h_0 = c_0 = 0."""
+
+    def __init__(self, num_symbols: int, hidden_units: int, peepholes: bool = False):
+        super().__init__("lstm", num_symbols, hidden_units, peepholes)
+
+
+class GRU(RecurrentNet):
+    """GRU (torch's ``nn.GRU`` formulas), gates r, z and the candidate n, h_0 = 0."""
+
+    def __init__(self, num_symbols: int, hidden_units: int):
+        super().__init__("gru", num_symbols, hidden_units)
+
+
 def make_net(cell: str, num_symbols: int, hidden_units: int, peepholes: bool = False) -> RecurrentNet:
     """One SRN, LSTM (with peepholes, for an LSTM that has them) or GRU."""
-    return RecurrentNet(cell, num_symbols, hidden_units, peepholes)
-
-
-def SRN(num_symbols: int, hidden_units: int) -> RecurrentNet:
-    return RecurrentNet("srn", num_symbols, hidden_units)
-
-
-def LSTM(num_symbols: int, hidden_units: int, peepholes: bool = False) -> RecurrentNet:
-    return RecurrentNet("lstm", num_symbols, hidden_units, peepholes)
-
-
-def GRU(num_symbols: int, hidden_units: int) -> RecurrentNet:
-    return RecurrentNet("gru", num_symbols, hidden_units)
+    return LSTM(num_symbols, hidden_units, peepholes) if cell == "lstm" else {"srn": SRN, "gru": GRU}[cell](num_symbols, hidden_units)
 
 
 class _FusedLSTM(nn.Module):

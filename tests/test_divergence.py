@@ -277,7 +277,7 @@ def test_the_advice_names_the_learning_rate_key_of_the_module(hparams, advice):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name, overrides, lr", [
-    ("kmnist", ["experiment=kmnist_full", "trainer.max_epochs=1", "data.source=bundled"], "model.lr"),
+    ("kmnist", ["experiment=kmnist_full", "trainer.max_epochs=1", "data.source=bundled"], "model.optimizer.lr"),
     ("grid", ["experiment=check_sig"], "model.lr"),
     ("grid population", ["experiment=check_sig", "seeds=3"], "model.lr"),
     ("srn", ["experiment=srn_anb2n", "trainer.max_steps=300"], "model.optimizer.lr"),

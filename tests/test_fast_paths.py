@@ -118,3 +118,29 @@ def test_recurrent_training_matches_the_reference_cell_formulas(cell, language, 
         theirs.append(loss.item())
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
     assert np.mean(ours[-10:]) < np.mean(ours[:10])
+
+
+@pytest.mark.parametrize("seeds", [1, 2], ids=["single", "population"])
+@pytest.mark.parametrize("optimizer", [functools.partial(torch.optim.SGD, lr=0.1, momentum=0.5), functools.partial(torch.optim.Adam, lr=0.01),
+                                       functools.partial(torch.optim.RMSprop, lr=0.01)], ids=["sgd", "adam", "rmsprop"])
+def test_a_gru_with_an_l1_penalty_trains_as_the_textbook_formulas_under_autograd(optimizer, seeds):
+    """The GRU and the L1 penalty came with no derivative code: a few updates of the module (the
+    first seed of a population) against the textbook GRU (tests/oracles.py) and ``l1 * sum |w|``
+    under autograd with the same torch optimiser in a plain loop: the same weights after each."""
+    steps, l1 = 6, 1e-3
+    dm = GrammarDataModule(language="anb2nc3n", batch_size=4, seed=5, seeds=seeds)
+    model = SequencePredictor(seeds=seeds, cell="gru", hidden_units=3, num_symbols=3, init=0.3, optimizer=optimizer, init_seed=5, l1=l1)
+    p = torch.nn.Parameter(model.seed_weights[0].detach().clone())
+    lightning_losses(model, dm, steps, per_update=True)
+
+    opt = optimizer([p])
+    stream = iter(SequenceStream(dm.language, dm.hparams.blocks, 4, 5))
+    for _ in range(steps):
+        batch = next(stream)
+        logits = reference_logits("gru", unpack("gru", p, 3, 3), batch["inputs"])["logits"]
+        loss = F.cross_entropy(logits.flatten(0, 1), batch["targets"].flatten(), ignore_index=-100) + l1 * p.abs().sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    torch.testing.assert_close(model.seed_weights[0].detach(), p.detach(), atol=2e-6, rtol=1e-5)
+    assert (p.detach() - model.seed_weights[0].detach()).abs().max() < (p.detach() - model._initial(5)).abs().max() / 100  # it moved, and the same way

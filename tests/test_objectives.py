@@ -397,7 +397,7 @@ def test_each_hidden_units_group_holds_its_rows_of_every_gate():
 
 
 def _online_reference(cell: str, flat: torch.Tensor, strings: list[dict], symbols: int, hidden: int, objective: str,
-                      p0: float, r: float, q: float, frozen: bool = False) -> tuple[list[torch.Tensor], torch.Tensor]:
+                      p0: float, r: float, q: float, frozen: bool = False, l1: float = 0.0) -> tuple[list[torch.Tensor], torch.Tensor]:
     """The global EKF trained online, written out step by step in float64 from the reference's
     one-step formulas (``oracles.reference_step``) and autograd's partial Jacobians of that step:
     per symbol, the forward pass from the carried state at the weights w_t as they are now; the
@@ -407,7 +407,8 @@ def _online_reference(cell: str, flat: torch.Tensor, strings: list[dict], symbol
     K = P H^T (r I + H P H^T)^-1, w += K (d - y), P = P - K H P + q I, before the next symbol. A
     string starts from the initial state with zero sensitivities; P carries over. ``frozen``: the
     same with the string's first weights for every forward pass (what the test must tell apart).
-    Returns the weights after each string and the final P."""
+    ``l1``: one more output, sqrt(l1 sum |w|), that should be 0. Returns the weights after each
+    string and the final P."""
     from torch.autograd.functional import jacobian
 
     from oracles import reference_initial, reference_step
@@ -440,7 +441,12 @@ def _online_reference(cell: str, flat: torch.Tensor, strings: list[dict], symbol
             y = squash(logits)
             Hm = jacobian(squash, logits) @ dlogits
             d = F.one_hot(torch.tensor(seq["targets"][t]), symbols).double() if objective == "next_symbol" else legal[t]
-            K = P @ Hm.T @ torch.linalg.inv(r * torch.eye(symbols, dtype=torch.float64) + Hm @ P @ Hm.T)
+            if l1:
+                def root(weights):
+                    return torch.sqrt(l1 * weights.abs().sum())[None]
+
+                y, d, Hm = torch.cat([y, root(w)]), torch.cat([d, d.new_zeros(1)]), torch.cat([Hm, jacobian(root, w)])
+            K = P @ Hm.T @ torch.linalg.inv(r * torch.eye(len(y), dtype=torch.float64) + Hm @ P @ Hm.T)
             w = w + K @ (d - y)
             P = P - K @ Hm @ P
             P = 0.5 * (P + P.T) + q * torch.eye(len(w), dtype=torch.float64)
@@ -448,27 +454,31 @@ def _online_reference(cell: str, flat: torch.Tensor, strings: list[dict], symbol
     return after, P
 
 
-@pytest.mark.parametrize("cell, language, objective", [("srn", (2, 0), "next_symbol"), ("lstm", (1, 1), "legal_next")])
-def test_the_filters_online_step_is_the_method_written_out_symbol_by_symbol(cell, language, objective):
+@pytest.mark.parametrize("cell, language, objective, l1", [("srn", (2, 0), "next_symbol", 0.0), ("lstm", (1, 1), "legal_next", 0.0),
+                                                        ("gru", (1, 1), "legal_next", 0.0), ("gru", (2, 0), "next_symbol", 0.01)])
+def test_the_filters_online_step_is_the_method_written_out_symbol_by_symbol(cell, language, objective, l1):
     """Two short strings (n = 1, then n = 2), one seed, the global filter (decoupling none) in
     float64 with R and Q held constant: after each symbol the weights are updated, and the next
     symbol's forward pass and Jacobian use the updated weights. The module's weights after each
     string and its P equal the reference's to 1e-9; a filter that kept the string's first weights
-    for its forward passes ends measurably elsewhere."""
+    for its forward passes ends measurably elsewhere. The GRU and the L1 penalty (one more
+    measurement, sqrt(l1 sum |w|), that should be 0) need no code of their own in the filter."""
     import functools
 
     from lightning_modules.dekf import DEKF
 
-    symbols, hidden = (2, 2) if cell == "srn" else (3, 2)
+    symbols, hidden = (2 if language[1] == 0 else 3), 2
     lang = CountingLanguage(*language, 4)
     strings = [lang.sequence([1]), lang.sequence([2])]
     p0, r, q = 10.0, 2.0, 1e-3
     make = functools.partial(DEKF, p0=p0, r_start=r, r_end=r, q_start=q, q_end=q, decoupling="none")
-    model = SequencePredictor(cell=cell, hidden_units=hidden, num_symbols=symbols, init=0.5, optimizer=make, objective=objective).double()
+    model = SequencePredictor(cell=cell, hidden_units=hidden, num_symbols=symbols, init=0.5, optimizer=make, objective=objective, l1=l1).double()
     start = model.seed_weights[0].detach().clone()
     dekf = model.configure_optimizers()
-    want, want_P = _online_reference(cell, start, strings, symbols, hidden, objective, p0, r, q)
-    frozen, _ = _online_reference(cell, start, strings, symbols, hidden, objective, p0, r, q, frozen=True)
+    want, want_P = _online_reference(cell, start, strings, symbols, hidden, objective, p0, r, q, l1=l1)
+    frozen, _ = _online_reference(cell, start, strings, symbols, hidden, objective, p0, r, q, frozen=True, l1=l1)
+    if l1:  # the penalty's measurement changes where the filter goes
+        assert (want[-1] - _online_reference(cell, start, strings, symbols, hidden, objective, p0, r, q)[0][-1]).abs().max() > 1e-4
     for k, seq in enumerate(strings):
         batch = {key: v[None] for key, v in collate([seq], symbols).items()}
         batch = {key: (v.double() if v.is_floating_point() else v) for key, v in batch.items()} | {"rows": torch.tensor([0])}
