@@ -54,7 +54,7 @@ repo, overrides, amount, unit, out = sys.argv[1], json.loads(sys.argv[2]), int(s
 sys.path[:0] = [repo, repo + "/benchmarks"]
 import speed
 limit = [f"trainer.max_epochs={amount}"] if unit == "epoch" else [f"trainer.max_steps={amount}", "trainer.max_epochs=1000000"]
-cfg, (dm, model, callbacks, trainer) = speed.build([*overrides, *limit, "logger=[]"], "cpu", Path(out))
+cfg, (dm, model, callbacks, trainer) = speed.build([*overrides, *limit], "cpu", Path(out))
 trainer.fit(model, datamodule=dm)
 print(json.dumps({"seconds": callbacks[-1].seconds, "updates": trainer.global_step, "epochs": trainer.current_epoch}))
 """

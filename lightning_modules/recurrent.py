@@ -22,6 +22,7 @@ from lightning_modules.objectives import Objective
 from lightning_modules.optimizers import optimizer_factory
 from lightning_modules.population import SeedPopulation
 from lightning_modules.recurrent_nets import CELLS, ForwardJacobian, Layout, forward, fused_logits, make_net, penalty, real_steps
+from lightning_modules.recurrent_nets import losses as seed_losses
 
 log = logging.getLogger(__name__)
 
@@ -313,10 +314,12 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
                     fields = [f.index_select(0, keep) for f in fields]
                 inputs, targets, valid = fields
                 flat = torch.stack([params[i] for i in active])  # (R, P); autograd flows back to each seed's parameter
-                logits = forward(self.layout, flat, inputs, valid)["logits"]
-                losses = self.objective.mean_loss(logits, targets, inputs)  # (R,)
+                losses = seed_losses(self.layout, flat, inputs, targets, valid, self.objective)  # (R,)
             opt.zero_grad()
             self.manual_backward((losses + penalty(flat, l1)).sum() if l1 else losses.sum())  # the seeds' losses are independent
+            if not self.fused:
+                for i in active:  # a buffer of its own, not a view into the stacked gradient: the fused
+                    params[i].grad = params[i].grad.clone()  # optimiser then rounds a seed as it would alone
             if clip is not None:
                 grads = clip_per_row(torch.stack([params[i].grad for i in active]), clip)
                 for i, g in zip(active, grads):

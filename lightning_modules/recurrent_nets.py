@@ -14,7 +14,7 @@ Everything else is derived from that step:
 
 Networks of 2-3 units spend an update almost entirely in per-operation overhead, so R of them in
 one computation cost little more than one: the step is written for stacked weights ``(R, ...)``
-and states ``(R, B, H)``.
+and states ``(R, H, B)`` (one column per sequence, as the products want them).
 
 The flat layout (``Layout``) follows torch's parameter orientation and gate order (LSTM i, f, g,
 o; GRU r, z, n): [``H0`` (H,), SRN], ``weight_ih`` (G, S), ``weight_hh`` (G, H), ``bias`` (G,),
@@ -36,6 +36,8 @@ from typing import Optional
 
 import torch
 from torch import nn
+
+from lightning_modules.objectives import Objective
 
 CELLS = ("srn", "lstm", "gru")
 GATES = {"srn": 1, "lstm": 4, "gru": 3}  # rows of weight_ih per hidden unit
@@ -95,85 +97,129 @@ class Layout:
 
 # ---- the one step ------------------------------------------------------------------------------
 
-State = tuple[torch.Tensor, ...]  # (h,) or (h, c), each (R, B, H)
+# Inside the recurrence the LSTM's gate rows are reordered i, f, o, g, so that its three sigmoid
+# gates form one block (one sigmoid a step); torch's order i, f, g, o everywhere else.
+def _gate_order(H: int) -> torch.Tensor:
+    return torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)])
 
 
-def initial_state(layout: Layout, w: dict[str, torch.Tensor], B: int) -> State:
-    """The state before the first input, ``(R, B, H)`` each: the SRN's h_0 = tanh(H0) (H0
+@dataclass
+class Weights:
+    """R networks' weights as the step uses them (views of flat vectors ``(R, P)``, or for the
+    LSTM's gate rows a reordered copy; autograd flows back to the flat vectors either way)."""
+
+    Wx: torch.Tensor  # (R, G, S): input weights
+    Wh: torch.Tensor  # (R, G, H): recurrent weights
+    b: torch.Tensor  # (R, G)
+    V: torch.Tensor  # (R, S, H): output weights
+    c: torch.Tensor  # (R, S)
+    H0: Optional[torch.Tensor] = None  # (R, H): the SRN's learnable initial state, before its tanh
+    P: Optional[torch.Tensor] = None  # (R, 3, H, 1): the LSTM's peepholes (input, forget, output gates)
+    bhn: Optional[torch.Tensor] = None  # (R, H, 1): the GRU candidate's bias inside the reset gate's product
+
+    @classmethod
+    def of(cls, layout: Layout, flat: torch.Tensor) -> "Weights":
+        v = layout.views(flat)
+        Wx, Wh, b = v["weight_ih"], v["weight_hh"], v["bias"]
+        if layout.lstm:
+            order = _gate_order(layout.hidden_units).to(flat.device)
+            Wx, Wh, b = Wx[:, order], Wh[:, order], b[:, order]
+        peep, bhn = v.get("peephole"), v.get("bias_hn")
+        return cls(Wx, Wh, b, v["out_weight"], v["out_bias"], v.get("H0"), None if peep is None else peep[..., None], None if bhn is None else bhn[..., None])
+
+
+State = tuple[torch.Tensor, ...]  # (h,) or (h, c), each (R, H, B): column-major, one column per sequence
+
+
+def initial_state(layout: Layout, w: Weights, B: int) -> State:
+    """The state before the first input, ``(R, H, B)`` each: the SRN's h_0 = tanh(H0) (H0
     learnable), zeros for the LSTM (h and c) and the GRU."""
     if layout.cell == "srn":
-        return (torch.tanh(w["H0"])[:, None, :].expand(-1, B, -1),)
-    R, H = w["bias"].shape[0], layout.hidden_units
-    zero = w["bias"].new_zeros(R, B, H)
+        return (torch.tanh(w.H0)[:, :, None].expand(-1, -1, B),)
+    zero = w.b.new_zeros(w.b.shape[0], layout.hidden_units, B)
     return (zero, zero) if layout.lstm else (zero,)
 
 
-def input_part(w: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """x W_ih^T + b of inputs ``x`` ``(R, N, S)`` for every gate: ``(R, N, G)`` (one product for
-    every step of a sequence, computed before the recurrence)."""
-    return torch.baddbmm(w["bias"][:, None, :], x, w["weight_ih"].transpose(1, 2))
+def input_part(w: Weights, x: torch.Tensor) -> torch.Tensor:
+    """W_ih x + b of one-hot input columns ``x`` ``(R, S, N)`` for every gate: ``(R, G, N)`` (one
+    product for every step of a sequence, computed before the recurrence)."""
+    return torch.baddbmm(w.b[:, :, None], w.Wx, x)
 
 
-def step(layout: Layout, w: dict[str, torch.Tensor], state: State, xz: torch.Tensor) -> tuple[State, dict[str, torch.Tensor]]:
+def step(layout: Layout, w: Weights, state: State, xz: torch.Tensor) -> tuple[State, dict[str, torch.Tensor]]:
     """One time step of R networks: the state after an input whose ``input_part`` is ``xz``
-    ``(R, B, G)``, and the gates ``(R, B, H)`` by name.
+    ``(R, G, B)``, and the gates ``(R, H, B)`` by name.
 
-    - SRN: h_t = tanh(x_t W + h_{t-1} U + b)
-    - LSTM: [i f g o] = [sig sig tanh sig](x_t W + h_{t-1} U + b), c_t = f c_{t-1} + i g,
+    - SRN: h_t = tanh(W x_t + U h_{t-1} + b)
+    - LSTM: [i f g o] = [sig sig tanh sig](W x_t + U h_{t-1} + b), c_t = f c_{t-1} + i g,
       h_t = o tanh(c_t); with peepholes the input and forget gates add p c_{t-1}, the output gate
       p c_t (Gers & Schmidhuber 2001)
-    - GRU: [r z] = sig(x_t W + h_{t-1} U + b), n = tanh(x_t W_n + b_n + r (h_{t-1} U_n + b_hn)),
+    - GRU: [r z] = sig(W x_t + U h_{t-1} + b), n = tanh(W_n x_t + b_n + r (U_n h_{t-1} + b_hn)),
       h_t = (1 - z) n + z h_{t-1} (torch's ``nn.GRU``)
     """
     h = state[0]
-    hz = torch.bmm(h, w["weight_hh"].transpose(1, 2))  # (R, B, G)
+    H = layout.hidden_units
+    # (a product, then the sum: baddbmm's fused sum rounds differently for different numbers of
+    # networks, and a seed must compute the same alone and in a population)
     if layout.cell == "srn":
-        return (torch.tanh(xz + hz),), {}
+        return (torch.tanh(torch.bmm(w.Wh, h) + xz),), {}
     if layout.cell == "gru":
-        H = layout.hidden_units
-        rz = torch.sigmoid(xz[..., : 2 * H] + hz[..., : 2 * H])
-        r, z = rz[..., :H], rz[..., H:]
-        n = torch.tanh(xz[..., 2 * H :] + r * (hz[..., 2 * H :] + w["bias_hn"][:, None, :]))
+        hz = torch.bmm(w.Wh, h)  # (R, 3H, B)
+        rz = torch.sigmoid(xz[:, : 2 * H] + hz[:, : 2 * H])
+        r, z = rz[:, :H], rz[:, H:]
+        n = torch.tanh(torch.addcmul(xz[:, 2 * H :], r, hz[:, 2 * H :] + w.bhn))
         return (n + z * (h - n),), {"reset": r, "update": z, "candidate": n}
     c = state[1]
-    zi, zf, zg, zo = (xz + hz).chunk(4, dim=-1)
-    peep = w.get("peephole")
-    if peep is not None:  # (R, 3, H): input, forget, output
-        zi = zi + peep[:, None, 0] * c
-        zf = zf + peep[:, None, 1] * c
-    i, f, g = torch.sigmoid(zi), torch.sigmoid(zf), torch.tanh(zg)
-    c = f * c + i * g
-    if peep is not None:
-        zo = zo + peep[:, None, 2] * c
-    o = torch.sigmoid(zo)
+    z = (torch.bmm(w.Wh, h) + xz).view(-1, 4, H, h.shape[-1])  # (R, 4, H, B): i, f, o, g
+    if w.P is None:
+        s = torch.sigmoid(z[:, :3])
+        i, f, o = s.unbind(1)
+        g = torch.tanh(z[:, 3])
+        c = torch.addcmul(f * c, i, g)
+    else:  # the input and forget gates see c_{t-1}, the output gate c_t
+        peep = w.P.unbind(1)  # (R, H, 1) each
+        i = torch.sigmoid(torch.addcmul(z[:, 0], peep[0], c))
+        f = torch.sigmoid(torch.addcmul(z[:, 1], peep[1], c))
+        g = torch.tanh(z[:, 3])
+        c = torch.addcmul(f * c, i, g)
+        o = torch.sigmoid(torch.addcmul(z[:, 2], peep[2], c))
     return (o * torch.tanh(c), c), {"input": i, "forget": f, "cell_input": g, "output": o}
 
 
-def output(w: dict[str, torch.Tensor], h: torch.Tensor) -> torch.Tensor:
-    """Logits ``(R, N, S)`` of hidden states ``(R, N, H)``: h V^T + c."""
-    return torch.baddbmm(w["out_bias"][:, None, :], h, w["out_weight"].transpose(1, 2))
+def output(w: Weights, h: torch.Tensor) -> torch.Tensor:
+    """Logits ``(R, S, N)`` of hidden-state columns ``(R, H, N)``: V h + c."""
+    return torch.baddbmm(w.c[:, :, None], w.V, h)
 
 
 # ---- over sequences ----------------------------------------------------------------------------
 
 
-def _padded(layout: Layout, flat: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``flat`` (R, P) and ``inputs`` (R, ...) with rows of zeros added (no weights, no sequences:
-    padding that no result reads) up to a number of rows that makes every elementwise operation
-    of the recurrence run over a multiple of 64 numbers. torch's vectorised loops compute the last
-    few elements of an odd-sized tensor with scalar code, whose tanh and sigmoid round
-    differently; with the padding a network's every number is computed the same way whatever the
-    other networks are (bit for bit alone, in a population, or split over processes)."""
-    R, B = flat.shape[0], inputs.shape[1]
+def _padded(layout: Layout, flat: torch.Tensor, *per_row: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``flat`` (R, P) and tensors ``(R, B, ...)`` with rows added (no weights, no sequences:
+    zeros, and -100 for long targets; padding that no result reads) up to a number of rows that
+    makes every elementwise operation of the recurrence and the loss run over a multiple of 64
+    numbers. torch's vectorised loops compute the last few elements of an odd-sized tensor with
+    scalar code, whose tanh, sigmoid and exp round differently; with the padding a network's every
+    number is computed the same way whatever the other networks are (bit for bit alone, in a
+    population, or split over processes)."""
+    R, B = flat.shape[0], per_row[0].shape[1]
     extra = -R % (64 // math.gcd(layout.hidden_units * B, 64))
     if not extra:
-        return flat, inputs
-    return (torch.cat([flat, flat.new_zeros(extra, *flat.shape[1:])]), torch.cat([inputs, inputs.new_zeros(extra, *inputs.shape[1:])]))
+        return (flat, *per_row)
+    return tuple(torch.cat([t, torch.full((extra, *t.shape[1:]), -100, dtype=t.dtype, device=t.device) if t.dtype == torch.long else t.new_zeros(extra, *t.shape[1:])])
+                 for t in (flat, *per_row))
 
 
 def real_steps(valid: torch.Tensor) -> int:
     """The longest real sequence in ``valid`` ``(R, B, T)``: the steps worth computing."""
     return int(valid.any(dim=1).any(dim=0).nonzero().max()) + 1 if valid.any() else 0
+
+
+def _by_sequence(columns: list[torch.Tensor], T: int) -> torch.Tensor:
+    """Per-step ``(R, F, B)`` columns -> ``(R, B, T, F)``, zeros after the steps given."""
+    R, Fd, B = columns[0].shape if columns else (0, 0, 0)
+    out = torch.stack(columns, dim=1).permute(0, 3, 1, 2) if columns else torch.zeros(R, B, 0, Fd)  # (R, B, steps, F)
+    return torch.cat([out, out.new_zeros(*out.shape[:2], T - out.shape[2], out.shape[3])], dim=2) if out.shape[2] < T else out
 
 
 def forward(layout: Layout, flat: torch.Tensor, inputs: torch.Tensor, valid: Optional[torch.Tensor] = None, trace: bool = False) -> dict:
@@ -188,34 +234,41 @@ def forward(layout: Layout, flat: torch.Tensor, inputs: torch.Tensor, valid: Opt
     steps = T if valid is None else real_steps(valid)
     flat, inputs = _padded(layout, flat, inputs)
     Rp = flat.shape[0]
-    w = layout.views(flat)
-    xz = input_part(w, inputs[:, :, :steps].transpose(1, 2).reshape(Rp, steps * B, S)).view(Rp, steps, B, -1)  # time-major
+    w = Weights.of(layout, flat)
+    # every product runs over all T steps' columns (zeros after the longest real sequence, whose
+    # logits are then the output bias): the same sums in the same order whatever length the other
+    # networks' sequences asked for
+    x = inputs.permute(0, 3, 2, 1).reshape(Rp, S, T * B)  # time-major columns: t B + b
+    xz = input_part(w, x).view(Rp, -1, T, B).unbind(2)
     state = initial_state(layout, w, B)
-    kept: dict[str, list[torch.Tensor]] = {"hidden": [], **({"cell": []} if layout.lstm and trace else {})}
+    kept: dict[str, list[torch.Tensor]] = {"hidden": []}
     for t in range(steps):
-        state, gates = step(layout, w, state, xz[:, t])
+        state, gates = step(layout, w, state, xz[t])
         kept["hidden"].append(state[0])
         if trace:
             if layout.lstm:
-                kept["cell"].append(state[1])
+                kept.setdefault("cell", []).append(state[1])
             for name, value in gates.items():
                 kept.setdefault(name, []).append(value)
     H = layout.hidden_units
-
-    def by_sequence(values: list[torch.Tensor], width: int) -> torch.Tensor:
-        """Per-step (R, B, F) tensors -> (R, B, T, F), zeros after the real steps."""
-        out = torch.stack(values, dim=2) if values else flat.new_zeros(Rp, B, 0, width)
-        return torch.cat([out, out.new_zeros(Rp, B, T - steps, width)], dim=2) if steps < T else out
-
-    hidden = by_sequence(kept["hidden"], H)
-    logits = output(w, hidden.reshape(Rp, B * T, H)).view(Rp, B, T, S)
-    if steps < T:  # padding positions carry the output bias, as a network run over zeros would not
-        logits = torch.cat([logits[:, :, :steps], w["out_bias"][:, None, None, :].expand(Rp, B, T - steps, S)], dim=2)
+    zero = w.c.new_zeros(Rp, H, B)
+    hidden = torch.stack(kept["hidden"] + [zero] * (T - steps), dim=2).view(Rp, H, T * B)
+    logits = output(w, hidden).view(Rp, S, T, B).permute(0, 3, 2, 1)  # (R, B, T, S)
     out = {"logits": logits}
     if trace:
-        out["initial"] = initial_state(layout, w, 1)[0][:, 0]
-        out |= {name: by_sequence(values, H) for name, values in kept.items()}
+        out["initial"] = initial_state(layout, w, 1)[0][:, :, 0]
+        out |= {name: _by_sequence(values, T) for name, values in kept.items()}
     return {k: v[:R] for k, v in out.items()}
+
+
+def losses(layout: Layout, flat: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, objective: Objective) -> torch.Tensor:
+    """Each network's training loss ``(R,)``: ``objective``'s mean over its real positions
+    (targets >= 0), on ``inputs`` (R, B, T, S) one-hot; differentiable with respect to ``flat``
+    (R, P). The loss is computed over the padding rows too (see ``_padded``), then left out."""
+    R = flat.shape[0]
+    flat, inputs, targets, valid = _padded(layout, flat, inputs, targets, valid)
+    logits = forward(layout, flat, inputs, valid)["logits"]
+    return objective.mean_loss(logits, targets, inputs)[:R]
 
 
 def penalty(flat: torch.Tensor, l1: float) -> torch.Tensor:
@@ -232,10 +285,10 @@ class ForwardJacobian:
     flat weights, ``(R, S, P)``.
 
     Real-time recurrent learning (Williams & Zipser 1989) derived from ``step``: the state's
-    derivatives ``d state / d w`` ``(P, R, 1, H)`` are carried from step to step as the tangents
+    derivatives ``d state / d w`` are carried from step to step as the tangents
     of ``torch.func.jvp`` of the step (one tangent per weight, batched by ``torch.func.vmap``): the
     tangent of weight p is the unit vector e_p in every network's row, so row r's derivative is
-    network r's own. When the weights change after a symbol, the carried derivatives are those of
+    network r's own (states ``(P, R, H, 1)``). When the weights change after a symbol, the carried derivatives are those of
     the old weights: the approximation every online RTRL/EKF method makes."""
 
     def __init__(self, layout: Layout, flat: torch.Tensor):
@@ -244,7 +297,7 @@ class ForwardJacobian:
         self.tangents = torch.eye(P, dtype=flat.dtype, device=flat.device)[:, None, :].expand(P, R, P)
 
         def initial(f):
-            return initial_state(layout, layout.views(f), 1)
+            return initial_state(layout, Weights.of(layout, f), 1)
 
         self.state = initial(flat)
         self.dstate = torch.func.vmap(lambda e: torch.func.jvp(initial, (flat,), (e,))[1])(self.tangents)
@@ -257,9 +310,9 @@ class ForwardJacobian:
         layout = self.layout
 
         def one(f, state):
-            w = layout.views(f)
-            new, _ = step(layout, w, state, input_part(w, x[:, None, :]))
-            logits = output(w, new[0])[:, 0]
+            w = Weights.of(layout, f)
+            new, _ = step(layout, w, state, input_part(w, x[:, :, None]))
+            logits = output(w, new[0])[:, :, 0]
             return new, (logits, head(logits, f)) if head is not None else (logits,)
 
         def tangent(e, ds):
