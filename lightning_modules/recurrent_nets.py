@@ -391,33 +391,55 @@ def make_net(cell: str, num_symbols: int, hidden_units: int, peepholes: bool = F
     return LSTM(num_symbols, hidden_units, peepholes) if cell == "lstm" else {"srn": SRN, "gru": GRU}[cell](num_symbols, hidden_units)
 
 
-class _FusedLSTM(nn.Module):
-    """torch's ``nn.LSTM`` and the output layer: the template ``fused_logits`` fills with a flat vector."""
+FUSED_CELLS = ("srn", "lstm")  # the cells torch has a fused kernel for that computes the reference's formulas
 
-    def __init__(self, num_symbols: int, hidden_units: int):
+
+class _Fused(nn.Module):
+    """torch's ``nn.RNN`` (tanh) or ``nn.LSTM`` and the output layer: the template ``fused_logits``
+    fills with block-diagonal weights."""
+
+    def __init__(self, cell: str, inputs: int, hidden: int):
         super().__init__()
-        self.lstm = nn.LSTM(num_symbols, hidden_units, batch_first=True)
-        self.out = nn.Linear(hidden_units, num_symbols)
+        self.rnn = (nn.LSTM if cell == "lstm" else nn.RNN)(inputs, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, inputs)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.lstm(x)[0])
+    def forward(self, x: torch.Tensor, h0: Optional[torch.Tensor]) -> torch.Tensor:
+        return self.out(self.rnn(x)[0] if h0 is None else self.rnn(x, h0)[0])
 
 
-_FUSED: dict[tuple, _FusedLSTM] = {}
+_FUSED: dict[tuple, _Fused] = {}
+
+
+def _blocks(weights: torch.Tensor, gates: int) -> torch.Tensor:
+    """R networks' ``(R, gates * H, F)`` weights as one block-diagonal ``(gates * R H, R F)``
+    matrix, gate by gate (torch's layout for one network of R H units)."""
+    return torch.cat([torch.block_diag(*part.unbind(0)) for part in weights.chunk(gates, dim=1)])
 
 
 def fused_logits(layout: Layout, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """One LSTM's forward pass through torch's fused ``nn.LSTM`` kernel with the weights of the
-    flat vector ``flat`` (P,), differentiable with respect to ``flat``: logits (B, T, S) of
-    one-hot inputs ``x`` (B, T, S). ``torch.func.functional_call`` puts views of ``flat`` in place
-    of the template's parameters for this one call. Only an LSTM without peepholes (``nn.LSTM``
-    has none); its second bias is held at zero (the reference's formulas have one bias per gate)."""
-    if layout.cell != "lstm" or layout.peepholes:
-        raise ValueError("torch's fused kernel trains an LSTM without peepholes; use the step (forward)")
-    key = (layout.num_symbols, layout.hidden_units, flat.device, flat.dtype)
+    """R SRNs or LSTMs (without peepholes) through torch's fused ``nn.RNN`` / ``nn.LSTM`` kernel
+    with the weights of the flat vectors ``flat`` (R, P), differentiable with respect to
+    ``flat``: logits (R, B, T, S) of one-hot inputs ``x`` (R, B, T, S).
+
+    The R networks run as one network of R H units whose weights are block-diagonal (network r's
+    units see only its own inputs and units), so one kernel call computes them all:
+    ``torch.func.functional_call`` puts those matrices in place of the template's parameters for
+    this one call. torch's second bias (``bias_hh``) is held at zero: the reference's formulas
+    have one bias per gate. The other networks' blocks are zeros, so each network computes its
+    own formulas, but the kernel's sums then add zeros in other places than for a network alone:
+    a seed follows its run alone to float rounding, not bit for bit (the step does that)."""
+    if layout.cell not in FUSED_CELLS or layout.peepholes:
+        raise ValueError("torch's fused kernels train SRNs and LSTMs without peepholes; use the step (forward)")
+    R, B, T, S = x.shape
+    H = layout.hidden_units
+    gates = GATES[layout.cell]
+    key = (layout.cell, R * S, R * H, flat.device, flat.dtype)
     if key not in _FUSED:
-        _FUSED[key] = _FusedLSTM(layout.num_symbols, layout.hidden_units).to(device=flat.device, dtype=flat.dtype).requires_grad_(False)
+        _FUSED[key] = _Fused(layout.cell, R * S, R * H).to(device=flat.device, dtype=flat.dtype).requires_grad_(False)
     v = layout.views(flat)
-    params = {"lstm.weight_ih_l0": v["weight_ih"], "lstm.weight_hh_l0": v["weight_hh"], "lstm.bias_ih_l0": v["bias"],
-              "lstm.bias_hh_l0": torch.zeros_like(v["bias"]), "out.weight": v["out_weight"], "out.bias": v["out_bias"]}
-    return torch.func.functional_call(_FUSED[key], params, (x,))
+    bias = v["bias"].view(R, gates, H).transpose(0, 1).reshape(-1)
+    params = {"rnn.weight_ih_l0": _blocks(v["weight_ih"], gates), "rnn.weight_hh_l0": _blocks(v["weight_hh"], gates), "rnn.bias_ih_l0": bias,
+              "rnn.bias_hh_l0": torch.zeros_like(bias), "out.weight": torch.block_diag(*v["out_weight"].unbind(0)), "out.bias": v["out_bias"].reshape(-1)}
+    h0 = torch.tanh(v["H0"]).reshape(1, 1, R * H).expand(1, B, R * H).contiguous() if layout.cell == "srn" else None
+    logits = torch.func.functional_call(_FUSED[key], params, (x.permute(1, 2, 0, 3).reshape(B, T, R * S), h0))
+    return logits.view(B, T, R, S).permute(2, 0, 1, 3)

@@ -104,7 +104,7 @@ def test_unknown_group_choice_is_refused_with_allowed_options(tmp_path):
     assert proc.returncode == 1 and re.search(r"experiment='nope' .*allowed: .*kmnist_conv", error_line(proc))
     # inside a sweep too, before any run of it starts
     proc = run_train("-m", "model=net_lin,x", "data.source=bundled", "trainer.max_epochs=1", f"hydra.sweep.dir={tmp_path / 'sweep'}")
-    assert proc.returncode == 1 and "model='x' is not a known model; allowed: grid_perceptron, lstm, net_conv" in error_line(proc)
+    assert proc.returncode == 1 and "model='x' is not a known model; allowed: grid_perceptron, gru, lstm, net_conv" in error_line(proc)
     assert "Traceback" not in proc.stderr and not list((tmp_path / "sweep").glob("*/.hydra"))
 
 
@@ -126,7 +126,7 @@ def test_unknown_group_choice_is_refused_with_allowed_options(tmp_path):
     (["experiment=kmnist_full", "model.net.hidden_units=0"], "model.net.hidden_units=0 is invalid; allowed: an integer >= 1"),
     (["experiment=kmnist_conv", "model/scheduler=step", "model.scheduler.gamma=nan"], "model.scheduler.gamma=nan is invalid; allowed: a finite number"),
     (["experiment=lstm_anb2nc3n", "model.l1=-1"], "model.l1=-1 is invalid; allowed: a finite number >= 0"),
-    (["experiment=lstm_anb2nc3n", "seeds=2", "model.engine=fused"], "model.engine='fused' is invalid; allowed: step, or fused for one LSTM (seeds=1) without peepholes trained by gradient"),
+    (["experiment=dekf_anbncn", "model.engine=fused"], "model.engine='fused' is invalid; allowed: step, or fused for SRNs and LSTMs without peepholes trained by gradient"),
     (["experiment=check_sig", "model.init_std=inf"], "model.init_std=inf is invalid; allowed: a finite number > 0"),
     (["experiment=check_sig", "model.weight_decay=nan"], "model.weight_decay=nan is invalid; allowed: a finite number >= 0"),
     # the views' intervals and ranges, the checks' own settings

@@ -28,7 +28,8 @@ def _line(build, **kwargs) -> str:
     ({"cell": "rnn"}, "cell='rnn' is invalid; allowed: one of srn, lstm, gru"),
     ({"l1": -0.1}, "l1=-0.1 is invalid; allowed: a finite number >= 0"),
     ({"l1": float("nan")}, "l1=nan is invalid; allowed: a finite number >= 0"),
-    ({"engine": "fused"}, "engine='fused' is invalid; allowed: step, or fused for one LSTM (seeds=1) without peepholes trained by gradient"),
+    ({"engine": "fused", "cell": "gru"}, "engine='fused' is invalid; allowed: step, or fused for SRNs and LSTMs without peepholes trained by gradient"),
+    ({"engine": "fused", "cell": "lstm", "peepholes": True}, "engine='fused' is invalid; allowed: step, or fused for SRNs and LSTMs without peepholes trained by gradient"),
     ({"engine": "fast", "cell": "lstm"}, "engine='fast' is invalid; allowed: step or fused"),
     ({"hidden_units": 0}, "hidden_units=0 is invalid; allowed: an integer >= 1"),
     ({"num_symbols": 4}, "num_symbols=4 is invalid; allowed: 2 or 3"),
@@ -61,12 +62,13 @@ def test_results_and_the_saved_settings_name_the_engine_the_settings_chose():
     from lightning_modules.dekf import DEKF
     from orchestration.config import recurrent_engine
 
-    fused = "fused: torch's nn.LSTM kernel and autograd (one LSTM without peepholes)"
+    fused = "fused: torch's nn.LSTM kernel over every seed at once (block-diagonal weights) and autograd"
     step = "step: the one-step cell over every seed, gradients by autograd"
     kalman = "step: the one-step cell over every seed, decoupled extended Kalman filter with Jacobians by forward-mode autodiff of the step (torch.func.jvp)"
     assert SequencePredictor(cell="lstm").engine == fused and SequencePredictor(cell="lstm").hparams.engine == "fused"
     assert SequencePredictor(cell="lstm", seeds=2).engine == SequencePredictor(cell="lstm", peepholes=True).engine == SequencePredictor().engine == step
     assert SequencePredictor(cell="gru").engine == step and SequencePredictor(cell="gru").hparams.engine == "step"
+    assert SequencePredictor(cell="lstm", seeds=10, engine="fused").engine == fused and SequencePredictor(engine="fused").engine.startswith("fused: torch's nn.RNN")
     assert SequencePredictor(cell="lstm", optimizer=functools.partial(DEKF)).engine == kalman
     assert SequencePredictor(cell="lstm", optimizer=functools.partial(DEKF)).hparams.engine == "step"
     assert [recurrent_engine(1, "lstm", False, "torch.optim.SGD"), recurrent_engine(2, "lstm", False, "torch.optim.SGD"),

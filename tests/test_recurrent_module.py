@@ -197,19 +197,53 @@ def test_a_checkpoint_and_a_move_between_processes_bring_back_every_seeds_record
     assert torch.equal(other.selected[1]["weights"], model.selected[1]["weights"]) and other.selected[0] is None
 
 
-def test_the_fused_kernel_takes_one_lstm_without_peepholes_only():
-    """``fused_logits`` is the reference's LSTM formulas through ``nn.LSTM``; an SRN or a peephole
-    LSTM is refused, not run through a kernel that lacks their weights."""
+def test_the_fused_kernel_takes_lstms_and_srns_without_peepholes_only():
+    """``fused_logits`` is the reference's LSTM formulas through ``nn.LSTM``; a peephole LSTM or a
+    GRU is refused, not run through a kernel that lacks their weights."""
     from lightning_modules.recurrent_nets import Layout, fused_logits
 
     layout = Layout("lstm", 3, 3)
     flat = layout.initial("uniform", torch.Generator().manual_seed(0))
     x = GrammarDataModule(language="anb2nc3n").batch_of_blocks([[2], [3, 1]])["inputs"]
     with torch.no_grad():
-        torch.testing.assert_close(fused_logits(layout, flat, x), reference_logits("lstm", unpack("lstm", flat, 3, 3), x)["logits"], atol=1e-5, rtol=1e-4)
-    for other in (Layout("srn", 3, 3), Layout("lstm", 3, 3, peepholes=True), Layout("gru", 3, 3)):
-        with pytest.raises(ValueError, match="^torch's fused kernel trains an LSTM without peepholes; use the step"):
-            fused_logits(other, other.initial("uniform", torch.Generator().manual_seed(0)), x)
+        torch.testing.assert_close(fused_logits(layout, flat[None], x[None])[0], reference_logits("lstm", unpack("lstm", flat, 3, 3), x)["logits"], atol=1e-5, rtol=1e-4)
+    for other in (Layout("lstm", 3, 3, peepholes=True), Layout("gru", 3, 3)):
+        with pytest.raises(ValueError, match="^torch's fused kernels train SRNs and LSTMs without peepholes; use the step"):
+            fused_logits(other, other.initial("uniform", torch.Generator().manual_seed(0))[None], x[None])
+
+
+@pytest.mark.parametrize("cell", ["srn", "lstm"])
+def test_the_fused_kernel_runs_a_population_as_one_block_diagonal_net_with_the_steps_logits_and_gradients(cell):
+    """Four networks on their own sequences through one ``nn.RNN`` / ``nn.LSTM`` call with
+    block-diagonal weights: the step's logits and autograd's gradients with respect to each
+    network's own flat vector (float64), and a module trained by it follows the step for a few
+    updates (float32)."""
+    from lightning_modules.recurrent_nets import Layout, forward, fused_logits
+
+    S, H, R = 3, 2, 4
+    layout = Layout(cell, S, H)
+    flat = torch.stack([layout.initial(0.7, torch.Generator().manual_seed(r)) for r in range(R)]).double()
+    dm = GrammarDataModule(language="anb2nc3n")
+    x = torch.stack([dm.batch_of_blocks([[1 + r % 2, 2 - r % 2], [3]])["inputs"] for r in range(R)]).double()  # the same length, other strings
+    mine, theirs = flat.clone().requires_grad_(True), flat.clone().requires_grad_(True)
+    fused, step = fused_logits(layout, mine, x), forward(layout, theirs, x)["logits"]
+    torch.testing.assert_close(fused, step, rtol=1e-12, atol=1e-12)
+    weights = torch.randn(step.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(9))
+    (fused * weights).sum().backward()
+    (step * weights).sum().backward()
+    torch.testing.assert_close(mine.grad, theirs.grad, rtol=1e-10, atol=1e-12)
+
+    def trained(engine):
+        data = GrammarDataModule(language="anb2nc3n", batch_size=4, seed=3, seeds=3)
+        model = SequencePredictor(seeds=3, cell=cell, hidden_units=H, num_symbols=S, init=0.3, init_seed=3, engine=engine,
+                                  optimizer=functools.partial(torch.optim.Adam, lr=0.01))
+        pl.Trainer(accelerator="cpu", max_steps=5, max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                   enable_progress_bar=False, enable_model_summary=False).fit(model, datamodule=data)
+        return torch.stack([p.detach() for p in model.seed_weights]), model._initial(3)
+
+    (fused_weights, start), (step_weights, _) = trained("fused"), trained("step")
+    torch.testing.assert_close(fused_weights, step_weights, rtol=1e-5, atol=1e-6)
+    assert (fused_weights[0] - start).abs().max() > 1e-3  # they trained
 
 
 def test_a_batch_with_one_real_position_has_that_positions_loss():
