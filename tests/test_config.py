@@ -56,7 +56,7 @@ def test_kmnist_experiments_reproduce_reference_settings(experiment, net, hidden
 
 
 # options that only make sense with their study's data
-COMPANIONS = {("model", "srn"): ["data=grammar"], ("model", "lstm"): ["data=grammar"], ("model", "grid_perceptron"): ["data=grid"]}
+COMPANIONS = {("model", "srn"): ["data=grammar"], ("model", "lstm"): ["data=grammar"], ("model", "gru"): ["data=grammar"], ("model", "grid_perceptron"): ["data=grid"]}
 
 
 @pytest.mark.parametrize("group", ["trainer", "logger", "callbacks", "data", "model"])

@@ -115,7 +115,7 @@ def test_launcher_and_sweeper_configs_compose(overrides, launcher, sweeper):
         assert (cfg.hydra.launcher.tasks_per_node, cfg.hydra.launcher.nodes, cfg.hydra.launcher.gpus_per_node) == (4, 2, 4)
         check_multirun_devices(cfg.trainer, cfg.hydra.launcher._target_)
     if sweeper == "OptunaSweeper":
-        assert set(cfg.hydra.sweeper.params) == {"model.lr", "model.hidden_units"}
+        assert set(cfg.hydra.sweeper.params) == {"model.optimizer.lr", "model.net.hidden_units"}
 
 
 # ---- end to end ---------------------------------------------------------------------------------
@@ -128,13 +128,13 @@ def multirun(*args, timeout=600):
 @pytest.mark.slow
 def test_sweep_goes_on_after_a_failed_run_and_summarises_it(kmnist_root, tmp_path):
     sweep = tmp_path / "sweep"
-    proc = multirun("experiment=kmnist_full", "model.hidden_units=8,0,16", f"data.root={kmnist_root}", "data.source=files",
+    proc = multirun("experiment=kmnist_full", "model.net.hidden_units=8,0,16", f"data.root={kmnist_root}", "data.source=files",
                     "trainer.max_epochs=1", "trainer.limit_train_batches=10", f"hydra.sweep.dir={sweep}")
     assert proc.returncode == 1  # a run failed: the sweep says so, after the others and the summary
     assert "1 of 3 runs failed" in error_line(proc)
     rows = list(csv.DictReader(open(sweep / "summary.csv")))
-    assert [(r["model.hidden_units"], r["status"]) for r in rows] == [("8", "ok"), ("0", "failed"), ("16", "ok")]
-    assert "model.hidden_units=0 is invalid" in rows[1]["failure"]
+    assert [(r["model.net.hidden_units"], r["status"]) for r in rows] == [("8", "ok"), ("0", "failed"), ("16", "ok")]
+    assert "model.net.hidden_units=0 is invalid" in rows[1]["failure"]
     assert rows[2]["params"] == str(795 * 16 + 10) and float(rows[2]["test_acc"]) > 0.1
     assert (sweep / "2" / "results.json").is_file() and (sweep / "summary.png").is_file()
 
@@ -173,7 +173,7 @@ def test_optuna_search_runs_and_is_summarised(kmnist_root, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     rows = list(csv.DictReader(open(sweep / "summary.csv")))
-    assert len(rows) == 3 and {"model.lr", "model.hidden_units"} <= rows[0].keys()
+    assert len(rows) == 3 and {"model.optimizer.lr", "model.net.hidden_units"} <= rows[0].keys()
     assert best["best_value"] == pytest.approx(max(float(r["test_acc"]) for r in rows), abs=1e-4)
 
 
