@@ -99,23 +99,35 @@ class DEKF(torch.optim.Optimizer):
     def update(self, p: torch.Tensor, H: torch.Tensor, error: torch.Tensor, r: Optional[float] = None, q: Optional[float] = None) -> None:
         """One measurement update of parameter ``p`` (P,): Jacobian ``H`` (M, P) of the M outputs,
         ``error`` = targets - outputs (M,). ``r``/``q``: the noise (default: annealed by the strings seen)."""
-        blocks = self._blocks(p)
-        if r is None or q is None:
-            r_now, q_now = self.annealed(self.state[p]["strings"])
-            r, q = (r_now if r is None else r), (q_now if q is None else q)
-        groups = self._groups(p)
-        Hg = [H[:, g] for g in groups]
-        PHt = [P @ h.T for P, h in zip(blocks, Hg)]  # (n_g, M)
-        S = torch.eye(len(error), dtype=H.dtype, device=H.device) * r
+        self.update_many([p], H[None], error[None], r, q)
+
+    @torch.no_grad()
+    def update_many(self, params: list[torch.Tensor], H: torch.Tensor, error: torch.Tensor, r: Optional[float] = None, q: Optional[float] = None) -> None:
+        """The measurement update of R parameters (one seed's flat weights each, the same groups)
+        at once, as batched matrix products: Jacobians ``H`` (R, M, P), ``error`` (R, M). Each
+        parameter's noise is annealed by the strings it has seen unless ``r``/``q`` are given."""
+        blocks = [self._blocks(p) for p in params]
+        noise = [self.annealed(self.state[p]["strings"]) for p in params]
+        r_all = H.new_tensor([n[0] if r is None else r for n in noise])[:, None, None]
+        q_all = H.new_tensor([n[1] if q is None else q for n in noise])[:, None, None]
+        groups = self._groups(params[0])
+        Ps = [torch.stack([b[k] for b in blocks]) for k in range(len(groups))]  # (R, n_g, n_g)
+        Hg = [H[:, :, g] for g in groups]  # (R, M, n_g)
+        PHt = [P @ h.transpose(1, 2) for P, h in zip(Ps, Hg)]  # (R, n_g, M)
+        S = torch.eye(H.shape[1], dtype=H.dtype, device=H.device) * r_all
         for h, pht in zip(Hg, PHt):
             S = S + h @ pht
         A = torch.linalg.inv(S)
-        flat = p.data
-        for k, (g, h, pht) in enumerate(zip(groups, Hg, PHt)):
-            K = pht @ A  # (n_g, M)
-            flat[g] += K @ error
-            P = blocks[k] - K @ pht.T
-            blocks[k] = 0.5 * (P + P.T) + q * torch.eye(len(g), dtype=P.dtype, device=P.device)  # kept symmetric against rounding
+        flat = torch.stack([p.data for p in params])
+        for k, (g, pht) in enumerate(zip(groups, PHt)):
+            K = pht @ A  # (R, n_g, M)
+            flat[:, g] += (K @ error[:, :, None])[..., 0]
+            P = Ps[k] - K @ pht.transpose(1, 2)
+            P = 0.5 * (P + P.transpose(1, 2)) + q_all * torch.eye(len(g), dtype=P.dtype, device=P.device)  # kept symmetric against rounding
+            for b, new in zip(blocks, P.unbind(0)):
+                b[k] = new
+        for p, new in zip(params, flat):
+            p.data.copy_(new)
 
 
 def weight_groups(layout: Layout, decoupling: str) -> list[torch.Tensor]:

@@ -365,9 +365,9 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
             if l1:
                 d = torch.cat([d, d.new_zeros(len(d), 1)], dim=1)
             total += self.objective.per_position(logits, targets[:, t], x[:, t]) * valid[:, t]
-            for k, p in enumerate(params):
-                if valid[k, t]:
-                    dekf.update(p, H[k], d[k] - y[k])
+            rows = valid[:, t].nonzero()[:, 0].tolist()  # the seeds whose string has this symbol
+            if rows:
+                dekf.update_many([params[k] for k in rows], H[rows], (d - y)[rows])
             flat = torch.stack([p.detach() for p in params])
         for p in params:
             dekf.end_string(p)
