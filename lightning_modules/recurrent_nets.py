@@ -159,10 +159,8 @@ def step(layout: Layout, w: Weights, state: State, xz: torch.Tensor) -> tuple[St
     """
     h = state[0]
     H = layout.hidden_units
-    # (a product, then the sum: baddbmm's fused sum rounds differently for different numbers of
-    # networks, and a seed must compute the same alone and in a population)
     if layout.cell == "srn":
-        return (torch.tanh(torch.bmm(w.Wh, h) + xz),), {}
+        return (torch.tanh(torch.baddbmm(xz, w.Wh, h)),), {}
     if layout.cell == "gru":
         hz = torch.bmm(w.Wh, h)  # (R, 3H, B)
         rz = torch.sigmoid(xz[:, : 2 * H] + hz[:, : 2 * H])
@@ -170,7 +168,7 @@ def step(layout: Layout, w: Weights, state: State, xz: torch.Tensor) -> tuple[St
         n = torch.tanh(torch.addcmul(xz[:, 2 * H :], r, hz[:, 2 * H :] + w.bhn))
         return (n + z * (h - n),), {"reset": r, "update": z, "candidate": n}
     c = state[1]
-    z = (torch.bmm(w.Wh, h) + xz).view(-1, 4, H, h.shape[-1])  # (R, 4, H, B): i, f, o, g
+    z = torch.baddbmm(xz, w.Wh, h).view(-1, 4, H, h.shape[-1])  # (R, 4, H, B): i, f, o, g
     if w.P is None:
         s = torch.sigmoid(z[:, :3])
         i, f, o = s.unbind(1)
