@@ -2,11 +2,11 @@
 
 - KMNIST: the project's in-memory tensor slices through Lightning against the reference's
   per-sample torchvision ``ToTensor`` + ``Normalize`` pipeline in a plain loop (whose network
-  stays in the default memory layout); also with ``model.channels_last``, ``data.on_device``
-  ``model.compile`` and ``data.batches_per_step`` (several updates per Lightning step).
-- SRN/LSTM: the training step through Lightning (the fused ``nn.LSTM`` kernel of one LSTM, the
-  batched recurrence of SRNs and populations) against the reference's step-by-step cell formulas
-  under autograd in a plain loop.
+  stays in the default memory layout); also with ``model.channels_last``, ``data.on_device`` and
+  ``model.compile``.
+- SRN/LSTM/GRU: the training step through Lightning (the fused ``nn.LSTM`` kernel of one LSTM,
+  the one-step cell over the seeds for SRNs, GRUs and populations) against the textbook cell
+  formulas written step by step under autograd in a plain loop.
 - The grid's NumPy path against autograd + ``torch.optim.Adam`` is in ``test_grid.py``.
 """
 

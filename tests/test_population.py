@@ -273,9 +273,9 @@ def test_each_recurrent_seed_of_a_population_ends_as_in_a_smaller_one(cell, rest
     assert len(kinds) >= 2, kinds  # not every seed the same story
 
 
-def test_one_lstm_through_the_fused_kernel_follows_the_batched_recurrence():
-    """The backend of a single LSTM (torch's fused nn.LSTM) against the batched recurrence that
-    trains it in a population: the same weights after 60 updates, to float rounding."""
+def test_one_lstm_through_the_fused_kernel_follows_the_step():
+    """The engine of a single LSTM (torch's fused nn.LSTM) against the one-step cell that trains
+    it in a population: the same weights after 60 updates, to float rounding."""
     fused, _ = _fit_sequences(*_sequences("lstm", 1, 7), 60, val_every=1000)
     batched, _ = _fit_sequences(*_sequences("lstm", 2, 7), 60, val_every=1000)
     assert fused.fused and not batched.fused
@@ -287,8 +287,8 @@ def test_one_lstm_through_the_fused_kernel_follows_the_batched_recurrence():
     ("lstm", functools.partial(torch.optim.Adam, lr=0.02, weight_decay=1e-3)),
 ])
 def test_a_population_trains_each_seed_as_torch_trains_the_reference_formulas(cell, optimizer):
-    """The oracle: three seeds trained 30 updates in one population (the batched recurrence and
-    its hand-written gradients, a fused optimiser, restarts at update 20) against each seed
+    """The oracle: three seeds trained 30 updates in one population (the one-step cell over the
+    seeds and autograd, a fused optimiser, restarts at update 20) against each seed
     trained alone by a plain loop: torch's optimiser (not fused) on one flat parameter,
     autograd through the reference's formulas written step by step, sequences drawn one by one
     from the seed's generator, and at update 20 the weights of seed + 1 with a new optimiser."""

@@ -274,8 +274,8 @@ def test_a_model_and_data_that_do_not_fit_are_one_line_before_training(model, da
 
 @pytest.mark.parametrize("cell, peepholes", [("srn", False), ("lstm", False), ("lstm", True)])
 def test_a_single_net_is_the_reference_formulas_and_trains_through_its_own_parameters(cell, peepholes):
-    """``make_net`` loaded with a flat vector computes the reference's formulas (peepholes through
-    the batched recurrence), ``flat()`` gives that vector back detached, and ``flat(detach=False)``
+    """``make_net`` loaded with a flat vector computes the reference's formulas (through the
+    one-step cell), ``flat()`` gives that vector back detached, and ``flat(detach=False)``
     and ``forward`` let autograd reach every trainable parameter (the peepholes included)."""
     from lightning_modules.recurrent_nets import Layout, make_net
 

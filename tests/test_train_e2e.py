@@ -57,7 +57,7 @@ def test_one_epoch_end_to_end(experiment, kmnist_root, tmp_path):
     assert len(top) == 5 and all(cm[t["true"], t["pred"]] == t["count"] for t in top)
     assert top[0]["count"] == (cm - np.diag(np.diag(cm))).max() and top[0]["true_name"] in ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo")
     assert r["train_seconds"] > 0 and r["train_samples_per_second"] > 0
-    # one update per batch of 64, though a step holds data.batches_per_step of them; every image counted once
+    # one update per batch of 64; every image counted once
     assert r["global_step"] == 99  # ceil(6,284 / 64)
     assert r["train_samples_per_second"] * r["train_seconds"] == pytest.approx(6_284, rel=0.02)  # train_seconds is rounded to ms
 
