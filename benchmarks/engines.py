@@ -95,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="engines-") as tmp:
         scratch, base = Path(tmp), Path(tmp) / "baseline"
-        subprocess.run(["git", "worktree", "add", "--detach", str(base), args.baseline], cwd=REPO, check=True, capture_output=True)
+        added = subprocess.run(["git", "worktree", "add", "--detach", str(base), args.baseline], cwd=REPO, capture_output=True, text=True)
+        if added.returncode:
+            print(f"error: --baseline {args.baseline} cannot be checked out: {(added.stderr.strip().splitlines() or ['git failed'])[-1]}", file=sys.stderr)
+            return 2
         try:
             for name in names:
                 times: dict[str, list[float]] = {"baseline": [], "new": []}

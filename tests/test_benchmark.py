@@ -64,3 +64,11 @@ def test_population_profile_counts_the_operations_of_an_update():
     assert operations > 1000  # about 100 an LSTM time step, forward and backward
     shares = [int(line.rsplit(": ", 1)[1].split("%")[0]) for line in proc.stdout.splitlines()[1:4]]
     assert len(shares) == 3 and 0 < sum(shares) <= 100
+
+
+def test_the_engine_benchmark_rejects_bad_arguments_in_one_line():
+    script = str(REPO / "benchmarks" / "engines.py")
+    proc = subprocess.run([sys.executable, script, "--only", "srn_anb2n,speech"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: --only speech is invalid; allowed: kmnist_lin, ")
+    proc = subprocess.run([sys.executable, script, "--only", "srn_anb2n", "--baseline", "no-such-revision"], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: --baseline no-such-revision cannot be checked out: ")
