@@ -106,7 +106,7 @@ def test_hand_set_weights_train_one_net_only():
     ({"net": "mlp"}, "net='mlp' is invalid; allowed: a Classifier or its config with a _target_"),
     ({"net": {"_target_": "lightning_modules.kmnist_nets.NetFull", "hidden_units": 0}}, "net.hidden_units=0 is invalid; allowed: an integer >= 1"),
     ({"net": {"_target_": "lightning_modules.kmnist_nets.NetConv", "hidden_units": 10}},
-     "net: NetConv(hidden_units=10) is invalid: NetConv.__init__() got an unexpected keyword argument 'hidden_units'"),
+     "net: NetConv(hidden_units=10) is invalid: ...() got an unexpected keyword argument 'hidden_units'"),
     ({"net": {"_target_": "torch.nn.Linear"}}, "net._target_='torch.nn.Linear' is invalid; allowed: a subclass of Classifier"),
     ({"net": {"_target_": "lightning_modules.kmnist_nets.NetLin", "num_classes": 1}}, "net.num_classes=1 is invalid; allowed: an integer >= 2"),
     ({"optimizer": {"_target_": "torch.optim.SGD", "lr": -1}}, "optimizer: SGD(lr=-1) is invalid: Invalid learning rate: -1"),
@@ -119,7 +119,9 @@ def test_hand_set_weights_train_one_net_only():
     ({"compile": "yes"}, "compile='yes' is invalid; allowed: true or false"),
 ])
 def test_kmnist_classifier_settings(kwargs, line):
-    assert _line(KMNISTClassifier, **kwargs) == line
+    head, _, tail = line.partition("...")  # "...": Python's own name of the function, whatever wraps it
+    got = _line(KMNISTClassifier, **kwargs)
+    assert got == line if not tail else (got.startswith(head) and got.endswith(tail))
 
 
 def test_the_kmnist_net_optimiser_and_scheduler_are_injected_and_kept_as_descriptions_that_build_them_again():
