@@ -59,11 +59,11 @@ def _spec(spec: Any, key: str, kind: str) -> tuple[Callable, dict, str]:
     return cls, kwargs, target
 
 
-def _probed(factory: Callable, key: str, target: str, kwargs: dict, probe: Callable[[Callable], Any]) -> None:
-    """Try ``factory`` once (``probe``): a bad setting (``lr=-1``) is one ``ConfigError`` naming
-    ``key`` before any training."""
+def _probed(factory: Callable, key: str, target: str, kwargs: dict, probe: Callable[[Callable], Any]) -> Any:
+    """``probe(factory)``, tried before any training: a bad setting (``lr=-1``) is one
+    ``ConfigError`` naming ``key``."""
     try:
-        probe(factory)
+        return probe(factory)
     except ConfigError as exc:  # the class's own check (the Kalman filter's): its key, under key.
         raise ConfigError(f"{key}.{exc}") from None
     except (TypeError, ValueError, RuntimeError, KeyError) as exc:
@@ -105,6 +105,4 @@ def module_of(net: Any, key: str, base: type[nn.Module]) -> tuple[nn.Module, dic
         raise ConfigError(f"{key}={net!r} is invalid; allowed: a {base.__name__} or its config with a _target_")
     cls, kwargs, target = _spec(net, key, "net")
     check(isinstance(cls, type) and issubclass(cls, base), f"{key}._target_", target, f"a subclass of {base.__name__}")
-    built: list[nn.Module] = []
-    _probed(lambda: built.append(cls(**kwargs)), key, target, kwargs, lambda make: make())
-    return built[0], {"_target_": target, **kwargs}
+    return _probed(functools.partial(cls, **kwargs), key, target, kwargs, lambda make: make()), {"_target_": target, **kwargs}

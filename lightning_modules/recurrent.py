@@ -249,8 +249,7 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
     # -- training --------------------------------------------------------------------------------
     @property
     def engine(self) -> str:
-        """What computes an update, for results.json: it follows from the settings (one LSTM
-        without peepholes takes torch's fused kernel; seeds=2 does not), so the run says it."""
+        """What computes an update, for results.json (``model.engine``, and the Kalman filter)."""
         if self.kalman:
             return "step: the one-step cell over every seed, decoupled extended Kalman filter with Jacobians by forward-mode autodiff of the step (torch.func.jvp)"
         if self.fused:
@@ -267,10 +266,6 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
     def kalman(self) -> bool:
         """Trained by the decoupled extended Kalman filter (``model/optimizer=dekf``)."""
         return self._make_optimizer.func is DEKF  # optimizer_factory gives a functools.partial of the class
-
-    @property
-    def engine_name(self) -> str:
-        return self.hparams.engine
 
     def setup(self, stage: str) -> None:
         dm = self.trainer.datamodule
@@ -321,7 +316,8 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
             if self.fused:
                 losses = self.objective.mean_loss(fused_logits(self.layout, flat, inputs), targets, inputs)  # (R,)
             else:
-                losses = seed_losses(self.layout, flat, inputs, targets, valid, self.objective)
+                # steps: the longest real sequence of the seeds drawn, which the stream knows
+                losses = seed_losses(self.layout, flat, inputs, targets, valid, self.objective, steps=batch.get("steps"))
             opt.zero_grad()
             self.manual_backward((losses + penalty(flat, l1)).sum() if l1 else losses.sum())  # the seeds' losses are independent
             for i in active:  # a buffer of its own, not a view into the stacked gradient: the fused

@@ -213,23 +213,23 @@ def real_steps(valid: torch.Tensor) -> int:
     return int(valid.any(dim=1).any(dim=0).nonzero().max()) + 1 if valid.any() else 0
 
 
-def _by_sequence(columns: list[torch.Tensor], T: int) -> torch.Tensor:
-    """Per-step ``(R, F, B)`` columns -> ``(R, B, T, F)``, zeros after the steps given."""
-    R, Fd, B = columns[0].shape if columns else (0, 0, 0)
-    out = torch.stack(columns, dim=1).permute(0, 3, 1, 2) if columns else torch.zeros(R, B, 0, Fd)  # (R, B, steps, F)
-    return torch.cat([out, out.new_zeros(*out.shape[:2], T - out.shape[2], out.shape[3])], dim=2) if out.shape[2] < T else out
+def _over_time(columns: list[torch.Tensor], zero: torch.Tensor, T: int) -> torch.Tensor:
+    """Per-step ``(R, F, B)`` columns -> ``(R, F, T, B)``, ``zero`` for the steps after them."""
+    return torch.stack(columns + [zero] * (T - len(columns)), dim=2)
 
 
-def forward(layout: Layout, flat: torch.Tensor, inputs: torch.Tensor, valid: Optional[torch.Tensor] = None, trace: bool = False) -> dict:
+def forward(layout: Layout, flat: torch.Tensor, inputs: torch.Tensor, valid: Optional[torch.Tensor] = None, trace: bool = False,
+            steps: Optional[int] = None) -> dict:
     """R networks (flat vectors ``(R, P)``) on their own sequences ``inputs`` ``(R, B, T, S)``.
 
     Returns ``logits`` ``(R, B, T, S)``; with ``trace``, also ``hidden`` (the LSTM's ``cell``, and
     the gates by name, ``GATE_NAMES``), each ``(R, B, T, H)``, and ``initial`` ``(R, H)``, the
     state before the first input. Only the steps up to the longest real sequence (``valid``,
-    ``(R, B, T)``) are computed; later logits are the output bias. Differentiable: gradients flow
-    back to ``flat``."""
+    ``(R, B, T)``, or ``steps`` when the caller knows it) are computed; later logits are the output
+    bias. Differentiable: gradients flow back to ``flat``."""
     R, B, T, S = inputs.shape
-    steps = T if valid is None else real_steps(valid)
+    if steps is None:
+        steps = T if valid is None else real_steps(valid)
     flat, inputs = _padded(layout, flat, inputs)
     Rp = flat.shape[0]
     w = Weights.of(layout, flat)
@@ -250,22 +250,24 @@ def forward(layout: Layout, flat: torch.Tensor, inputs: torch.Tensor, valid: Opt
                 kept.setdefault(name, []).append(value)
     H = layout.hidden_units
     zero = w.c.new_zeros(Rp, H, B)
-    hidden = torch.stack(kept["hidden"] + [zero] * (T - steps), dim=2).view(Rp, H, T * B)
+    hidden = _over_time(kept["hidden"], zero, T).view(Rp, H, T * B)
     logits = output(w, hidden).view(Rp, S, T, B).permute(0, 3, 2, 1)  # (R, B, T, S)
     out = {"logits": logits}
     if trace:
         out["initial"] = initial_state(layout, w, 1)[0][:, :, 0]
-        out |= {name: _by_sequence(values, T) for name, values in kept.items()}
+        out |= {name: _over_time(values, zero, T).permute(0, 3, 2, 1) for name, values in kept.items()}  # (R, B, T, H)
     return {k: v[:R] for k, v in out.items()}
 
 
-def losses(layout: Layout, flat: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, objective: Objective) -> torch.Tensor:
+def losses(layout: Layout, flat: torch.Tensor, inputs: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, objective: Objective,
+           steps: Optional[int] = None) -> torch.Tensor:
     """Each network's training loss ``(R,)``: ``objective``'s mean over its real positions
     (targets >= 0), on ``inputs`` (R, B, T, S) one-hot; differentiable with respect to ``flat``
-    (R, P). The loss is computed over the padding rows too (see ``_padded``), then left out."""
+    (R, P). ``steps``: the longest real sequence, when the caller knows it (else read from
+    ``valid``). The loss is computed over the padding rows too (see ``_padded``), then left out."""
     R = flat.shape[0]
     flat, inputs, targets, valid = _padded(layout, flat, inputs, targets, valid)
-    logits = forward(layout, flat, inputs, valid)["logits"]
+    logits = forward(layout, flat, inputs, valid, steps=steps)["logits"]
     return objective.mean_loss(logits, targets, inputs)[:R]
 
 
@@ -286,8 +288,8 @@ class ForwardJacobian:
     derivatives ``d state / d w`` are carried from step to step as the tangents
     of ``torch.func.jvp`` of the step (one tangent per weight, batched by ``torch.func.vmap``): the
     tangent of weight p is the unit vector e_p in every network's row, so row r's derivative is
-    network r's own (states ``(P, R, H, 1)``). When the weights change after a symbol, the carried derivatives are those of
-    the old weights: the approximation every online RTRL/EKF method makes."""
+    network r's own (states ``(P, R, H, 1)``). When the weights change after a symbol, the carried
+    derivatives are those of the old weights: the approximation every online RTRL/EKF method makes."""
 
     def __init__(self, layout: Layout, flat: torch.Tensor):
         self.layout = layout
