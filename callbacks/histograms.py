@@ -24,9 +24,11 @@ def bounded_sample(values: torch.Tensor, max_samples: int, generator: torch.Gene
 
 
 class HistogramCallback(Callback):
-    """At update 0 and then at the first update at or after each multiple of ``every_updates``: a histogram per weight tensor of the
-    module's watched net (``weights/<name>``), of its gradient in that update
-    (``gradients/<name>``; none under the Kalman filter or the grid's fused NumPy step), and for an
+    """At update 0 and then at the first update at or after each multiple of ``every_updates`` (the
+    grid, which makes many updates a Lightning step: after the first step that reaches it): a
+    histogram per weight tensor of the module's watched net (``weights/<name>``), of its gradient in
+    that update (``gradients/<name>``; none under the Kalman filter; the grid's, of its loss at
+    those weights), and for an
     LSTM of each gate's activations on the seed's validation sequences (``gates/<gate>``, all units
     together). At most ``max_samples`` values a histogram. TensorBoard's histogram keeps bucket
     counts, not the values: a histogram costs about 3 KB of event file whatever ``max_samples``.
@@ -47,9 +49,16 @@ class HistogramCallback(Callback):
             raise ConfigError(f"callbacks.histograms needs a module that names its weights (named_weights, named_gradients), not {type(pl_module).__name__}")
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        if not isinstance(pl_module, CountsUpdates):
+            self._record(trainer, pl_module, trainer.global_step)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        # the grid makes many updates a Lightning step, outside optimizer.step, and counts them itself
+        if isinstance(pl_module, CountsUpdates):
+            self._record(trainer, pl_module, pl_module.updates_done())
+
+    def _record(self, trainer, pl_module, step: int) -> None:
         writer = tensorboard_writer(trainer) if trainer.is_global_zero else None
-        # the grid makes many updates a Lightning step and counts them itself
-        step = pl_module.updates_done() if isinstance(pl_module, CountsUpdates) else trainer.global_step
         bucket = step // self.every_updates  # a step of several updates may pass a multiple
         if writer is None or bucket in self._done:
             return

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Optional
 
 import numpy as np
@@ -14,11 +16,80 @@ from torch import nn
 from analysis.grid import dividing_lines, point_table
 from base.contracts import ShownNet
 from base.errors import ConfigError, check, check_choice, check_int, check_positive, check_range
-from lightning_modules.grid_fast import GridAdam, size, unflatten
-from lightning_modules.grid_nets import ACTIVATIONS, WEIGHT_KEYS, GridNet, load_weights, step
+from lightning_modules.grid_nets import ACTIVATIONS, WEIGHT_KEYS, GridNet, grid_forward, load_weights, size, step, unflatten
 from lightning_modules.population import SeedPopulation
+from lightning_modules.row_adam import RowAdam, Rows, adam_rows
 
 log = logging.getLogger(__name__)
+
+
+def seed_losses(w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, hidden: int) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """The grid's BCE for rows ``w`` (R, 4 H + 1) of stacked weights (one net per row) on points
+    ``x`` (N, 2) with targets ``y`` (N, 1): the sum over rows of each row's mean loss (so a row's
+    gradient is its own loss's), and, aside, each row's loss (R,) and outputs (R, N, 1)."""
+    _, o = grid_forward(*unflatten(w, hidden), x)
+    losses = F.binary_cross_entropy(o, y.expand_as(o), reduction="none").mean(dim=(1, 2))
+    return losses.sum(), (losses.detach(), o.detach())
+
+
+seed_gradients = torch.func.grad(seed_losses, has_aux=True)  # (gradient (R, 4 H + 1), (losses, outputs))
+
+
+def seed_update(w: torch.Tensor, m: torch.Tensor, v: torch.Tensor, count: torch.Tensor, x: torch.Tensor, y: torch.Tensor, hidden: int,
+                lr: float, beta1: float, beta2: float, eps: float, weight_decay: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One full-batch update of rows ``w`` (R, 4 H + 1) that share the Adam step count ``count``,
+    in place on ``w`` and their moments ``m``, ``v``: the BCE's gradient by autograd, then torch's
+    Adam. Returns the forward pass before the update: each row's loss (R,), outputs (R, N, 1),
+    and whether it had every point right (R,)."""
+    g, (losses, o) = seed_gradients(w, x, y, hidden)
+    adam_rows(w, g, m, v, count, lr, beta1, beta2, eps, weight_decay)
+    return losses, o, ((o >= 0.5) == (y >= 0.5)).all(dim=2).all(dim=1)
+
+
+_compiled: dict[tuple, object] = {}
+
+
+def compiled_update(hidden: int, settings: tuple[float, ...]):
+    """``seed_update`` for ``hidden`` units and Adam ``settings`` through ``torch.compile``, once
+    per process, the gradient and Adam fused, the settings constants of the kernel (as arguments,
+    each call would wrap them as tensors). The number of rows is dynamic (``rows_for_compiled``):
+    one kernel for any number of rows. Measured in the module's loop on a 2-core AMD EPYC: 91 us
+    an update of one net against 862 us eagerly (docs/speed.md)."""
+    key = (hidden, settings)
+    if key not in _compiled:
+        def update(w, m, v, count, x, y):
+            return seed_update(w, m, v, count, x, y, hidden, *settings)
+
+        _compiled[key] = torch.compile(update, fullgraph=True)
+    return _compiled[key]
+
+
+def rows_for_compiled(rows: Rows) -> Rows:
+    """``rows`` marked as having any number of rows (2 or more) for ``compiled_update``, so that
+    every population size, and a run of one seed, share one kernel and its rounding: a lone row
+    is repeated (the same net computed twice), since compiled code specialises a dimension of
+    size 1 into another kernel."""
+    if len(rows.index) == 1:
+        rows = Rows(*(t.repeat(2, *([1] * (t.dim() - 1))) if t.dim() else t for t in (rows.index, rows.weights, rows.exp_avg, rows.exp_avg_sq, rows.step)))
+    for t in (rows.weights, rows.exp_avg, rows.exp_avg_sq):
+        torch._dynamo.mark_dynamic(t, 0)  # torch.compile's documented way to keep a dimension dynamic
+    return rows
+
+
+@dataclass
+class Updates:
+    """What one Lightning step's updates did, per seed: ``done``, updates made; ``first_correct``,
+    the index (0-based, in this step) of the first update whose forward pass had every point right
+    (what the reference counts), -1 if none; ``streak``, updates in a row with every point right at
+    the end (counting on from the streak before); ``first_loss``, the loss of the step's first
+    forward pass; ``last_loss`` and ``last_output`` (N, 1): the last forward pass."""
+
+    done: np.ndarray  # (S,) int
+    first_correct: np.ndarray  # (S,) int
+    streak: np.ndarray  # (S,) int
+    last_loss: np.ndarray  # (S,) float
+    last_output: np.ndarray  # (S, N, 1)
+    first_loss: np.ndarray  # (S,) float
 
 
 class GridPerceptron(SeedPopulation, pl.LightningModule):
@@ -28,10 +99,13 @@ class GridPerceptron(SeedPopulation, pl.LightningModule):
     The weights are one parameter, a row of ``4 H + 1`` numbers per seed. A training item is
     ``data.batches_per_step`` (1,000) copies of the full batch of 9 points
     (``GridDataModule``) and a Lightning step makes up to that many updates of every seed still
-    training, in one ``GridAdam`` step: exact gradients and torch's Adam rule in NumPy, ~40 us an
-    update, where autograd + ``torch.optim.Adam`` cost ~300 us and Lightning's per-step machinery
-    alone ~450 us. Each row is updated exactly as that network alone would be, so seed s in a
-    population ends as ``seed=s`` alone, bit for bit (``tests/test_population.py``).
+    training (``_updates``), each a ``seed_update``: ``grid_forward`` of every training seed at
+    once, the BCE's gradient by autograd, torch's Adam with the state ``RowAdam`` holds (a step
+    count per seed), compiled together by ``torch.compile``. The module runs this loop, outside
+    Lightning's ``optimizer.step`` (so Lightning's ``global_step`` stays 0), because Lightning's
+    per-step machinery costs several times an update of a 21-weight net. Each row is updated
+    exactly as that network alone would be, so seed s in a population ends as ``seed=s`` alone,
+    bit for bit (``tests/test_population.py``).
 
     Each seed keeps its own life: training stops once every point has been right for
     ``stop_after_perfect`` consecutive updates (accuracy is measured on the forward pass before
@@ -54,14 +128,15 @@ class GridPerceptron(SeedPopulation, pl.LightningModule):
         init_seed: seed of the first network's initial weights.
         analyse_seed: the seed whose net the figures and the printout show (default: the first
             that reached 100%).
+        compile: run each update's gradient and Adam step through ``torch.compile`` (a C++
+            compiler on a CPU, Triton on a GPU; ~5 s of compiling in each run, ~15 s more the
+            first time on a machine) rather than eagerly (~9x slower an update).
     """
 
     study = "grid"  # results.json's family (orchestration.studies)
-    # results.json's engine: what computes an update
-    engine = "grid_fast: the BCE's gradients written out and torch's Adam rule in NumPy, many updates a Lightning step"
     ddp_strategy = "ddp_population"  # under trainer=ddp each process trains its share of the seeds
     first_success_key = "first_perfect_update"
-    threads = 1  # the NumPy updates of a 21-parameter net gain nothing from more threads
+    threads = 1  # the updates of a 21-parameter net gain nothing from more threads
 
     def __init__(
         self,
@@ -79,9 +154,11 @@ class GridPerceptron(SeedPopulation, pl.LightningModule):
         weight_scale: float = 1.0,
         init_seed: int = 0,
         analyse_seed: Optional[int] = None,
+        compile: bool = True,
     ):
         super().__init__()
         check_int("hidden_units", hidden_units, 1)
+        check(isinstance(compile, bool), "compile", compile, "true or false")
         check_choice("activation", activation, ACTIVATIONS)
         check_positive("init_std", init_std)
         check_positive("lr", lr)
@@ -95,7 +172,9 @@ class GridPerceptron(SeedPopulation, pl.LightningModule):
         self.automatic_optimization = False
         self._population(seeds, init_seed, restarts, restart_after, analyse_seed)
         self._given = given
-        self.seed_weights = nn.Parameter(torch.zeros(seeds, size(hidden_units)), requires_grad=False)  # row s: seed s's net; GridAdam updates it
+        self.compiled = compile
+        self._batch: Optional[tuple[torch.Tensor, torch.Tensor]] = None  # the training points and targets, once seen
+        self.seed_weights = nn.Parameter(torch.zeros(seeds, size(hidden_units)))  # row s: seed s's net
         # per seed: updates over all attempts, and updates in a row with every point right
         self.updates = np.zeros(seeds, np.int64)
         self.streak = np.zeros(seeds, np.int64)
@@ -103,6 +182,12 @@ class GridPerceptron(SeedPopulation, pl.LightningModule):
         for i, a in enumerate(self.attempts):
             self._initialise(i, a.start(0))
         self.last_test: dict[str, Any] = {}
+
+    @property
+    def engine(self) -> str:
+        """What computes an update, for results.json."""
+        how = "compiled by torch.compile" if self.compiled else "eager"
+        return f"torch.func.grad of the BCE and torch.optim.adam on the stacked weights, a step count per seed ({how}), many updates a Lightning step"
 
     # -- weights ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -145,8 +230,13 @@ class GridPerceptron(SeedPopulation, pl.LightningModule):
         return {k: torch.tensor(v) for k, v in self.weights_of(self.watched_seed()).items()}
 
     def named_gradients(self) -> dict[str, torch.Tensor]:
-        """None to show: the updates compute their gradients inside the fused NumPy step (grid_fast)."""
-        return {}
+        """The gradient of the watched seed's loss at its current weights (what its next update
+        uses) by name; empty before training and on a process that does not train that seed."""
+        if self._batch is None or not self.watched_process():
+            return {}
+        i = self.seed_list.index(self.watched_seed())
+        grad, _ = seed_gradients(self.seed_weights.detach()[i : i + 1], *self._batch, self.hparams.hidden_units)
+        return {k: v[0].cpu() for k, v in zip(WEIGHT_KEYS, unflatten(grad, self.hparams.hidden_units))}
 
     def named_activations(self) -> dict[str, torch.Tensor]:
         return {}
@@ -173,7 +263,7 @@ class GridPerceptron(SeedPopulation, pl.LightningModule):
     # -- training --------------------------------------------------------------------------------
     def configure_optimizers(self):
         hp = self.hparams
-        return GridAdam([self.seed_weights], lr=hp.lr, weight_decay=hp.weight_decay)
+        return RowAdam([self.seed_weights], lr=hp.lr, weight_decay=hp.weight_decay)
 
     def on_fit_start(self):
         if self.hparams.activation == "step":
@@ -195,13 +285,13 @@ class GridPerceptron(SeedPopulation, pl.LightningModule):
         """Up to ``len(batches)`` updates of every seed still training, each stopping at its own
         budget, restart decision or stopping rule."""
         hp, budget = self.hparams, self.trainer.max_steps
-        x, y = batches[0]
+        x, y = self._batch = batches[0]
         limits = np.zeros(len(self.seed_list), np.int64)
         for i, a in enumerate(self.attempts):
             if not self.ended[i]:
                 left = a.updates_until_restart(int(self.updates[i]))
                 limits[i] = min(len(batches), budget - int(self.updates[i]), *(() if left is None else (left,)))
-        result = self.optimizers().step(hidden=hp.hidden_units, points=x, targets=y, limits=limits, stop_after_correct=hp.stop_after_perfect, streak=self.streak)
+        result = self._updates(x, y, limits)
         self.clock = min(self.clock + len(batches), budget)
         self.streak[:] = result.streak
         trained = limits > 0
@@ -217,6 +307,52 @@ class GridPerceptron(SeedPopulation, pl.LightningModule):
         # the chunk's first and last losses of the seeds that trained, for callbacks.divergence
         return {"loss": torch.from_numpy(np.stack([result.first_loss[trained], result.last_loss[trained]])),
                 "update": int(self.updates.max()), "samples": int(result.done.sum()) * len(x)}
+
+    def _updates(self, x: torch.Tensor, y: torch.Tensor, limits: np.ndarray) -> Updates:
+        """Up to ``limits[i]`` full-batch updates of seed i on points ``x`` (N, 2), targets ``y``
+        (N, 1), each a ``seed_update`` of every seed still updating (one call per Adam step count
+        among them: one unless seeds restarted). A seed also stops once every point has been right
+        on ``stop_after_perfect`` forward passes in a row (counting on from its streak); it then
+        leaves the computation, so the cost falls as a population finishes."""
+        H, stop_after = self.hparams.hidden_units, self.hparams.stop_after_perfect
+        # the updates run here, outside Lightning's optimizer.step: Lightning's per-step machinery
+        # costs several times an update of a 21-weight net (docs/speed.md)
+        optimizer = self.optimizers(use_pl_optimizer=False)
+        settings = optimizer.settings
+        update = compiled_update(H, settings) if self.compiled else partial(seed_update, hidden=H, lr=settings[0], beta1=settings[1], beta2=settings[2], eps=settings[3], weight_decay=settings[4])
+        S, N = len(limits), len(x)
+        streak, done, first = self.streak.astype(np.int64).copy(), np.zeros(S, np.int64), np.full(S, -1, np.int64)
+        first_loss, last_loss, last_output = np.zeros(S, np.float32), np.zeros(S, np.float32), np.zeros((S, N, 1), np.float32)
+        rows, first_pass = np.flatnonzero(limits > 0), True
+        while rows.size:
+            groups = optimizer.rows(rows.tolist())
+            sizes = [len(g.index) for g in groups]
+            rows = np.concatenate([g.index.cpu().numpy() for g in groups])  # the rows in the groups' order
+            if self.compiled:
+                groups = [rows_for_compiled(g) for g in groups]
+            k, run, fc, lim = done[rows].copy(), streak[rows].copy(), first[rows].copy(), limits[rows]
+            while True:
+                if len(groups) == 1:
+                    g = groups[0]
+                    losses, o, ok = update(g.weights, g.exp_avg, g.exp_avg_sq, g.step, x, y)
+                else:
+                    results = [update(g.weights, g.exp_avg, g.exp_avg_sq, g.step, x, y) for g in groups]
+                    losses, o, ok = (torch.cat([r[j][:n] for r, n in zip(results, sizes)]) for j in range(3))
+                ok = ok.cpu().numpy()[: rows.size]
+                if first_pass:
+                    first_loss[rows], first_pass = losses[: rows.size].cpu().numpy(), False
+                fc = np.where((fc < 0) & ok, k, fc)
+                k += 1
+                run = np.where(ok, run + 1, 0)
+                stop = (k >= lim) | (run >= stop_after)
+                if stop.any():
+                    break
+            for g in groups:
+                optimizer.store(g)
+            done[rows], streak[rows], first[rows] = k, run, fc
+            last_loss[rows], last_output[rows] = losses[: rows.size].cpu().numpy(), o[: rows.size].cpu().numpy()
+            rows = rows[~stop]
+        return Updates(done, first, streak, last_loss, last_output, first_loss)
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         self.stop_when_every_seed_has_ended()
@@ -270,9 +406,7 @@ class GridPerceptron(SeedPopulation, pl.LightningModule):
     def activations(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Every seed's hidden activations ``(S, N, H)`` and output ``(S, N, 1)`` on points ``x`` ``(N, 2)``."""
         act = torch.sigmoid if self.hparams.activation == "sigmoid" else step
-        W1, b1, W2, b2 = unflatten(self.seed_weights.detach().cpu(), self.hparams.hidden_units)
-        h = act(x.cpu() @ W1.transpose(1, 2) + b1[:, None, :])
-        return h, act(h @ W2.transpose(1, 2) + b2[:, None, :])
+        return grid_forward(*unflatten(self.seed_weights.detach().cpu(), self.hparams.hidden_units), x.cpu(), act)
 
     def test_step(self, batch, batch_idx):
         x, y = batch

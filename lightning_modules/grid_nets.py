@@ -1,7 +1,9 @@
-"""The network of the grid study, and the hand-set weights it can start from.
+"""The network of the grid study, defined once, and the hand-set weights it can start from.
 
-``GridNet``: points ``(N, 2)`` -> hidden activations ``(N, H)`` -> output ``(N, 1)``, with sigmoid
-units or the reference's Heaviside step (step(0) = 1).
+``grid_forward`` is the 2-H-1 net's computation for any number of nets at once: points ``(N, 2)``
+-> hidden activations ``(..., N, H)`` -> output ``(..., N, 1)``, with sigmoid units or the
+reference's Heaviside step (step(0) = 1). Training (a population's rows of stacked weights,
+gradients by autograd), the test and ``GridNet`` (one net, for figures and analysis) all call it.
 """
 
 from __future__ import annotations
@@ -23,8 +25,37 @@ def step(z: torch.Tensor) -> torch.Tensor:
     return (z >= 0).to(z.dtype)
 
 
+def size(hidden: int) -> int:
+    """Parameters of one network: ``4 H + 1``."""
+    return 4 * hidden + 1
+
+
+def unflatten(flat: torch.Tensor, hidden: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Views ``W1 (..., H, 2), b1 (..., H), W2 (..., 1, H), b2 (..., 1)`` into flat parameter
+    vectors ``(..., 4 H + 1)`` (one network, or one row per network), in ``WEIGHT_KEYS`` order."""
+    H, lead = hidden, flat.shape[:-1]
+    return (flat[..., : 2 * H].reshape(*lead, H, 2), flat[..., 2 * H : 3 * H],
+            flat[..., 3 * H : 4 * H].reshape(*lead, 1, H), flat[..., 4 * H :])
+
+
+def grid_forward(W1: torch.Tensor, b1: torch.Tensor, W2: torch.Tensor, b2: torch.Tensor, xy: torch.Tensor,
+                 act=torch.sigmoid) -> tuple[torch.Tensor, torch.Tensor]:
+    """act(act(x W1^T + b1) W2^T + b2) for weights ``W1 (..., H, 2), b1 (..., H), W2 (..., 1, H),
+    b2 (..., 1)`` on points ``xy (N, 2)``: hidden activations ``(..., N, H)`` and output
+    ``(..., N, 1)``.
+
+    Written as sums of products (two inputs, one output) rather than matrix products: each net's
+    numbers then come out the same, bit for bit, whether it is computed alone or as one row of a
+    population (a batched matrix product may pick another kernel, and another rounding, for another
+    batch size), which is what lets a population's seed end exactly as that seed trained alone."""
+    x0, x1 = xy[:, 0:1], xy[:, 1:2]  # (N, 1)
+    h = act(x0 * W1[..., None, :, 0] + x1 * W1[..., None, :, 1] + b1[..., None, :])
+    return h, act((h * W2).sum(dim=-1, keepdim=True) + b2[..., None, :])
+
+
 class GridNet(nn.Module):
-    """Linear(2, H) -> act -> Linear(H, 1) -> act, act = sigmoid or step."""
+    """One grid net, ``grid_forward`` on the parameters of Linear(2, H) and Linear(H, 1), act =
+    sigmoid or step (the layers hold the weights under the names figures and tables use)."""
 
     def __init__(self, hidden_units: int, activation: str = "sigmoid"):
         super().__init__()
@@ -34,8 +65,7 @@ class GridNet(nn.Module):
 
     def activations(self, xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Points ``(N, 2)`` -> hidden activations ``(N, H)`` and output ``(N, 1)``."""
-        h = self.act(self.hidden(xy))
-        return h, self.act(self.output(h))
+        return grid_forward(self.hidden.weight, self.hidden.bias, self.output.weight, self.output.bias, xy, self.act)
 
     def forward(self, xy: torch.Tensor) -> torch.Tensor:
         return self.activations(xy)[1]

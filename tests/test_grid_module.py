@@ -1,11 +1,12 @@
 """The grid LightningModule in process, against independent oracles: a single net's training
-against ``torch.optim.Adam`` on ``GridNet`` in a plain loop with the stopping rule written out,
+against ``torch.optim.Adam`` on torch's own layers in a plain loop with the stopping rule written out,
 what each step logs and returns, the test against the formulas evaluated directly, the checkpoint
 round trip, and the figures' choice of nets (seconds; end-to-end runs are in test_grid.py)."""
 
 from __future__ import annotations
 
 import warnings
+from functools import partial
 
 import numpy as np
 import pytest
@@ -18,8 +19,9 @@ from analysis.grid import dividing_lines
 from base.errors import ConfigError
 from conftest import REPO, Logged
 from datamodules.grid import GridDataModule, grid_points
-from lightning_modules.grid import GridPerceptron
-from lightning_modules.grid_nets import GridNet
+from lightning_modules.grid import GridPerceptron, compiled_update, rows_for_compiled, seed_update
+from lightning_modules.grid_nets import size
+from lightning_modules.row_adam import RowAdam
 from oracles import grid_outputs
 
 # the reference's hand-designed step net (conf/experiment/check_step_manual.yaml)
@@ -60,21 +62,34 @@ class StopAt(pl.Callback):
     """Stops the run after Lightning step ``step`` (as a divergence check or a time limit would)."""
 
     def __init__(self, step):
-        self.step = step
+        self.step, self.steps = step, 0
 
     def on_train_batch_end(self, trainer, *args):
-        trainer.should_stop = trainer.global_step == self.step
+        self.steps += 1
+        trainer.should_stop = self.steps == self.step
+
+
+class TorchGridNet(torch.nn.Module):
+    """The oracle's net: torch's layers and sigmoid, nothing of the project's."""
+
+    def __init__(self, H):
+        super().__init__()
+        self.hidden, self.output = torch.nn.Linear(2, H), torch.nn.Linear(H, 1)
+
+    def forward(self, x):
+        return torch.sigmoid(self.output(torch.sigmoid(self.hidden(x))))
 
 
 def _torch_run(seed, H, lr, weight_decay, stop_after, budget, init_std=0.15, weights=None):
-    """The oracle: ``GridNet`` from N(0, init_std) drawn with ``seed`` (hidden weight, hidden
+    """The oracle: ``nn.Linear(2, H)``, sigmoid, ``nn.Linear(H, 1)``, sigmoid (torch's layers, not
+    the project's ``grid_forward``), from N(0, init_std) drawn with ``seed`` (hidden weight, hidden
     bias, output weight, output bias), or from ``weights`` (a dict by those names), BCE on the 9
     points and ``torch.optim.Adam``; an update is right when its forward pass classifies every
     point; stop after ``stop_after`` right updates in a row or ``budget`` updates. Returns the net,
     the losses and accuracies of every update's forward pass, and the 1-based update of the first
     right one."""
     x, y = grid_points()
-    net = GridNet(H)
+    net = TorchGridNet(H)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in zip(("hidden_weight", "hidden_bias", "output_weight", "output_bias"), (net.hidden.weight, net.hidden.bias, net.output.weight, net.output.bias)):
@@ -110,7 +125,7 @@ def test_a_single_net_trains_as_torch_adam_and_stops_by_the_rule():
     record = model.attempts[0][-1]
     assert (int(model.updates[0]), record["first_perfect_update"]) == (len(losses), first)
     assert record["outcome"] == "100% held for 30 updates" and record["updates"] == len(losses) and model.ended == [True]
-    assert model.clock == len(seen.returned) * 20 == trainer.global_step * 20
+    assert model.clock == len(seen.returned) * 20 and trainer.global_step == 0  # the updates are the module's, outside optimizer.step
     mine = model.weights_of(model.seed_list[0])
     for key, p in zip(("hidden_weight", "hidden_bias", "output_weight", "output_bias"), net.parameters()):
         torch.testing.assert_close(torch.tensor(mine[key]), p.detach(), atol=1e-5, rtol=1e-4, msg=key)
@@ -191,7 +206,15 @@ def test_a_populations_test_and_summary_are_the_formulas_evaluated_directly():
     torch.testing.assert_close(shown[1].net(x), direct[failed][1], atol=1e-6, rtol=1e-5)
     assert model.training_view() is None and model.net(x).tolist() == model.net_of(s)(x).tolist()
     # the histograms follow the first seed, or analyse_seed; a population's TensorBoard logger shows the watched seed's weights
-    assert {k: v.tolist() for k, v in model.named_weights().items()} == model.weights_of(2) and model.named_gradients() == {} == model.named_activations()
+    assert {k: v.tolist() for k, v in model.named_weights().items()} == model.weights_of(2) and model.named_activations() == {}
+    # and the gradient of its loss at those weights, against autograd through the formulas as matrix products
+    theta = torch.nn.Parameter(torch.cat([torch.tensor(v).flatten() for v in model.weights_of(2).values()])[None])
+    o = grid_outputs(theta, 5, x)
+    F.binary_cross_entropy(o, y.expand_as(o)).backward()
+    got = model.named_gradients()
+    assert list(got) == ["hidden_weight", "hidden_bias", "output_weight", "output_bias"] and got["hidden_weight"].shape == (5, 2)
+    torch.testing.assert_close(torch.cat([v.flatten() for v in got.values()]), theta.grad[0], atol=1e-7, rtol=1e-5)
+    assert GridPerceptron(seeds=3, init_seed=2).named_gradients() == {}  # before training: no points seen
     watched = GridPerceptron(seeds=3, init_seed=2, analyse_seed=4)
     assert watched.watched_seed() == 4 and {k: v.tolist() for k, v in watched.named_weights().items()} == watched.weights_of(4)
 
@@ -294,26 +317,20 @@ def test_a_checkpoint_brings_back_every_seeds_life():
     assert other.ended == [False, False, True] and other.weights_of(3) == trained.weights_of(3) and int(other.streak[2]) == int(trained.streak[2])
 
 
-def test_grid_adam_has_torch_adams_defaults_and_takes_one_parameter():
-    p = torch.nn.Parameter(torch.zeros(2, 21), requires_grad=False)
-    from lightning_modules.grid_fast import GridAdam
-
-    ours, theirs = GridAdam([p]).defaults, torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))]).defaults
+def test_row_adam_has_torch_adams_defaults_and_takes_one_parameter():
+    p = torch.nn.Parameter(torch.zeros(2, 21))
+    ours, theirs = RowAdam([p]).defaults, torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))]).defaults
     assert {k: ours[k] for k in ("lr", "betas", "eps", "weight_decay")} == {k: theirs[k] for k in ("lr", "betas", "eps", "weight_decay")}
-    with pytest.raises(ValueError, match=r"^GridAdam updates one parameter: the \(rows, 4 H \+ 1\) weights of a population$"):
-        GridAdam([p, torch.nn.Parameter(torch.zeros(1, 21))])
-    calls = []
-    x, y = grid_points()
-    GridAdam([p]).step(lambda: calls.append(torch.is_grad_enabled()), hidden=5, points=x, targets=y, limits=np.array([1, 1]))
-    assert calls == [True]  # Lightning's closure runs, with gradients on
+    with pytest.raises(ValueError, match=r"^RowAdam updates one parameter: the \(rows, P\) weights of a population$"):
+        RowAdam([p, torch.nn.Parameter(torch.zeros(1, 21))])
 
 
-def test_a_saturated_net_is_updated_as_torch_updates_it():
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_a_saturated_net_is_updated_as_torch_updates_it(compiled):
     """Weights so large that the output is exactly 0 or 1 in float32 at some points: torch's BCE
-    clamps log() at -100 and its gradient's denominator at 1e-12, and so does the fused update,
-    step for step (its first loss, its weights after 20 updates against autograd + Adam)."""
-    from lightning_modules.grid_fast import GridAdam, size
-
+    clamps log() at -100 and its gradient's denominator at 1e-12; the update is that BCE under
+    autograd, step for step (its first loss, its weights after 20 updates against autograd +
+    Adam on the formulas written as matrix products), eagerly or compiled."""
     H = 2
     x, y = grid_points()
     start = torch.tensor([[30.0, 30.0, -30.0, 30.0, 5.0, -5.0, 40.0, -40.0, 20.0]])
@@ -330,14 +347,20 @@ def test_a_saturated_net_is_updated_as_torch_updates_it():
         adam.step()
     assert losses[0] > 10  # some points are saturated the wrong way: each costs the clamped 100
     # beside it, a row of zeros: 0.5 everywhere, never every point right, a loss of log 2
-    ours = torch.nn.Parameter(torch.cat([start, torch.zeros_like(start)]), requires_grad=False)
+    stacked = torch.nn.Parameter(torch.cat([start, torch.zeros_like(start)]))
+    optimizer = RowAdam([stacked], lr=0.01)
+    (rows,) = optimizer.rows([0, 1])
+    update = compiled_update(H, optimizer.settings) if compiled else partial(seed_update, hidden=H, lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0)
+    rows = rows_for_compiled(rows) if compiled else rows
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # log(0) of a saturated point is clamped, not warned about
-        result = GridAdam([ours], lr=0.01).step(hidden=H, points=x, targets=y, limits=np.array([20, 3]))
-    assert result.first_loss[0] == pytest.approx(losses[0], rel=1e-5) and result.last_loss[0] == pytest.approx(losses[-1], rel=1e-4)
-    assert result.first_loss[1] == pytest.approx(np.log(2), rel=1e-6) and result.done.tolist() == [20, 3]
-    assert result.first_correct[1] == -1 and result.last_output.shape == (2, 9, 1) and result.streak[1] == 0
-    torch.testing.assert_close(ours[:1].detach(), theirs.detach(), atol=1e-4, rtol=1e-4)
+        first = update(rows.weights, rows.exp_avg, rows.exp_avg_sq, rows.step, x, y)
+        for _ in range(19):
+            last = update(rows.weights, rows.exp_avg, rows.exp_avg_sq, rows.step, x, y)
+    optimizer.store(rows)
+    assert float(first[0][0]) == pytest.approx(losses[0], rel=1e-5) and float(last[0][0]) == pytest.approx(losses[-1], rel=1e-4)
+    assert float(first[0][1]) == pytest.approx(np.log(2), rel=1e-6) and not bool(last[2][1]) and last[1].shape == (2, 9, 1)
+    torch.testing.assert_close(stacked[:1].detach(), theirs.detach(), atol=1e-4, rtol=1e-4)
 
 
 def test_the_defaults_are_the_configs():
@@ -399,13 +422,10 @@ def test_a_restart_counts_its_first_100_percent_from_its_own_start_and_leaves_th
     assert (last["seed"], last["start_update"], last["updates"]) == (8, 300, 500)  # a step ends at a restart: 300, then 500 more
 
 
-def test_an_output_of_exactly_one_half_is_right_for_a_target_of_one_in_the_fused_update_too():
-    """All-zero weights output 0.5 at every point: with every target 1, the first forward pass
-    already has every point right (``>= 0.5``), so the first right update is index 0."""
-    from lightning_modules.grid_fast import adam_updates, size
-
-    H = 2
-    x = grid_points()[0].numpy()
-    flat, m, v = (np.zeros((1, size(H)), np.float32) for _ in range(3))
-    result = adam_updates(flat, m, v, np.zeros(1, np.int64), H, x, np.ones((9, 1), np.float32), np.array([3]), lr=0.01, weight_decay=0.0)
-    assert result.first_correct.tolist() == [0] and result.streak.tolist() == [3]
+def test_an_output_of_exactly_one_half_is_right_for_a_target_of_one_in_the_update_too():
+    """All-zero weights output 0.5 at every point: with every target 1, the update's forward pass
+    has every point right (``>= 0.5``)."""
+    H, x = 2, grid_points()[0]
+    zeros = torch.zeros(1, size(H))
+    _, o, ok = seed_update(zeros.clone(), zeros.clone(), zeros.clone(), torch.tensor(0.0), x, torch.ones(9, 1), H, 0.01, 0.9, 0.999, 1e-8, 0.0)
+    assert (o == 0.5).all() and ok.tolist() == [True]

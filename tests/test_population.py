@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import signal
 import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -22,8 +23,9 @@ from analysis.population import success_rate, updates_distribution
 from conftest import error_line, load_results, quiet, run_train, start_train
 from datamodules.grammar import CountingLanguage, GrammarDataModule
 from datamodules.grid import GridDataModule
-from lightning_modules.grid import GridPerceptron
-from lightning_modules.grid_fast import GridAdam, adam_updates, size
+from lightning_modules.grid import GridPerceptron, compiled_update, rows_for_compiled, seed_update
+from lightning_modules.grid_nets import size
+from lightning_modules.row_adam import RowAdam
 from lightning_modules.recurrent import SequencePredictor
 from lightning_modules.recurrent_nets import Layout
 from oracles import grid_outputs, reference_errors, reference_training
@@ -37,59 +39,48 @@ def _points():
 # ---- the grid ----------------------------------------------------------------------------------
 
 
-def test_rows_update_alone_or_together_bit_for_bit():
-    """grid_fast's rows are independent: a row's result does not depend on the other rows, on
-    how many there are, or on rows stopping around it."""
-    H, x, y = 5, *_points()
-    rng = np.random.default_rng(0)
-    theta = (rng.standard_normal((6, size(H))) * 0.15).astype(np.float32)
-    limits = np.array([6000, 1200, 0, 6000, 2500, 6000])
-
-    def run(rows):
-        th, m, v = theta[rows].copy(), np.zeros((len(rows), size(H)), np.float32), np.zeros((len(rows), size(H)), np.float32)
-        r = adam_updates(th, m, v, np.zeros(len(rows), np.int64), H, x, y, limits[rows], lr=0.05, weight_decay=1e-5, stop_after_correct=400)
-        return th, r
-
-    together, r_all = run(list(range(6)))
-    for i in range(6):
-        alone, r_one = run([i])
-        assert np.array_equal(alone[0], together[i]), i
-        assert (r_one.done[0], r_one.first_correct[0], r_one.streak[0]) == (r_all.done[i], r_all.first_correct[i], r_all.streak[i])
-    assert r_all.done[2] == 0 and np.array_equal(together[2], theta[2])  # limit 0: untouched
-    assert r_all.done[1] <= 1200 and all(d <= lim for d, lim in zip(r_all.done, limits))
-    stopped = r_all.streak >= 400  # stopped by the rule: exactly at 400 updates in a row
-    assert stopped.sum() == 4 and (r_all.streak[stopped] == 400).all() and (r_all.done[stopped] >= r_all.first_correct[stopped] + 400).all()
-    assert r_all.done[4] == 2500 and r_all.streak[4] < 400  # stopped by its limit
-
-
-def test_grid_adam_is_torch_adam_on_the_same_stacked_parameters():
-    """The oracle: three rows stacked in one (3, 21) parameter, updated by autograd through the
-    grid net's formulas (sigmoid(sigmoid(x W1^T + b1) W2^T + b2), BCE per row) and
-    ``torch.optim.Adam`` with weight decay, against ``GridAdam``'s analytic updates made in calls
-    of 40, 30 and 30 updates (a call's state carries to the next): the same weights, moments and
-    step counts after 100 updates, while the gradients are large. Compared over a few updates
-    only: two float32 engines drift apart by rounding over thousands of updates of this chaotic
-    computation (by 1e-3 after 3,000 on one AMD EPYC), which says nothing about the rule."""
-    H, (x, y) = 5, (torch.from_numpy(a) for a in _points())
-    start = torch.randn(3, size(H), generator=torch.Generator().manual_seed(3)) * 0.5
-    theirs = torch.nn.Parameter(start.clone())
-    adam = torch.optim.Adam([theirs], lr=0.01, weight_decay=1e-3)
-    ours = torch.nn.Parameter(start.clone(), requires_grad=False)
-    grid_adam = GridAdam([ours], lr=0.01, weight_decay=1e-3)
-    for _ in range(100):
-        o = grid_outputs(theirs, H, x)
-        loss = torch.nn.functional.binary_cross_entropy(o, y.expand_as(o), reduction="none").mean(dim=(1, 2)).sum()
-        adam.zero_grad()
-        loss.backward()
-        adam.step()
-    for chunk in (40, 30, 30):
-        grid_adam.step(hidden=H, points=x, targets=y, limits=np.full(3, chunk))
-    assert (ours - start).abs().max() > 0.1  # the weights moved: a comparison, not two copies of the start
-    torch.testing.assert_close(ours.detach(), theirs.detach(), atol=1e-6, rtol=1e-5)
-    for moment, scale, atol in (("exp_avg", 1e-3, 1e-7), ("exp_avg_sq", 1e-4, 1e-9)):  # measured: 1.8e-3 and 4.4e-4 at most
-        assert grid_adam.state[ours][moment].abs().max() > scale
-        torch.testing.assert_close(grid_adam.state[ours][moment], adam.state[theirs][moment], atol=atol, rtol=1e-4)
-    assert grid_adam.state[ours]["step"].tolist() == [100] * 3 and int(adam.state[theirs]["step"]) == 100
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_an_update_is_autograd_and_torch_adam_on_each_row_alone(compiled):
+    """The oracle: three nets, each its own parameter, updated by autograd through the grid net's
+    formulas written as matrix products (``oracles.grid_outputs``) and its own
+    ``torch.optim.Adam`` with weight decay; the third is re-initialised after 10 updates (a fresh
+    Adam, as a restart makes). Against them, the three rows stacked, held by ``RowAdam`` (whose
+    step counts then differ: two groups) and updated by ``seed_update``, eagerly or compiled,
+    for 30 updates in float64: the same weights, moments and step counts."""
+    H, (x, y) = 5, (torch.from_numpy(a).double() for a in _points())
+    g = torch.Generator().manual_seed(3)
+    start, fresh = torch.randn(3, size(H), generator=g, dtype=torch.float64) * 0.5, torch.randn(size(H), generator=g, dtype=torch.float64) * 0.5
+    lr, wd = 0.01, 1e-3
+    theirs = [torch.nn.Parameter(row.clone()) for row in start]
+    adams = [torch.optim.Adam([p], lr=lr, weight_decay=wd) for p in theirs]
+    stacked = torch.nn.Parameter(start.clone())
+    ours = RowAdam([stacked], lr=lr, weight_decay=wd)
+    update = compiled_update(H, ours.settings) if compiled else partial(seed_update, hidden=H, lr=lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=wd)
+    for t in range(30):
+        if t == 10:
+            with torch.no_grad():
+                theirs[2].copy_(fresh)
+                stacked[2] = fresh
+            adams[2] = torch.optim.Adam([theirs[2]], lr=lr, weight_decay=wd)
+            ours.reset_rows([2])
+        for p, adam in zip(theirs, adams):
+            o = grid_outputs(p[None], H, x)
+            adam.zero_grad()
+            torch.nn.functional.binary_cross_entropy(o, y.expand_as(o)).backward()
+            adam.step()
+        groups = ours.rows([0, 1, 2])
+        assert [r.index.tolist() for r in groups] == ([[0, 1, 2]] if t < 10 else [[2], [0, 1]])
+        for rows in groups:
+            rows = rows_for_compiled(rows) if compiled else rows
+            update(rows.weights, rows.exp_avg, rows.exp_avg_sq, rows.step, x, y)
+            ours.store(rows)
+    assert (stacked[:2] - start[:2]).abs().max() > 0.1  # the weights moved: a comparison, not two copies of the start
+    for i, (p, adam) in enumerate(zip(theirs, adams)):
+        torch.testing.assert_close(stacked[i].detach(), p.detach(), atol=1e-12, rtol=1e-10)
+        state = ours.state[stacked]
+        for moment in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(state[moment][i], adam.state[p][moment], atol=1e-14, rtol=1e-10)
+        assert float(state["step"][i]) == float(adam.state[p]["step"]) == (30 if i < 2 else 20)
 
 
 def _fit(model, batches_per_step=1000, max_steps=200_000, callbacks=()):

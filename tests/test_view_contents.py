@@ -335,14 +335,16 @@ def test_the_histograms_need_a_module_that_names_its_weights():
 
 
 def test_a_module_that_counts_its_own_updates_is_drawn_at_its_count(tmp_path):
-    """The grid makes up to 1,000 updates a Lightning step: the histograms follow its count."""
+    """The grid makes up to 1,000 updates a Lightning step, outside ``optimizer.step``: the
+    histograms are drawn after each Lightning step, at its count, and never from the optimiser hook."""
     count = [0]
     trainer, module = _trainer(tmp_path, step=1), _Watched(updates=count)
     callback = HistogramCallback(every_updates=2500)
-    for updates in (0, 1000, 2000, 3000, 4000, 5000):
+    for updates in (1000, 2000, 3000, 4000, 5000):
         count[0] = updates
         callback.on_before_optimizer_step(trainer, module, None)
-    assert [step for step, _ in _histogram(_events(trainer), "weights/w")] == [0, 3000, 5000]
+        callback.on_train_batch_end(trainer, module, None, None, 0)
+    assert [step for step, _ in _histogram(_events(trainer), "weights/w")] == [1000, 3000, 5000]  # bucket 0 after the first step
 
 
 def test_a_sampled_histogram_is_the_sample_drawn_with_its_updates_seed(tmp_path):
