@@ -63,7 +63,7 @@ print(json.dumps({"seconds": callbacks[-1].seconds, "updates": trainer.global_st
 def run_once(repo: Path, name: str, scratch: Path) -> float:
     """Seconds per unit of workload ``name`` in checkout ``repo``, in a fresh process."""
     overrides, amount, unit = WORKLOADS[name]
-    out = scratch / f"{repo.name}_{name.replace(' ', '_')}_{time.monotonic_ns()}"
+    out = scratch / f"{repo.name}_{name.replace(' ', '_').replace('=', '-')}_{time.monotonic_ns()}"  # a path Hydra's override grammar reads
     env = {**os.environ, "PYTHONPATH": str(repo)}
     if unit == "command":
         t0 = time.perf_counter()
