@@ -9,7 +9,8 @@ a fresh process of each checkout, in turn (baseline, current, baseline, ...), ``
 times; the fastest run of each is kept (the machine's noise only ever slows a run down). A
 workload is what ``python train.py <overrides>`` builds (``benchmarks/speed.py``'s ``build``, with
 the threads ``train.py`` would set), trained for a fixed number of updates with every stopping
-rule and the in-fit evaluation off; the time is the ``TrainTimer`` callback's (training only).
+rule and the in-fit evaluation off; the time is the ``TrainTimer`` callback's (training only),
+after 3 updates in the same process that are not timed (compiling, where the code compiles).
 The grid's rows time the whole ``python train.py experiment=check_sig`` command, as a user runs it.
 Results are printed as a table (``new / baseline``: under 1 is faster) and written as JSON.
 """
@@ -54,6 +55,9 @@ repo, overrides, amount, unit, out = sys.argv[1], json.loads(sys.argv[2]), int(s
 sys.path[:0] = [repo, repo + "/benchmarks"]
 import speed
 limit = [f"trainer.max_epochs={amount}"] if unit == "epoch" else [f"trainer.max_steps={amount}", "trainer.max_epochs=1000000"]
+if unit == "update":  # a few updates first, in the same process: what torch.compile compiles is not timed
+    _, (dm, model, callbacks, trainer) = speed.build([*overrides, "trainer.max_steps=3", "trainer.max_epochs=1000000"], "cpu", Path(out + "_warm"))
+    trainer.fit(model, datamodule=dm)
 cfg, (dm, model, callbacks, trainer) = speed.build([*overrides, *limit], "cpu", Path(out))
 trainer.fit(model, datamodule=dm)
 print(json.dumps({"seconds": callbacks[-1].seconds, "updates": trainer.global_step, "epochs": trainer.current_epoch}))

@@ -33,23 +33,27 @@ from typing import Optional
 
 import torch
 
-from base.errors import check_choice, check_int, check_positive, check_range
+from base.errors import check, check_choice, check_int, check_positive, check_range
 from lightning_modules.recurrent_nets import GATES, Layout
 
 
 class DEKF(torch.optim.Optimizer):
     """The filter's state per parameter (a seed's flat weights ``(P,)``): P per group, the strings
     seen. ``step()`` does nothing (there is no gradient to follow); ``update`` is the filter's
-    measurement update. ``attach(layout)`` sets the groups (before the first update)."""
+    measurement update. ``attach(layout)`` sets the groups (before the first update).
+    ``compiled``: the module runs each symbol's Jacobians and update through ``torch.compile``
+    (one call instead of a few hundred small operations; docs/speed.md)."""
 
     def __init__(self, params, p0: float = 100.0, r_start: float = 100.0, r_end: float = 3.0, q_start: float = 1e-2,
-                 q_end: float = 1e-6, anneal_strings: int = 1000, decoupling: str = "units"):
+                 q_end: float = 1e-6, anneal_strings: int = 1000, decoupling: str = "units", compiled: bool = True):
         for key, value in (("p0", p0), ("r_start", r_start), ("r_end", r_end)):
             check_positive(key, value)
         for key, value in (("q_start", q_start), ("q_end", q_end)):
             check_range(key, value, 0)
         check_int("anneal_strings", anneal_strings, 1)
         check_choice("decoupling", decoupling, ("units", "none"))
+        check(isinstance(compiled, bool), "compiled", compiled, "true or false")
+        self.compiled = compiled
         super().__init__(params, dict(p0=p0, r_start=r_start, r_end=r_end, q_start=q_start, q_end=q_end, anneal_strings=anneal_strings, decoupling=decoupling))
         self.groups_of: Optional[list[torch.Tensor]] = None
 
@@ -106,28 +110,56 @@ class DEKF(torch.optim.Optimizer):
         """The measurement update of R parameters (one seed's flat weights each, the same groups)
         at once, as batched matrix products: Jacobians ``H`` (R, M, P), ``error`` (R, M). Each
         parameter's noise is annealed by the strings it has seen unless ``r``/``q`` are given."""
+        r_all, q_all = self.noise_of(params, H.dtype, H.device)
+        if r is not None:
+            r_all = torch.full_like(r_all, r)
+        if q is not None:
+            q_all = torch.full_like(q_all, q)
+        flat, blocks = kalman_update(torch.stack([p.data for p in params]), H, error, self.blocks_of(params), tuple(self._groups(params[0])), r_all, q_all)
+        self.store(params, flat, blocks)
+
+    def blocks_of(self, params: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """P of each group for the parameters ``params``, stacked: ``(R, n_g, n_g)`` per group."""
         blocks = [self._blocks(p) for p in params]
+        return tuple(torch.stack([b[k] for b in blocks]) for k in range(len(blocks[0])))
+
+    def noise_of(self, params: list[torch.Tensor], dtype: torch.dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """R and Q of each parameter, annealed by the strings it has seen: ``(R, 1, 1)`` each."""
+        for p in params:
+            self._blocks(p)
         noise = [self.annealed(self.state[p]["strings"]) for p in params]
-        r_all = H.new_tensor([n[0] if r is None else r for n in noise])[:, None, None]
-        q_all = H.new_tensor([n[1] if q is None else q for n in noise])[:, None, None]
-        groups = self._groups(params[0])
-        Ps = [torch.stack([b[k] for b in blocks]) for k in range(len(groups))]  # (R, n_g, n_g)
-        Hg = [H[:, :, g] for g in groups]  # (R, M, n_g)
-        PHt = [P @ h.transpose(1, 2) for P, h in zip(Ps, Hg)]  # (R, n_g, M)
-        S = torch.eye(H.shape[1], dtype=H.dtype, device=H.device) * r_all
-        for h, pht in zip(Hg, PHt):
-            S = S + h @ pht
-        A = torch.linalg.inv(S)
-        flat = torch.stack([p.data for p in params])
-        for k, (g, pht) in enumerate(zip(groups, PHt)):
-            K = pht @ A  # (R, n_g, M)
-            flat[:, g] += (K @ error[:, :, None])[..., 0]
-            P = Ps[k] - K @ pht.transpose(1, 2)
-            P = 0.5 * (P + P.transpose(1, 2)) + q_all * torch.eye(len(g), dtype=P.dtype, device=P.device)  # kept symmetric against rounding
-            for b, new in zip(blocks, P.unbind(0)):
-                b[k] = new
-        for p, new in zip(params, flat):
-            p.data.copy_(new)
+        return tuple(torch.tensor([n[k] for n in noise], dtype=dtype, device=device)[:, None, None] for k in range(2))
+
+    @torch.no_grad()
+    def store(self, params: list[torch.Tensor], flat: torch.Tensor, blocks: tuple[torch.Tensor, ...]) -> None:
+        """Updated weights ``flat`` (R, P) and P blocks (``blocks_of``'s shapes) back into the
+        parameters and the filter's state."""
+        for i, p in enumerate(params):
+            p.data.copy_(flat[i])
+            self.state[p]["P"] = [b[i] for b in blocks]
+
+
+def kalman_update(flat: torch.Tensor, H: torch.Tensor, error: torch.Tensor, blocks: tuple[torch.Tensor, ...], groups: tuple[torch.Tensor, ...],
+                  r: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """The filter's measurement update (the module docstring's equations) of R networks at once:
+    weights ``flat`` (R, P), Jacobians ``H`` (R, M, P), ``error`` = targets - outputs (R, M), P of
+    each group ``blocks`` (R, n_g, n_g) with the weight indices ``groups``, noise ``r``, ``q``
+    (R, 1, 1). Returns the new weights and blocks. Every product is batched over the networks and
+    acts on each alone."""
+    Hg = [H[:, :, g] for g in groups]  # (R, M, n_g)
+    PHt = [P @ h.transpose(1, 2) for P, h in zip(blocks, Hg)]  # (R, n_g, M)
+    S = torch.eye(H.shape[1], dtype=H.dtype, device=H.device) * r
+    for h, pht in zip(Hg, PHt):
+        S = S + h @ pht
+    A = torch.linalg.inv(S)
+    flat = flat.clone()
+    new = []
+    for g, pht, P in zip(groups, PHt, blocks):
+        K = pht @ A  # (R, n_g, M)
+        flat[:, g] += (K @ error[:, :, None])[..., 0]
+        P = P - K @ pht.transpose(1, 2)
+        new.append(0.5 * (P + P.transpose(1, 2)) + q * torch.eye(len(g), dtype=P.dtype, device=P.device))  # kept symmetric against rounding
+    return flat, tuple(new)
 
 
 def weight_groups(layout: Layout, decoupling: str) -> list[torch.Tensor]:

@@ -16,6 +16,7 @@ from torch import nn
 from analysis.grid import dividing_lines, point_table
 from base.contracts import ShownNet
 from base.errors import ConfigError, check, check_choice, check_int, check_positive, check_range
+from lightning_modules.compiled import compiled_for
 from lightning_modules.grid_nets import ACTIVATIONS, WEIGHT_KEYS, GridNet, grid_forward, load_weights, size, step, unflatten
 from lightning_modules.population import SeedPopulation
 from lightning_modules.row_adam import RowAdam, Rows, adam_rows
@@ -46,22 +47,21 @@ def seed_update(w: torch.Tensor, m: torch.Tensor, v: torch.Tensor, count: torch.
     return losses, o, ((o >= 0.5) == (y >= 0.5)).all(dim=2).all(dim=1)
 
 
-_compiled: dict[tuple, object] = {}
-
-
 def compiled_update(hidden: int, settings: tuple[float, ...]):
     """``seed_update`` for ``hidden`` units and Adam ``settings`` through ``torch.compile``, once
-    per process, the gradient and Adam fused, the settings constants of the kernel (as arguments,
-    each call would wrap them as tensors). The number of rows is dynamic (``rows_for_compiled``):
-    one kernel for any number of rows. Measured in the module's loop on a 2-core AMD EPYC: 91 us
-    an update of one net against 862 us eagerly (docs/speed.md)."""
-    key = (hidden, settings)
-    if key not in _compiled:
+    per process and setting (``compiled.compiled_for``), the gradient and Adam fused, the settings
+    constants of the kernel (as arguments, each call would wrap them as tensors). The number of
+    rows is dynamic (``rows_for_compiled``): one kernel for any number of rows. Measured in the
+    module's loop on a 2-core AMD EPYC: 91 us an update of one net against 862 us eagerly
+    (docs/speed.md)."""
+
+    def make():
         def update(w, m, v, count, x, y):
             return seed_update(w, m, v, count, x, y, hidden, *settings)
 
-        _compiled[key] = torch.compile(update, fullgraph=True)
-    return _compiled[key]
+        return update
+
+    return compiled_for(("grid", hidden, settings), make, fullgraph=True)
 
 
 def rows_for_compiled(rows: Rows) -> Rows:

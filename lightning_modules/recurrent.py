@@ -6,6 +6,7 @@ import logging
 import statistics
 import time
 from collections import Counter
+from functools import partial
 from typing import Any, Optional, Union
 
 import pytorch_lightning as pl
@@ -16,12 +17,13 @@ from torchmetrics import MeanMetric
 from analysis.recurrent import generalisation, trace_batch
 from base.contracts import SeedData, ShownNet
 from base.errors import ConfigError, check, check_choice, check_int, is_number
-from lightning_modules.dekf import DEKF
+from lightning_modules.compiled import compiled_for
+from lightning_modules.dekf import DEKF, kalman_update
 from lightning_modules.metrics import PerSeedSums
 from lightning_modules.objectives import Objective
 from lightning_modules.optimizers import optimizer_factory
 from lightning_modules.population import SeedPopulation
-from lightning_modules.recurrent_nets import CELLS, FUSED_CELLS, ForwardJacobian, Layout, forward, fused_logits, make_net, penalty, real_steps
+from lightning_modules.recurrent_nets import CELLS, FUSED_CELLS, ForwardJacobian, Layout, advance, forward, fused_logits, make_net, penalty, real_steps
 from lightning_modules.recurrent_nets import losses as seed_losses
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,36 @@ def clip_per_row(grads: torch.Tensor, max_norm: float) -> torch.Tensor:
     one network's: by ``min(1, max_norm / (norm + 1e-6))``."""
     norms = torch.linalg.vector_norm(grads, dim=1, keepdim=True)
     return grads * (max_norm / (norms + 1e-6)).clamp(max=1.0)
+
+
+def filter_symbol(layout: Layout, legal_next: bool, l1: float, groups: tuple[torch.Tensor, ...], flat: torch.Tensor, state, dstate,
+                  tangents: torch.Tensor, x: torch.Tensor, wanted: torch.Tensor, valid: torch.Tensor, blocks: tuple[torch.Tensor, ...],
+                  r: torch.Tensor, q: torch.Tensor):
+    """One symbol of the Kalman filter for R networks: after input ``x`` (R, S) the outputs the
+    filter measures (the sigmoids or the softmax of the logits, and with ``l1`` sqrt(penalty)) and
+    their Jacobian with respect to the weights ``flat`` (R, P), carried through the string
+    (``recurrent_nets.advance``), then the measurement update towards ``wanted`` (R, M) of the
+    networks whose string has this symbol (``valid`` (R,) bool; the others keep their weights and
+    P). Returns the weights, the state and its tangents, P's blocks, and the logits (R, S)."""
+
+    def measured(logits, f):
+        y = torch.sigmoid(logits) if legal_next else torch.softmax(logits, dim=-1)
+        return torch.cat([y, penalty(f, l1).clamp(min=1e-12).sqrt()[:, None]], dim=1) if l1 else y
+
+    (state, (logits, y)), (dstate, (_, dy)) = advance(layout, measured, flat, state, dstate, x, tangents)
+    new_flat, new_blocks = kalman_update(flat, dy.permute(1, 2, 0), wanted - y, blocks, groups, r, q)
+    flat = torch.where(valid[:, None], new_flat, flat)
+    blocks = tuple(torch.where(valid[:, None, None], n, b) for n, b in zip(new_blocks, blocks))
+    return flat, state, dstate, blocks, logits
+
+
+def compiled_filter_symbol(layout: Layout, legal_next: bool, l1: float, groups: tuple[torch.Tensor, ...]):
+    """``filter_symbol`` through ``torch.compile``, once per process and setting
+    (``compiled.compiled_for``): one call a symbol instead of a few hundred small operations
+    under ``vmap`` and ``jvp``. Static shapes: ``vmap``'s ``jvp`` cannot be compiled for a
+    symbolic number of networks (the caller keeps the number fixed)."""
+    key = ("filter", layout, legal_next, l1, tuple(tuple(g.tolist()) for g in groups))
+    return compiled_for(key, lambda: partial(filter_symbol, layout, legal_next, l1, groups), fullgraph=True, dynamic=False)
 
 
 class SequencePredictor(SeedPopulation, pl.LightningModule):
@@ -338,36 +370,48 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
 
     @torch.no_grad()
     def _kalman_step(self, batch: dict, drawn: list[int], active: list[int], dekf: DEKF) -> torch.Tensor:
-        """One string per seed, symbol by symbol: the outputs and their Jacobian
-        (``ForwardJacobian``), then the filter's update of that seed's weights, before the next
-        symbol. With ``l1`` the outputs end with sqrt(penalty), which should be 0. Returns each
-        seed's loss on the string (the objective's mean over its symbols, measured before each update)."""
-        rows = torch.tensor([drawn.index(i) for i in active], device=self.device)
-        x, targets, valid = (batch[k].index_select(0, rows)[:, 0] for k in ("inputs", "targets", "valid"))  # (A, T, ...)
+        """One string per seed, symbol by symbol: the outputs and their Jacobian, then the
+        filter's update of each seed's weights, before the next symbol (``filter_symbol``, for
+        every seed at once). With ``l1`` the outputs end with sqrt(penalty), which should be 0.
+        Returns each seed's loss on the string (the objective's mean over its symbols, measured
+        before each update)."""
+        rows = [drawn.index(i) for i in active]
         params = [self._params()[i] for i in active]
+        A = len(active)
+        if dekf.compiled:  # as many rows as this process has seeds, however many have ended: compiled
+            # code is specialised on shapes (vmap's jvp cannot be compiled for any number), so the
+            # rows of ended seeds are filled with a copy of the first, whose string is not valid
+            pad = max(len(self.my_seeds()) - A, 0)
+            rows, params = rows + rows[:1] * pad, params + params[:1] * pad
+        x, targets, valid = (batch[k].index_select(0, torch.tensor(rows, device=self.device))[:, 0] for k in ("inputs", "targets", "valid"))  # (R, T, ...)
+        valid = valid.clone()
+        valid[A:] = 0
         flat = torch.stack([p.detach() for p in params])
         jacobian = ForwardJacobian(self.layout, flat)
-        steps = int(valid.sum(1).max())
-        total = torch.zeros(len(active), dtype=flat.dtype, device=flat.device)
+        # distinct tensors (the LSTM's initial h and c are one zero tensor): compiled code is
+        # specialised on which inputs alias, and would be compiled again after the first symbol
+        state, dstate = (tuple(s.clone() for s in both) for both in (jacobian.state, jacobian.dstate))
+        blocks, (r, q) = dekf.blocks_of(params), dekf.noise_of(params, flat.dtype, flat.device)
         l1 = self.hparams.get("l1", 0.0)
-
-        def measured(logits, f):  # what the filter measures, as a function of the logits and the weights
-            y = self.objective.outputs(logits)
-            return torch.cat([y, penalty(f, l1).clamp(min=1e-12).sqrt()[:, None]], dim=1) if l1 else y
-
+        settings = (self.layout, self.objective.legal_next, l1, tuple(dekf._groups(params[0])))
+        symbol = compiled_filter_symbol(*settings) if dekf.compiled else partial(filter_symbol, *settings)
+        steps = int(valid.sum(1).max())
+        wanted = self.objective.wanted(x[:, :steps], targets[:, :steps])  # (A, T, S), for every symbol at once
+        if l1:
+            wanted = torch.cat([wanted, wanted.new_zeros(*wanted.shape[:2], 1)], dim=2)
+        # time-major copies: each symbol's inputs are then contiguous, with the same strides
+        # whatever the string's length (compiled code is specialised on strides)
+        xs, ws, vs = (a.transpose(0, 1).contiguous() for a in (x[:, :steps], wanted, valid[:, :steps] > 0))
+        logits = []
         for t in range(steps):
-            logits, _, y, H = jacobian.step(flat, x[:, t], head=measured)
-            d = self.objective.wanted(x[:, t], targets[:, t])
-            if l1:
-                d = torch.cat([d, d.new_zeros(len(d), 1)], dim=1)
-            total += self.objective.per_position(logits, targets[:, t], x[:, t]) * valid[:, t]
-            rows = valid[:, t].nonzero()[:, 0].tolist()  # the seeds whose string has this symbol
-            if rows:
-                dekf.update_many([params[k] for k in rows], H[rows], (d - y)[rows])
-            flat = torch.stack([p.detach() for p in params])
+            flat, state, dstate, blocks, out = symbol(flat, state, dstate, jacobian.tangents, xs[t], ws[t], vs[t], blocks, r, q)
+            logits.append(out)
+        params = params[:A]
+        dekf.store(params, flat[:A], tuple(b[:A] for b in blocks))
         for p in params:
             dekf.end_string(p)
-        return total / valid.sum(1).clamp(min=1)
+        losses = self.objective.per_position(torch.stack(logits, dim=1), targets[:, :steps], x[:, :steps]) * valid[:, :steps]
+        return (losses.sum(1) / valid.sum(1).clamp(min=1))[:A]
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         self.stop_when_every_seed_has_ended()

@@ -307,21 +307,25 @@ class ForwardJacobian:
         logits ``(R, S)`` and their Jacobian ``(R, S, P)``; with ``head`` (a function of the logits
         and the weights giving ``(R, M)``, e.g. the filter's outputs), also its value and Jacobian
         ``(R, M, P)``."""
-        layout = self.layout
-
-        def one(f, state):
-            w = Weights.of(layout, f)
-            new, _ = step(layout, w, state, input_part(w, x[:, :, None]))
-            logits = output(w, new[0])[:, :, 0]
-            return new, (logits, head(logits, f)) if head is not None else (logits,)
-
-        def tangent(e, ds):
-            return torch.func.jvp(one, (flat, self.state), (e, ds))
-
-        primal, tangents = torch.func.vmap(tangent, out_dims=(None, 0))(self.tangents, self.dstate)
-        self.state, values = primal
-        self.dstate, derivatives = tangents
+        (self.state, values), (self.dstate, derivatives) = advance(self.layout, head, flat, self.state, self.dstate, x, self.tangents)
         return tuple(v for pair in zip(values, derivatives) for v in (pair[0], pair[1].permute(1, 2, 0)))
+
+
+def advance(layout: Layout, head, flat: torch.Tensor, state: State, dstate: State, x: torch.Tensor, tangents: torch.Tensor):
+    """``ForwardJacobian.step`` as a function (what ``torch.compile`` takes): the state after input
+    ``x`` (R, S) and the logits (and ``head``'s value), then their tangents ``(P, ...)``, one per
+    weight: ``((state, values), (dstate, derivatives))``."""
+
+    def one(f, st):
+        w = Weights.of(layout, f)
+        new, _ = step(layout, w, st, input_part(w, x[:, :, None]))
+        logits = output(w, new[0])[:, :, 0]
+        return new, (logits, head(logits, f)) if head is not None else (logits,)
+
+    def tangent(e, ds):
+        return torch.func.jvp(one, (flat, state), (e, ds))
+
+    return torch.func.vmap(tangent, out_dims=(None, 0))(tangents, dstate)
 
 
 # ---- one network as a module --------------------------------------------------------------------

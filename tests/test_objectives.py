@@ -348,11 +348,13 @@ def test_the_filters_defaults_are_its_configs_and_each_bad_setting_is_named():
     from tests.conftest import REPO
 
     conf = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" / "optimizer" / "dekf.yaml"))
-    defaults = DEKF([torch.nn.Parameter(torch.zeros(1))]).defaults
-    assert {k: defaults[k] for k in ("p0", "r_start", "r_end", "q_start", "q_end", "anneal_strings", "decoupling")} == {
+    dekf = DEKF([torch.nn.Parameter(torch.zeros(1))])
+    defaults = dekf.defaults | {"compiled": dekf.compiled}
+    assert {k: defaults[k] for k in ("p0", "r_start", "r_end", "q_start", "q_end", "anneal_strings", "decoupling", "compiled")} == {
         k: v for k, v in conf.items() if not k.startswith("_")} == {
-        "p0": 100.0, "r_start": 100.0, "r_end": 3.0, "q_start": 0.01, "q_end": 1e-6, "anneal_strings": 1000, "decoupling": "units"}
-    for key, bad, allowed in (("r_start", 0, "a finite number > 0"), ("r_end", -1, "a finite number > 0"), ("q_start", -1, "a finite number >= 0")):
+        "p0": 100.0, "r_start": 100.0, "r_end": 3.0, "q_start": 0.01, "q_end": 1e-6, "anneal_strings": 1000, "decoupling": "units", "compiled": True}
+    for key, bad, allowed in (("r_start", 0, "a finite number > 0"), ("r_end", -1, "a finite number > 0"), ("q_start", -1, "a finite number >= 0"),
+                              ("compiled", 2, "true or false")):
         with pytest.raises(ConfigError) as caught:
             DEKF([torch.nn.Parameter(torch.zeros(1))], **{key: bad})
         assert str(caught.value) == f"{key}={bad} is invalid; allowed: {allowed}"
@@ -456,13 +458,15 @@ def _online_reference(cell: str, flat: torch.Tensor, strings: list[dict], symbol
 
 @pytest.mark.parametrize("cell, language, objective, l1", [("srn", (2, 0), "next_symbol", 0.0), ("lstm", (1, 1), "legal_next", 0.0),
                                                         ("gru", (1, 1), "legal_next", 0.0), ("gru", (2, 0), "next_symbol", 0.01)])
-def test_the_filters_online_step_is_the_method_written_out_symbol_by_symbol(cell, language, objective, l1):
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_the_filters_online_step_is_the_method_written_out_symbol_by_symbol(cell, language, objective, l1, compiled):
     """Two short strings (n = 1, then n = 2), one seed, the global filter (decoupling none) in
     float64 with R and Q held constant: after each symbol the weights are updated, and the next
     symbol's forward pass and Jacobian use the updated weights. The module's weights after each
     string and its P equal the reference's to 1e-9; a filter that kept the string's first weights
     for its forward passes ends measurably elsewhere. The GRU and the L1 penalty (one more
-    measurement, sqrt(l1 sum |w|), that should be 0) need no code of their own in the filter."""
+    measurement, sqrt(l1 sum |w|), that should be 0) need no code of their own in the filter.
+    Eagerly and through ``torch.compile`` (the default)."""
     import functools
 
     from lightning_modules.dekf import DEKF
@@ -471,7 +475,7 @@ def test_the_filters_online_step_is_the_method_written_out_symbol_by_symbol(cell
     lang = CountingLanguage(*language, 4)
     strings = [lang.sequence([1]), lang.sequence([2])]
     p0, r, q = 10.0, 2.0, 1e-3
-    make = functools.partial(DEKF, p0=p0, r_start=r, r_end=r, q_start=q, q_end=q, decoupling="none")
+    make = functools.partial(DEKF, p0=p0, r_start=r, r_end=r, q_start=q, q_end=q, decoupling="none", compiled=compiled)
     model = SequencePredictor(cell=cell, hidden_units=hidden, num_symbols=symbols, init=0.5, optimizer=make, objective=objective, l1=l1).double()
     start = model.seed_weights[0].detach().clone()
     dekf = model.configure_optimizers()
@@ -489,3 +493,40 @@ def test_the_filters_online_step_is_the_method_written_out_symbol_by_symbol(cell
     assert dekf.strings_seen(model.seed_weights[0]) == 2
     assert (want[-1] - start).abs().max() > 1e-2  # the filter moved the weights
     assert (want[-1] - frozen[-1]).abs().max() > 1e-4  # and where the forward passes are taken matters
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_seeds_filtered_together_end_as_each_filtered_alone(compiled):
+    """Two seeds of an LSTM with peepholes (the filter's groups decoupled by unit) filtered in one
+    step on strings of different lengths (n = 1 and n = 3): the seed whose string ends first keeps
+    its weights and P while the other goes on, and each ends as it does filtered alone on its own
+    string (float64; eager and compiled). Two seeds, not one: compiled code for one row is another
+    kernel, so the comparison is to rounding, 1e-12."""
+    import functools
+
+    from lightning_modules.dekf import DEKF
+
+    lang = CountingLanguage(1, 1, 4)
+    strings = [lang.sequence([1]), lang.sequence([3])]
+    make = functools.partial(DEKF, p0=10.0, r_start=2.0, r_end=2.0, q_start=1e-3, q_end=1e-3, compiled=compiled)
+
+    def model_of(seeds):
+        m = SequencePredictor(cell="lstm", hidden_units=2, num_symbols=3, peepholes=True, seeds=seeds, init=0.5, optimizer=make, objective="legal_next").double()
+        return m, m.configure_optimizers()
+
+    def batch_of(seqs):
+        b = collate(seqs, 3)
+        return {k: (v.double() if v.is_floating_point() else v)[:, None] for k, v in b.items()}
+
+    both, dekf = model_of(2)
+    start = [both.seed_weights[i].detach().clone() for i in range(2)]
+    both._kalman_step(batch_of(strings), [0, 1], [0, 1], dekf)
+    for i in range(2):
+        alone, alone_dekf = model_of(1)
+        with torch.no_grad():
+            alone.seed_weights[0].copy_(start[i])
+        alone._kalman_step(batch_of([strings[i]]), [0], [0], alone_dekf)
+        torch.testing.assert_close(both.seed_weights[i].detach(), alone.seed_weights[0].detach(), rtol=1e-12, atol=1e-12)
+        for mine, theirs in zip(dekf.state[both.seed_weights[i]]["P"], alone_dekf.state[alone.seed_weights[0]]["P"]):
+            torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=1e-12)
+        assert (both.seed_weights[i].detach() - start[i]).abs().max() > 1e-3  # each moved
