@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Optional
 
 import numpy as np
@@ -47,21 +46,23 @@ def seed_update(w: torch.Tensor, m: torch.Tensor, v: torch.Tensor, count: torch.
     return losses, o, ((o >= 0.5) == (y >= 0.5)).all(dim=2).all(dim=1)
 
 
+def update_for(hidden: int, settings: tuple[float, ...]):
+    """``seed_update`` for ``hidden`` units and Adam ``settings`` (``RowAdam.settings``), a
+    function of the rows, their state and the batch."""
+
+    def update(w, m, v, count, x, y):
+        return seed_update(w, m, v, count, x, y, hidden, *settings)
+
+    return update
+
+
 def compiled_update(hidden: int, settings: tuple[float, ...]):
-    """``seed_update`` for ``hidden`` units and Adam ``settings`` through ``torch.compile``, once
-    per process and setting (``compiled.compiled_for``), the gradient and Adam fused, the settings
-    constants of the kernel (as arguments, each call would wrap them as tensors). The number of
-    rows is dynamic (``rows_for_compiled``): one kernel for any number of rows. Measured in the
-    module's loop on a 2-core AMD EPYC: 91 us an update of one net against 862 us eagerly
-    (docs/speed.md)."""
-
-    def make():
-        def update(w, m, v, count, x, y):
-            return seed_update(w, m, v, count, x, y, hidden, *settings)
-
-        return update
-
-    return compiled_for(("grid", hidden, settings), make, fullgraph=True)
+    """``update_for(hidden, settings)`` through ``torch.compile``, once per process and setting
+    (``compiled.compiled_for``), the gradient and Adam fused, the settings constants of the kernel
+    (as arguments, each call would wrap them as tensors). The number of rows is dynamic
+    (``rows_for_compiled``): one kernel for any number of rows. Measured in the module's loop on a
+    2-core AMD EPYC: 91 us an update of one net against 862 us eagerly (docs/speed.md)."""
+    return compiled_for(("grid", hidden, settings), lambda: update_for(hidden, settings), fullgraph=True)
 
 
 def rows_for_compiled(rows: Rows) -> Rows:
@@ -318,8 +319,7 @@ class GridPerceptron(SeedPopulation, pl.LightningModule):
         # the updates run here, outside Lightning's optimizer.step: Lightning's per-step machinery
         # costs several times an update of a 21-weight net (docs/speed.md)
         optimizer = self.optimizers(use_pl_optimizer=False)
-        settings = optimizer.settings
-        update = compiled_update(H, settings) if self.compiled else partial(seed_update, hidden=H, lr=settings[0], beta1=settings[1], beta2=settings[2], eps=settings[3], weight_decay=settings[4])
+        update = (compiled_update if self.compiled else update_for)(H, optimizer.settings)
         S, N = len(limits), len(x)
         streak, done, first = self.streak.astype(np.int64).copy(), np.zeros(S, np.int64), np.full(S, -1, np.int64)
         first_loss, last_loss, last_output = np.zeros(S, np.float32), np.zeros(S, np.float32), np.zeros((S, N, 1), np.float32)

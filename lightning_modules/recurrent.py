@@ -61,18 +61,18 @@ def clip_per_row(grads: torch.Tensor, max_norm: float) -> torch.Tensor:
     return grads * (max_norm / (norms + 1e-6)).clamp(max=1.0)
 
 
-def filter_symbol(layout: Layout, legal_next: bool, l1: float, groups: tuple[torch.Tensor, ...], flat: torch.Tensor, state, dstate,
+def filter_symbol(layout: Layout, objective: Objective, l1: float, groups: tuple[torch.Tensor, ...], flat: torch.Tensor, state, dstate,
                   tangents: torch.Tensor, x: torch.Tensor, wanted: torch.Tensor, valid: torch.Tensor, blocks: tuple[torch.Tensor, ...],
                   r: torch.Tensor, q: torch.Tensor):
     """One symbol of the Kalman filter for R networks: after input ``x`` (R, S) the outputs the
-    filter measures (the sigmoids or the softmax of the logits, and with ``l1`` sqrt(penalty)) and
+    filter measures (``objective.outputs`` of the logits, and with ``l1`` sqrt(penalty)) and
     their Jacobian with respect to the weights ``flat`` (R, P), carried through the string
     (``recurrent_nets.advance``), then the measurement update towards ``wanted`` (R, M) of the
     networks whose string has this symbol (``valid`` (R,) bool; the others keep their weights and
     P). Returns the weights, the state and its tangents, P's blocks, and the logits (R, S)."""
 
     def measured(logits, f):
-        y = torch.sigmoid(logits) if legal_next else torch.softmax(logits, dim=-1)
+        y = objective.outputs(logits)
         return torch.cat([y, penalty(f, l1).clamp(min=1e-12).sqrt()[:, None]], dim=1) if l1 else y
 
     (state, (logits, y)), (dstate, (_, dy)) = advance(layout, measured, flat, state, dstate, x, tangents)
@@ -82,13 +82,13 @@ def filter_symbol(layout: Layout, legal_next: bool, l1: float, groups: tuple[tor
     return flat, state, dstate, blocks, logits
 
 
-def compiled_filter_symbol(layout: Layout, legal_next: bool, l1: float, groups: tuple[torch.Tensor, ...]):
+def compiled_filter_symbol(layout: Layout, objective: Objective, l1: float, groups: tuple[torch.Tensor, ...]):
     """``filter_symbol`` through ``torch.compile``, once per process and setting
     (``compiled.compiled_for``): one call a symbol instead of a few hundred small operations
     under ``vmap`` and ``jvp``. Static shapes: ``vmap``'s ``jvp`` cannot be compiled for a
     symbolic number of networks (the caller keeps the number fixed)."""
-    key = ("filter", layout, legal_next, l1, tuple(tuple(g.tolist()) for g in groups))
-    return compiled_for(key, lambda: partial(filter_symbol, layout, legal_next, l1, groups), fullgraph=True, dynamic=False)
+    key = ("filter", layout, objective, l1, tuple(tuple(g.tolist()) for g in groups))
+    return compiled_for(key, lambda: partial(filter_symbol, layout, objective, l1, groups), fullgraph=True, dynamic=False)
 
 
 class SequencePredictor(SeedPopulation, pl.LightningModule):
@@ -393,7 +393,7 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         state, dstate = (tuple(s.clone() for s in both) for both in (jacobian.state, jacobian.dstate))
         blocks, (r, q) = dekf.blocks_of(params), dekf.noise_of(params, flat.dtype, flat.device)
         l1 = self.hparams.get("l1", 0.0)
-        settings = (self.layout, self.objective.legal_next, l1, tuple(dekf._groups(params[0])))
+        settings = (self.layout, self.objective, l1, tuple(dekf._groups(params[0])))
         symbol = compiled_filter_symbol(*settings) if dekf.compiled else partial(filter_symbol, *settings)
         steps = int(valid.sum(1).max())
         wanted = self.objective.wanted(x[:, :steps], targets[:, :steps])  # (A, T, S), for every symbol at once

@@ -6,7 +6,6 @@ round trip, and the figures' choice of nets (seconds; end-to-end runs are in tes
 from __future__ import annotations
 
 import warnings
-from functools import partial
 
 import numpy as np
 import pytest
@@ -19,7 +18,7 @@ from analysis.grid import dividing_lines
 from base.errors import ConfigError
 from conftest import REPO, Logged
 from datamodules.grid import GridDataModule, grid_points
-from lightning_modules.grid import GridPerceptron, compiled_update, rows_for_compiled, seed_update
+from lightning_modules.grid import GridPerceptron, compiled_update, rows_for_compiled, seed_update, update_for
 from lightning_modules.grid_nets import size
 from lightning_modules.row_adam import RowAdam
 from oracles import grid_outputs
@@ -350,7 +349,7 @@ def test_a_saturated_net_is_updated_as_torch_updates_it(compiled):
     stacked = torch.nn.Parameter(torch.cat([start, torch.zeros_like(start)]))
     optimizer = RowAdam([stacked], lr=0.01)
     (rows,) = optimizer.rows([0, 1])
-    update = compiled_update(H, optimizer.settings) if compiled else partial(seed_update, hidden=H, lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0)
+    update = (compiled_update if compiled else update_for)(H, optimizer.settings)
     rows = rows_for_compiled(rows) if compiled else rows
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # log(0) of a saturated point is clamped, not warned about

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import signal
 import time
-from functools import partial
 
 import numpy as np
 import pytest
@@ -23,7 +22,7 @@ from analysis.population import success_rate, updates_distribution
 from conftest import error_line, load_results, quiet, run_train, start_train
 from datamodules.grammar import CountingLanguage, GrammarDataModule
 from datamodules.grid import GridDataModule
-from lightning_modules.grid import GridPerceptron, compiled_update, rows_for_compiled, seed_update
+from lightning_modules.grid import GridPerceptron, compiled_update, rows_for_compiled, update_for
 from lightning_modules.grid_nets import size
 from lightning_modules.row_adam import RowAdam
 from lightning_modules.recurrent import SequencePredictor
@@ -55,7 +54,7 @@ def test_an_update_is_autograd_and_torch_adam_on_each_row_alone(compiled):
     adams = [torch.optim.Adam([p], lr=lr, weight_decay=wd) for p in theirs]
     stacked = torch.nn.Parameter(start.clone())
     ours = RowAdam([stacked], lr=lr, weight_decay=wd)
-    update = compiled_update(H, ours.settings) if compiled else partial(seed_update, hidden=H, lr=lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=wd)
+    update = (compiled_update if compiled else update_for)(H, ours.settings)
     for t in range(30):
         if t == 10:
             with torch.no_grad():
