@@ -32,7 +32,7 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns the study's objective (test accuracy, or det_acc for the
+    """Hydra entry point; returns the study's objective (test accuracy, or acc for the
     recurrent nets), the number a sweeper maximises."""
     from orchestration.run import run
     from orchestration.studies import study_of

@@ -144,7 +144,7 @@ def format_probe(rows: list[dict], state: str) -> str:
 
 
 def generalisation(ns: list[int], all_right: list[bool]) -> dict:
-    """From one test sequence per block length n and whether every determined position of it was
+    """From one test sequence per block length n and whether every scored position of it was
     right: ``max_n_generalised``, the largest N with every length 1..N right (0 if n = 1 fails);
     ``lengths_right``, every length that was right; ``fraction_lengths_right``, their share of the
     lengths tested; ``tested_up_to``."""

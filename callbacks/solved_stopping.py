@@ -12,7 +12,7 @@ from base.errors import ConfigError, check, check_int, is_number
 
 
 class SolvedStopping(Callback):
-    """End a seed ``patience`` updates after its ``monitor`` (default ``det_acc/val``) has been >=
+    """End a seed ``patience`` updates after its ``monitor`` (default ``acc/val``) has been >=
     ``threshold`` on ``evaluations`` consecutive evaluations (``patience`` 0: at once; None:
     never, it trains its full schedule: training on after solving is what can carry the counting
     to longer blocks). A single run is one seed; in a population every seed follows the rule on
@@ -26,7 +26,7 @@ class SolvedStopping(Callback):
     stopped in results.json (when it was first solved, the module measures in every run).
     """
 
-    def __init__(self, monitor: str = "det_acc/val", threshold: float = 1.0, evaluations: int = 3, patience: Optional[int] = 0):
+    def __init__(self, monitor: str = "acc/val", threshold: float = 1.0, evaluations: int = 3, patience: Optional[int] = 0):
         check_int("evaluations", evaluations, 1)
         check(is_number(threshold), "threshold", threshold, "a finite number")
         if patience is not None:

@@ -4,7 +4,7 @@ The reference told users to restart a stuck run by hand. With ``restarts: N``, a
 not succeeded ``restart_after`` updates after it began is re-initialised with seed
 ``init_seed + k`` (attempt k = 0, 1, ...), at most N times; so ``seed=<the seed of an attempt>``
 alone reproduces it. The grid study and the recurrent study share this record; each names its
-success (``first_perfect_update``: 100% accuracy; ``first_solved_update``: det_acc 1.0).
+success (``first_perfect_update``: 100% accuracy; ``first_solved_update``: acc 1.0).
 """
 
 from __future__ import annotations

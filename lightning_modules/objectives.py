@@ -97,6 +97,14 @@ class Objective:
             return logits.argmax(-1) == targets
         return ((logits > 0) == (legal_set(inputs, targets) > 0.5)).all(-1)  # sigmoid > 0.5 exactly when the logit > 0
 
+    def scored(self, determined: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """The positions ``(..., T)`` that ``acc``, ``solved`` and the generalisation test score:
+        under ``legal_next`` every real position (``valid``), the a-blocks included, as Suzgun et
+        al. (2019) score a string: the legal set is defined everywhere, and a net that drops b
+        inside an a-block is wrong there. Under ``next_symbol`` only the ``determined`` ones:
+        inside an a-block the next symbol is a draw, which no prediction gets right for sure."""
+        return valid & determined if not self.legal_next else valid
+
     def distribution(self, logits: torch.Tensor) -> torch.Tensor:
         """The outputs as a distribution over the next symbol ``(..., S)``, for ``error`` and
         ``error_exact``: the softmax (next_symbol), or the sigmoids scaled to sum to one

@@ -30,15 +30,22 @@ log = logging.getLogger(__name__)
 
 # the reference's optimiser, when a config names none
 REFERENCE_SGD = {"_target_": "torch.optim.SGD", "lr": 0.005, "weight_decay": 1e-4}
-EVAL_SUMS = ("nll", "positions", "squared_error", "squared_error_exact", "determined_right", "determined")
+EVAL_SUMS = ("nll", "positions", "squared_error", "squared_error_exact", "scored_right", "scored")
 EVAL_CHUNK = 128  # sequences evaluated at once (see _evaluate); H B a multiple of 64 for H = 1, 2, 3, ...: no padding rows
-VAL_NAMES = {"loss": "loss/val", "error": "error/val", "error_exact": "error_exact/val", "det_acc": "det_acc/val"}
-TEST_NAMES = {"loss": "hp/loss_test", "error": "hp/error_test", "error_exact": "hp/error_exact_test", "det_acc": "hp/det_acc_test"}
+VAL_NAMES = {"loss": "loss/val", "error": "error/val", "error_exact": "error_exact/val", "acc": "acc/val"}
+TEST_NAMES = {"loss": "hp/loss_test", "error": "hp/error_test", "error_exact": "hp/error_exact_test", "acc": "hp/acc_test"}
 
 
 def _counts(values) -> dict[str, int]:
     """How many seeds have each value, in increasing order of the value (JSON keys are strings)."""
     return {str(n): k for n, k in sorted(Counter(values).items())}
+
+
+def _plain(weights: Any) -> Any:
+    """``model.weights`` as plain lists (Hydra passes a DictConfig)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    return OmegaConf.to_container(weights) if isinstance(weights, DictConfig) else weights
 
 
 def fused_applies(cell: Any, peepholes: Any, kalman: bool) -> bool:
@@ -117,12 +124,14 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
       every position whose input is an A), over all positions and symbols: its ~0.01-0.03, of which
       even a perfect predictor keeps about 0.029 (a^n b^2n) or 0.0097 (a^n b^2n c^3n);
     - ``error_exact``: the same against the exact distribution of the generator (0 is perfect);
-    - ``det_acc``: fraction of determined positions (after the first B of a block) where the most
-      likely predicted symbol is the true next one; ``solved`` = det_acc is 1.0.
+    - ``acc``: the fraction of scored positions predicted right (``Objective.scored``: under
+      ``next_symbol`` the determined positions, after the first B of a block, where the most
+      likely predicted symbol must be the true next one; under ``legal_next`` every position,
+      where every thresholded output must equal the legal set); ``solved`` = acc is 1.0.
 
     The second test set (one sequence per block length n = 1..N) gives ``max_n_generalised``: the
-    largest N such that every block length 1..N is predicted without a single error on
-    determined positions.
+    largest N such that every block length 1..N is predicted without a single error on the
+    scored positions.
 
     Args:
         seeds: S, networks trained together.
@@ -132,7 +141,7 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         init: weights from N(0, init) for a number, or ``uniform`` (+-1/sqrt(H)).
         optimizer: a ``_partial_`` torch optimiser (reference: SGD lr 0.005, weight decay 1e-4).
         init_seed: seed of the first network's initial weights.
-        restarts, restart_after: an attempt not solved (``det_acc`` 1.0 on the validation
+        restarts, restart_after: an attempt not solved (``acc`` 1.0 on the validation
             sequences) ``restart_after`` updates after it began is re-initialised from seed
             ``init_seed + k`` (attempt k = 0, 1, ...), at most ``restarts`` times; the reference
             left that to the user.
@@ -152,6 +161,9 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
             to its loss (gradient training), or measured as one more output that should be 0 (the
             Kalman filter: sqrt of the penalty, so its squared error is the penalty); 0: none.
         engine: ``step`` or ``fused`` (see above); null: ``fused`` for one LSTM, else ``step``.
+        weights: the network's weights set by hand, by the layout's names (``weight_ih`` (G, S),
+            ``weight_hh``, ``bias``, ``out_weight``, ``out_bias``[, ``H0``, ``peephole``]), in
+            place of drawn ones (``conf/experiment/count_lstm_manual_*``; one seed).
     """
 
     study = "recurrent"  # results.json's family (orchestration.studies)
@@ -179,6 +191,7 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         clip_grad_norm: Optional[float] = None,
         l1: float = 0.0,
         engine: Optional[str] = None,
+        weights: Optional[dict] = None,
     ):
         super().__init__()
         check_choice("cell", cell, CELLS)
@@ -198,12 +211,15 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         engine = default_engine(seeds, cell, peepholes, self.kalman) if engine is None else engine
         check(engine == "step" or (engine == "fused" and fused_fits), "engine", engine,
               "step, or fused for SRNs and LSTMs without peepholes trained by gradient" if not fused_fits else "step or fused")
+        check(weights is None or seeds == 1, "seeds", seeds, "1 with hand-set weights (model.weights): every seed would be the same net")
+        weights = _plain(weights)  # plain lists in the saved hyperparameters (results.json, checkpoints)
         self.save_hyperparameters(ignore=["optimizer", "engine"])
         self.hparams["engine"] = engine  # what ran, not null
         self.hparams["optimizer"] = description  # plain: checkpoints load with weights_only=True
         self.automatic_optimization = False
         self._population(seeds, init_seed, restarts, restart_after, analyse_seed)
         self.layout = Layout(cell, num_symbols, hidden_units, peepholes)
+        self._given = None if weights is None else self.layout.flat_of(weights)
         self.seed_weights = nn.ParameterList([nn.Parameter(self._initial(a.start(0))) for a in self.attempts])
         self._param_list: Optional[list[nn.Parameter]] = None
         self.fused = engine == "fused"
@@ -228,7 +244,9 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
     # -- weights ---------------------------------------------------------------------------------
     def _initial(self, seed: int) -> torch.Tensor:
         """Seed ``seed``'s initial weights, with the gate biases ``forget_bias``/``input_bias`` set
-        (torch's gate order i, f, g, o)."""
+        (torch's gate order i, f, g, o); the hand-set ones when ``weights`` are given."""
+        if self._given is not None:
+            return self._given.clone()
         flat = self.layout.initial(self.hparams.init, torch.Generator().manual_seed(int(seed)))
         H, bias = self.hparams.hidden_units, self.layout.views(flat)["bias"]
         for value, gate in ((self.hparams.get("input_bias"), 0), (self.hparams.get("forget_bias"), 1)):
@@ -438,8 +456,8 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
     def _evaluate(self, batch: dict, rows: list[int], flat: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
         """Seeds ``rows`` on their own sequences: per seed and sequence ``(R, N, ...)`` fields of
         ``batch`` (or one set shared by every seed, ``(1, N, ...)``), with their weights (or
-        ``flat`` (R, P)). Returns the sums ``EVAL_SUMS`` (R, 6) and the wrong determined positions
-        per sequence ``wrong`` (R, N).
+        ``flat`` (R, P)). Returns the sums ``EVAL_SUMS`` (R, 6) and the wrong scored positions
+        (``Objective.scored``) per sequence ``wrong`` (R, N).
 
         More than ``EVAL_CHUNK`` sequences (a generalisation test to n = 1,000: 1,000 strings of up
         to 6,000 symbols) are run ``EVAL_CHUNK`` at a time, each chunk cut to its own longest
@@ -459,17 +477,17 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         """``_evaluate`` on one batch as it is."""
         idx = torch.tensor(rows, device=self.device)
         b = {k: (v.expand(len(rows), *v.shape[1:]) if v.shape[0] == 1 else v[idx]) for k, v in batch.items()}
-        valid, det, targets = b["valid"], b["determined"], b["targets"]
+        valid, targets = b["valid"], b["targets"]
         logits = forward(self.layout, self._flat(rows) if flat is None else flat, b["inputs"], valid)["logits"]
         objective = self.objective
         nll = objective.per_position(logits, targets, b["inputs"]) * valid  # the objective's loss (the NLL for next_symbol)
         probs = objective.distribution(logits)
         squared = ((probs - b["ref_probs"]) ** 2).sum(-1) * valid  # the reference's measure
         squared_exact = ((probs - b["probs"]) ** 2).sum(-1) * valid
+        scored = objective.scored(b["determined"], valid)
         hit = objective.right(logits, targets, b["inputs"])
-        right = hit & det
-        sums = torch.stack([t.flatten(1).sum(1).double() for t in (nll, valid, squared, squared_exact, right, det)], dim=1)
-        return {"sums": sums, "wrong": (~hit & det).sum(-1)}
+        sums = torch.stack([t.flatten(1).sum(1).double() for t in (nll, valid, squared, squared_exact, hit & scored, scored)], dim=1)
+        return {"sums": sums, "wrong": (~hit & scored).sum(-1)}
 
     def _measured(self, stage: str) -> dict[str, list[Optional[float]]]:
         """Per seed, the means of the last ``stage`` pass (reduced over processes; None for a seed
@@ -477,14 +495,14 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         s = {k: v.cpu() for k, v in self.eval_sums[stage].per_seed().items()}
         self.eval_sums[stage].reset()
         symbols = self.hparams.num_symbols
-        out: dict[str, list[Optional[float]]] = {k: [] for k in ("loss", "error", "error_exact", "det_acc")}
+        out: dict[str, list[Optional[float]]] = {k: [] for k in ("loss", "error", "error_exact", "acc")}
         for i in range(len(self.seed_list)):
-            n, det = float(s["positions"][i]), float(s["determined"][i])
+            n, scored = float(s["positions"][i]), float(s["scored"][i])
             seen = n > 0
             out["loss"].append(float(s["nll"][i]) / n if seen else None)
             out["error"].append(float(s["squared_error"][i]) / (n * symbols) if seen else None)
             out["error_exact"].append(float(s["squared_error_exact"][i]) / (n * symbols) if seen else None)
-            out["det_acc"].append(float(s["determined_right"][i]) / det if seen and det else None)
+            out["acc"].append(float(s["scored_right"][i]) / scored if seen and scored else None)
         return out
 
     def _mine_training(self) -> list[int]:
@@ -492,7 +510,7 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         rows = self._mine_training()
-        if dataloader_idx == 1:  # the model-selection sequences: the wrong determined positions per length
+        if dataloader_idx == 1:  # the model-selection sequences: the wrong scored positions per length
             wrong = self._evaluate(batch, rows)["wrong"] if rows else torch.zeros(0, len(self.select_lengths), dtype=torch.long)
             self.selection_wrong.update(torch.tensor(rows, dtype=torch.long), wrong)
             return
@@ -515,7 +533,7 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         evaluated = set(self._mine_training())
         measured = self._measured("val")
         self.last_val = {VAL_NAMES[k]: [v if i in evaluated else None for i, v in enumerate(values)] for k, values in measured.items()}
-        seen = [i for i, v in enumerate(measured["det_acc"]) if v is not None]
+        seen = [i for i, v in enumerate(measured["acc"]) if v is not None]
         if seen:
             for key, name in VAL_NAMES.items():  # a single net's values; a population's mean over the seeds evaluated
                 self.log(name, statistics.fmean(measured[key][i] for i in seen), sync_dist=True)
@@ -532,7 +550,7 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         if self.selection_wrong is not None:  # before a restart replaces a seed's weights
             self._select(evaluated, step)
         for i in sorted(evaluated):
-            self._after_evaluation(i, measured["det_acc"][i] == 1.0, step)
+            self._after_evaluation(i, measured["acc"][i] == 1.0, step)
 
     def _after_evaluation(self, i: int, solved: bool, step: int) -> None:
         """What a run does after an evaluation: note when the seed was first solved; re-initialise
@@ -554,7 +572,7 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
             self.optimizers().optimizer.state.pop(self.seed_weights[i], None)
 
     def val_metric(self, name: str) -> list[Optional[float]]:
-        """Per seed, the validation metric ``name`` (``det_acc/val``, ...) of the last evaluation."""
+        """Per seed, the validation metric ``name`` (``acc/val``, ...) of the last evaluation."""
         if name not in self.last_val:
             raise ConfigError(f"callbacks.solved_stopping.monitor={name!r} is invalid; allowed: one of {', '.join(VAL_NAMES.values())}")
         return self.last_val[name]
@@ -582,7 +600,7 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         self.generalisation_wrong.reset()
         lengths = list(range(1, self.eval_max_n + 1))
         gen = [generalisation(lengths, (row == 0).tolist()) for row in wrong]
-        self.last_test = {**measured, "solved": [v == 1.0 for v in measured["det_acc"]], "generalisation": gen,
+        self.last_test = {**measured, "solved": [v == 1.0 for v in measured["acc"]], "generalisation": gen,
                           "sequences": self.trainer.datamodule.hparams.eval_sequences}
         if self.select_lengths:
             chosen = self._measured("test_selected")
@@ -590,12 +608,12 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
             self.generalisation_wrong_selected.reset()
             self.last_test["selected"] = [
                 {"update": (self.selected[i] or {}).get("update"), "selection_fraction_right": (self.selected[i] or {}).get("fraction_right"),
-                 "test_loss": chosen["loss"][i], "det_acc": chosen["det_acc"][i], "solved": chosen["det_acc"][i] == 1.0,
+                 "test_loss": chosen["loss"][i], "acc": chosen["acc"][i], "solved": chosen["acc"][i] == 1.0,
                  **generalisation(lengths, (wrong[i] == 0).tolist())}
                 for i in range(len(self.seed_list))]
         if self.population:
             solved = self.last_test["solved"]
-            self.log_dict({"hp/success_rate": sum(solved) / len(solved), "hp/det_acc_test": statistics.fmean(measured["det_acc"])}, sync_dist=True)
+            self.log_dict({"hp/success_rate": sum(solved) / len(solved), "hp/acc_test": statistics.fmean(measured["acc"])}, sync_dist=True)
         else:  # (already reduced over processes; sync_dist only averages equal numbers)
             self.log_dict({TEST_NAMES[k]: measured[k][0] for k in TEST_NAMES} | {"hp/max_n_generalised": float(gen[0]["max_n_generalised"])}, sync_dist=True)
 
@@ -635,7 +653,7 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
             out.append({
                 "seed": seed, "outcome": "succeeded" if t["solved"][i] else "failed", "updates": made,
                 "first_solved_update": self.first_solved[i], "stopped_early_at_update": self.stopped_early[i], "attempts": len(attempts),
-                "test_loss": t["loss"][i], "error": t["error"][i], "error_exact": t["error_exact"][i], "det_acc": t["det_acc"][i], "solved": bool(t["solved"][i]),
+                "test_loss": t["loss"][i], "error": t["error"][i], "error_exact": t["error_exact"][i], "acc": t["acc"][i], "solved": bool(t["solved"][i]),
                 "max_n_generalised": g["max_n_generalised"], "fraction_lengths_right": g["fraction_lengths_right"], "lengths_right": g["lengths_right"],
                 "attempt_records": attempts,
                 **({"selected": t["selected"][i]} if "selected" in t else {}),
@@ -651,7 +669,7 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         mine, t = per_seed[i], self.last_test
         gen = t["generalisation"][i]
         summary = {
-            "test_loss": mine["test_loss"], "error": mine["error"], "error_exact": mine["error_exact"], "det_acc": mine["det_acc"], "solved": mine["solved"],
+            "test_loss": mine["test_loss"], "error": mine["error"], "error_exact": mine["error_exact"], "acc": mine["acc"], "solved": mine["solved"],
             "test_sequences": t["sequences"], **gen, "attempts": mine["attempt_records"],
             "first_solved_update": mine["first_solved_update"], "first_solved_seconds": self.first_solved_seconds[i],
         }

@@ -37,6 +37,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from base.errors import ConfigError, check
 from lightning_modules.objectives import Objective
 
 CELLS = ("srn", "lstm", "gru")
@@ -80,6 +81,24 @@ class Layout:
             out[name] = flat[..., start : start + n].view(*lead, *shape)
             start += n
         return out
+
+    def flat_of(self, weights: dict) -> torch.Tensor:
+        """One network's flat vector ``(P,)`` from weights given by name (``model.weights``: every
+        name of ``shapes``, each a nested list of that shape); ``ConfigError`` naming the key
+        otherwise."""
+        if not isinstance(weights, dict) or set(weights) != set(self.shapes):
+            got = sorted(weights) if isinstance(weights, dict) else type(weights).__name__
+            raise ConfigError(f"weights={got} is invalid; allowed: exactly the keys {', '.join(self.shapes)} (cell={self.cell}, hidden_units={self.hidden_units})")
+        parts = []
+        for name, shape in self.shapes.items():
+            try:
+                value = torch.as_tensor(weights[name], dtype=torch.float32)
+            except (TypeError, ValueError):
+                value = None
+            check(value is not None and tuple(value.shape) == shape and bool(value.isfinite().all()), f"weights.{name}",
+                  weights[name] if value is None else f"an array of shape {list(value.shape)}", f"finite numbers of shape {list(shape)}")
+            parts.append(value.flatten())
+        return torch.cat(parts)
 
     def initial(self, init: str | float, generator: torch.Generator) -> torch.Tensor:
         """One network's initial flat vector: every weight from N(0, init) for a number (the

@@ -203,11 +203,11 @@ def recurrent_section(rep: Report, runs: dict, sweeps: dict) -> None:
     for r in present:
         first = r.get("first_solved_update")
         exact = f"{r['error_exact']:.4f}" if "error_exact" in r else "-"
-        rows.append([r["experiment"], r["model"], r["params"], f"{r['error']:.4f}", exact, f"{r['det_acc']:.4f}", "yes" if r["solved"] else "no",
+        rows.append([r["experiment"], r["model"], r["params"], f"{r['error']:.4f}", exact, f"{r['acc']:.4f}", "yes" if r["solved"] else "no",
                      r.get("max_n_generalised", "?"), f"{r['fraction_lengths_right']:.0%}" if "fraction_lengths_right" in r else "-",
                      f"{first:,}" if first is not None else "-", r.get("updates", r.get("global_step")), f"{r['train_seconds']:.1f}"])
     if rows:
-        rep.table(["experiment", "model", "parameters", "error (reference's measure)", "error_exact", "det_acc", "solved", "max_n_generalised",
+        rep.table(["experiment", "model", "parameters", "error (reference's measure)", "error_exact", "acc", "solved", "max_n_generalised",
                    "lengths right", "first solved at update", "updates", "training s"], rows)
     for r in present:
         rep.add(f"### {r['experiment']} ({r['model']}, {r['hparams'].get('hidden_units')} hidden units)", "")
@@ -218,7 +218,7 @@ def recurrent_section(rep: Report, runs: dict, sweeps: dict) -> None:
         gen = r.get("max_n_generalised")
         if gen is not None:
             beyond = [n for n in r.get("lengths_right", []) if n > gen]
-            rep.add(f"Every block length up to n = {gen} is predicted without an error on determined positions (tested up to {r.get('tested_up_to')})"
+            rep.add(f"Every block length up to n = {gen} is predicted without an error on the scored positions (tested up to {r.get('tested_up_to')})"
                     + (f"; also right at n = {', '.join(map(str, beyond))}." if beyond else "."), "")
         rep.add(*_sweep_lines(sweeps.get(r["experiment"], [])), "")
         if r.get("gate_table"):

@@ -78,7 +78,7 @@ def recurrent_printout(r: dict) -> str:
         gen = f"; every block length up to n = {r['max_n_generalised']} right (tested up to {r['tested_up_to']}{right})"
     solved = "solved" if r["solved"] else "not solved"
     exact = f", error_exact {r['error_exact']:.4f}" if "error_exact" in r else ""
-    out.append(f"Test: error {r['error']:.4f} (the reference's measure){exact}, det_acc {r['det_acc']:.4f} ({solved}){gen}")
+    out.append(f"Test: error {r['error']:.4f} (the reference's measure){exact}, acc {r['acc']:.4f} ({solved}){gen}")
     for a in r.get("attempts", []):
         first = f"first solved at update {a['first_solved_update']:,}" if a["first_solved_update"] is not None else "never solved"
         out.append(f"Attempt {a['attempt']} (seed {a['seed']}): {a['updates']:,} updates from update {a['start_update']:,}, {first}; {a['outcome']}")
@@ -90,7 +90,7 @@ def recurrent_printout(r: dict) -> str:
         where = f"n = {lengths[0]}..{lengths[-1]}" if lengths == list(range(lengths[0], lengths[-1] + 1)) else f"n in {lengths}"
         kept = f"the net of update {sel['update']:,}" if sel["update"] is not None else "no evaluation: the final net"
         score = f", {sel['selection_fraction_right']:.0%} of them right" if sel["selection_fraction_right"] is not None else ""
-        out.append(f"Selected on one string per {where}: {kept}{score}; on the test: det_acc {sel['det_acc']:.4f}, "
+        out.append(f"Selected on one string per {where}: {kept}{score}; on the test: acc {sel['acc']:.4f}, "
                    f"every block length up to n = {sel['max_n_generalised']} right ({len(sel['lengths_right'])} of {sel['tested_up_to']} lengths right)")
     return "\n".join(out)
 
@@ -168,5 +168,5 @@ def printout(results: dict) -> str:
 STUDIES = {
     "kmnist": Study("kmnist", "test_acc", None, None, kmnist_printout),
     "grid": Study("grid", "test_acc", lambda r: r["test_acc"] == 1.0, "first_perfect_update", grid_printout, population=True),
-    "recurrent": Study("recurrent", "det_acc", lambda r: bool(r["solved"]), "first_solved_update", recurrent_printout, population=True),
+    "recurrent": Study("recurrent", "acc", lambda r: bool(r["solved"]), "first_solved_update", recurrent_printout, population=True),
 }

@@ -24,7 +24,7 @@ from orchestration.studies import STUDIES
 # results.json keys shown per run, when the runs have them
 METRICS = (
     "population", "success_rate", "success_interval95",
-    "test_acc", "test_loss", "det_acc", "error", "error_exact", "solved", "max_n_generalised", "fraction_lengths_right",
+    "test_acc", "test_loss", "acc", "error", "error_exact", "solved", "max_n_generalised", "fraction_lengths_right",
     "first_solved_update", "updates", "first_perfect_update", "attempts",
 )
 

@@ -117,7 +117,7 @@ def reference_training(cell: str, symbols: int, hidden: int, initial: list[torch
 
 
 def reference_errors(cell: str, flat: torch.Tensor, symbols: int, hidden: int, sequences: list[dict]) -> dict[str, float]:
-    """``error``, ``error_exact``, ``det_acc`` and ``loss`` of one network on ``sequences``,
+    """``error``, ``error_exact``, ``acc`` and ``loss`` of one network on ``sequences``,
     computed directly: the mean over every real position and symbol of the squared difference
     between softmax(logits) and the reference's (and the exact) target; the share of determined
     positions whose most likely symbol is the next one; the mean NLL."""
@@ -127,7 +127,7 @@ def reference_errors(cell: str, flat: torch.Tensor, symbols: int, hidden: int, s
     valid, det = b["valid"], b["determined"]
     p = logits.softmax(-1)[valid]
     return {"error": float(((p - b["ref_probs"][valid]) ** 2).mean()), "error_exact": float(((p - b["probs"][valid]) ** 2).mean()),
-            "det_acc": float((logits.argmax(-1)[det] == b["targets"][det]).float().mean()),
+            "acc": float((logits.argmax(-1)[det] == b["targets"][det]).float().mean()),
             "loss": float(F.cross_entropy(logits[valid], b["targets"][valid]))}
 
 

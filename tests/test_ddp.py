@@ -56,7 +56,7 @@ def test_ddp_two_cpu_processes_for_the_sequence_model(tmp_path):
         runs[name] = load_results(run)
     r = runs["two"]
     assert r["world_size"] == 2 and runs["one"]["world_size"] == 1
-    assert (r["error"], r["det_acc"], r["lengths_right"]) == (runs["one"]["error"], runs["one"]["det_acc"], runs["one"]["lengths_right"])
+    assert (r["error"], r["acc"], r["lengths_right"]) == (runs["one"]["error"], runs["one"]["acc"], runs["one"]["lengths_right"])
     # every test and generalisation sequence evaluated once
     assert r["test_sequences"] == 100 and r["tested_up_to"] == 40
     assert (run / "train_ddp_process_1.log").is_file() and sorted(p.name for p in run.rglob("results.json")) == ["results.json"]

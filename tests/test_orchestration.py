@@ -481,7 +481,7 @@ def test_kmnist_printout():
 
 
 def recurrent_results(**changes):
-    r = {"study": "recurrent", "error": 0.01234, "det_acc": 0.99, "solved": False}
+    r = {"study": "recurrent", "error": 0.01234, "acc": 0.99, "solved": False}
     r.update(changes)
     return r
 
@@ -489,13 +489,13 @@ def recurrent_results(**changes):
 def test_recurrent_printout():
     from orchestration.studies import recurrent_printout
 
-    assert recurrent_printout(recurrent_results()) == "Test: error 0.0123 (the reference's measure), det_acc 0.9900 (not solved)"
+    assert recurrent_printout(recurrent_results()) == "Test: error 0.0123 (the reference's measure), acc 0.9900 (not solved)"
     r = recurrent_results(solved=True, error_exact=0.5, max_n_generalised=12, tested_up_to=20, lengths_right=list(range(1, 15)),
                           attempts=[{"attempt": 1, "seed": 0, "updates": 3000, "start_update": 0, "first_solved_update": None, "outcome": "stuck"},
                                     {"attempt": 2, "seed": 1, "updates": 12345, "start_update": 3000, "first_solved_update": 9000, "outcome": "succeeded"}],
                           first_solved_update=9000, first_solved_seconds=2.345)
     assert recurrent_printout(r).splitlines() == [
-        "Test: error 0.0123 (the reference's measure), error_exact 0.5000, det_acc 0.9900 (solved); "
+        "Test: error 0.0123 (the reference's measure), error_exact 0.5000, acc 0.9900 (solved); "
         "every block length up to n = 12 right (tested up to 20, 14 of 20 lengths right)",
         "Attempt 1 (seed 0): 3,000 updates from update 0, never solved; stuck",
         "Attempt 2 (seed 1): 12,345 updates from update 3,000, first solved at update 9,000; succeeded",
@@ -564,13 +564,13 @@ def test_each_study_knows_its_objective_success_and_printout():
     from orchestration.studies import STUDIES, grid_printout, population_printout, study_of
 
     grid, recurrent, kmnist = STUDIES["grid"], STUDIES["recurrent"], STUDIES["kmnist"]
-    assert (grid.objective, recurrent.objective, kmnist.objective) == ("test_acc", "det_acc", "test_acc")
+    assert (grid.objective, recurrent.objective, kmnist.objective) == ("test_acc", "acc", "test_acc")
     assert (grid.first_success, recurrent.first_success, kmnist.first_success) == ("first_perfect_update", "first_solved_update", None)
     assert grid.success({"test_acc": 1.0}) is True and grid.success({"test_acc": 8 / 9}) is False
     assert recurrent.success({"solved": 1}) is True and recurrent.success({"solved": 0}) is False
     assert kmnist.success is None and (grid.population, recurrent.population, kmnist.population) == (True, True, False)
     assert grid.objective_of({"population": 10}) == "success_rate" and grid.objective_of({}) == "test_acc"
-    assert recurrent.objective_of({"population": None}) == "det_acc"
+    assert recurrent.objective_of({"population": None}) == "acc"
     both = grid_results() | population_results()
     assert grid.print_results(both) == grid_printout(both) + "\n\n" + population_printout(both)
     assert grid.print_results(grid_results()) == grid_printout(grid_results())
@@ -649,9 +649,9 @@ def test_the_printout_of_a_selected_net():
     from orchestration.studies import population_printout, recurrent_printout
 
     selection = {"lengths": [11, 12, 13], "sequences": "one block per length", "update": 2500, "selection_fraction_right": 2 / 3,
-                 "det_acc": 1.0, "max_n_generalised": 57, "lengths_right": list(range(1, 58)) + [60], "tested_up_to": 100}
+                 "acc": 1.0, "max_n_generalised": 57, "lengths_right": list(range(1, 58)) + [60], "tested_up_to": 100}
     last = recurrent_printout(recurrent_results(selection=selection)).splitlines()[-1]
-    assert last == ("Selected on one string per n = 11..13: the net of update 2,500, 67% of them right; on the test: det_acc 1.0000, "
+    assert last == ("Selected on one string per n = 11..13: the net of update 2,500, 67% of them right; on the test: acc 1.0000, "
                     "every block length up to n = 57 right (58 of 100 lengths right)")
     odd = recurrent_printout(recurrent_results(selection=selection | {"lengths": [15, 11], "update": None, "selection_fraction_right": None}))
     assert odd.splitlines()[-1].startswith("Selected on one string per n in [15, 11]: no evaluation: the final net; on the test:")

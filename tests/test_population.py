@@ -256,7 +256,7 @@ def test_each_recurrent_seed_of_a_population_ends_as_in_a_smaller_one(cell, rest
         small = run(*_sequences(cell, len(group), first, restarts=2, restart_after=restart_after))
         for j, seed in enumerate(group):
             mine, other = outcomes[seed], small.seed_outcomes()[j]
-            for key in ("outcome", "updates", "first_solved_update", "stopped_early_at_update", "attempts", "det_acc", "error", "max_n_generalised"):
+            for key in ("outcome", "updates", "first_solved_update", "stopped_early_at_update", "attempts", "acc", "error", "max_n_generalised"):
                 assert other[key] == mine[key], (seed, key)
             torch.testing.assert_close(small.seed_weights[j], together.seed_weights[seed - 10], atol=1e-9, rtol=0)
             kinds.add((mine["outcome"], mine["attempts"] > 1))
@@ -294,7 +294,7 @@ def test_a_population_trains_each_seed_as_torch_trains_the_reference_formulas(ce
 
 
 def test_a_populations_errors_are_those_computed_directly():
-    """``error``, ``error_exact``, ``det_acc`` and the test loss of each seed against the same
+    """``error``, ``error_exact``, ``acc`` and the test loss of each seed against the same
     measures computed from the reference's formulas on that seed's own test sequences, drawn
     alone from ``numpy.random.default_rng([seed, 2])``."""
     model, data = _sequences("lstm", 3, 50)
@@ -304,7 +304,7 @@ def test_a_populations_errors_are_those_computed_directly():
         rng = np.random.default_rng([r["seed"], 2])
         sequences = [language.sequence(language.random_lengths(rng, 5)) for _ in range(20)]
         direct = reference_errors("lstm", model.seed_weights[i].detach(), 3, 3, sequences)
-        for key, ours in (("error", r["error"]), ("error_exact", r["error_exact"]), ("det_acc", r["det_acc"]), ("loss", r["test_loss"])):
+        for key, ours in (("error", r["error"]), ("error_exact", r["error_exact"]), ("acc", r["acc"]), ("loss", r["test_loss"])):
             assert ours == pytest.approx(direct[key], rel=1e-5, abs=1e-7), (r["seed"], key)
     assert len({round(r["error"], 6) for r in model.seed_outcomes()}) == 3  # three different nets
 
@@ -366,7 +366,7 @@ def test_seeds_split_over_processes_end_as_in_one(experiment, extra, tmp_path):
     keys = ("seed", "outcome", "updates", "attempts", "test_loss", "first_solved_update" if experiment != "check_sig" else "first_perfect_update")
     assert [{k: s[k] for k in keys} for s in two["seeds"]] == [{k: s[k] for k in keys} for s in one["seeds"]]
     assert two["success"] == one["success"] and two["analysed_seed"] == one["analysed_seed"]
-    same = ("weights",) if experiment == "check_sig" else ("error", "det_acc", "max_n_generalised")
+    same = ("weights",) if experiment == "check_sig" else ("error", "acc", "max_n_generalised")
     assert all(two[k] == one[k] for k in same)
 
 
@@ -401,4 +401,4 @@ def test_a_run_killed_midway_resumes_to_the_same_seeds(overrides, tmp_path):
     if "check_sig" in overrides[0]:
         assert b["weights"] == a["weights"]
     else:
-        assert (b["error"], b["det_acc"]) == (a["error"], a["det_acc"])
+        assert (b["error"], b["acc"]) == (a["error"], a["acc"])

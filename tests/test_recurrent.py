@@ -252,9 +252,9 @@ def test_reference_initialisations():
 # ---- metrics on a network whose answers are known ------------------------------------------------
 
 
-def test_always_b_network_has_the_det_acc_worked_out_by_hand():
+def test_always_b_network_has_the_acc_worked_out_by_hand():
     """Output weights 0 and bias favouring B: every prediction is B. On a^n b^2n the B's are
-    right except the last of each block (it is followed by an A): det_acc = sum(2n - 1) / sum(2n)."""
+    right except the last of each block (it is followed by an A): acc = sum(2n - 1) / sum(2n)."""
     dm = GrammarDataModule(language="anb2n", seed=5, eval_sequences=20, eval_max_n=6)
     model = SequencePredictor(cell="lstm", hidden_units=2, num_symbols=2, init="uniform", init_seed=5)
     with torch.no_grad():
@@ -268,7 +268,7 @@ def test_always_b_network_has_the_det_acc_worked_out_by_hand():
     expected = sum(2 * n - 1 for n in lengths) / sum(2 * n for n in lengths)
     summary = model.test_summary()
     assert len(lengths) == 100  # 20 sequences of 5 blocks
-    assert summary["det_acc"] == pytest.approx(expected, abs=1e-6) and not summary["solved"]
+    assert summary["acc"] == pytest.approx(expected, abs=1e-6) and not summary["solved"]
     # the error against the exact distributions, and against the reference's targets: p = softmax([0, 1]) everywhere
     p = torch.softmax(torch.tensor([0.0, 1.0]), 0).numpy()
     exact = np.concatenate([s["probs"] for s in dm.test_sequences])
@@ -323,7 +323,7 @@ class _Seeds:
         self.step = 0
 
     def val_metric(self, name):
-        assert name == "det_acc/val"
+        assert name == "acc/val"
         return self.values
 
     def end_seed(self, index, early=False):
@@ -370,8 +370,8 @@ def test_solved_stopping_settings_are_checked():
     with pytest.raises(ConfigError, match="evaluations=0 is invalid"):
         SolvedStopping(evaluations=0)
     assert SolvedStopping(evaluations=1, patience=0).evaluations == 1  # one evaluation is allowed
-    default = SolvedStopping()  # the documented defaults: det_acc/val = 1 three times, stop at once
-    assert (default.monitor, default.threshold, default.evaluations, default.patience) == ("det_acc/val", 1.0, 3, 0)
+    default = SolvedStopping()  # the documented defaults: acc/val = 1 three times, stop at once
+    assert (default.monitor, default.threshold, default.evaluations, default.patience) == ("acc/val", 1.0, 3, 0)
     with pytest.raises(ConfigError) as caught:
         SolvedStopping().on_validation_end(SimpleNamespace(sanity_checking=False, global_step=0), object())
     assert str(caught.value) == ("callbacks.solved_stopping acts on the recurrent study's seeds; object has none "
@@ -426,9 +426,9 @@ def test_short_run_writes_every_plot_and_table(experiment, state_files, tmp_path
     proc = run_train(f"experiment={experiment}", "trainer.max_steps=300", "trainer.val_check_interval=100", "callbacks.state_trajectories.every_n_evals=1", "eval.max_n=12", *quiet(run))
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = load_results(run)
-    for key in ("error", "det_acc", "solved", "max_n_generalised", "probe", "step_tables", "test_loss"):
+    for key in ("error", "acc", "solved", "max_n_generalised", "probe", "step_tables", "test_loss"):
         assert key in r, key
-    assert 0 <= r["det_acc"] <= 1 and r["tested_up_to"] == 12 and r["solved"] == (r["det_acc"] == 1.0)
+    assert 0 <= r["acc"] <= 1 and r["tested_up_to"] == 12 and r["solved"] == (r["acc"] == 1.0)
     # the reference's measure keeps the floor its [0.8, 0.2] targets impose; the exact one can reach 0
     assert r["error"] > 0.005 and 0 <= r["error_exact"] < 1
     assert r["global_step"] == 300 or r["stopped_early_at_update"] is not None
@@ -453,7 +453,7 @@ def test_short_run_writes_every_plot_and_table(experiment, state_files, tmp_path
     assert len(tb.Images("states/hidden")) >= 2  # logged during training too
     texts = set(tb.Tags()["tensors"])
     assert {"tables/steps_n1/text_summary", "tables/probe/text_summary"} <= texts
-    assert {"error/val", "det_acc/val", "loss/train", "hp/det_acc_test"} <= set(tb.Tags()["scalars"])
+    assert {"error/val", "acc/val", "loss/train", "hp/acc_test"} <= set(tb.Tags()["scalars"])
     json.dumps(r)  # everything in results.json is plain JSON
 
 
@@ -494,7 +494,7 @@ def test_error_is_the_references_measure_by_hand():
     assert m["error"][0] == pytest.approx((3 * 0.18 + 6 * 0.5) / 18, abs=1e-6)
     exact_a = 2 * (0.5 - 0.75) ** 2 + 2 * (0.5 - 2 / 3) ** 2 + 2 * (0.5 - 0.75) ** 2
     assert m["error_exact"][0] == pytest.approx((exact_a + 6 * 0.5) / 18, abs=1e-6)
-    assert m["det_acc"][0] == pytest.approx(2 / 6)  # a tie reads as A (argmax): right only at the last B of each block
+    assert m["acc"][0] == pytest.approx(2 / 6)  # a tie reads as A (argmax): right only at the last B of each block
 
 
 @pytest.mark.parametrize("language, perfect", [("anb2n", 0.029), ("anb2nc3n", 0.0097)])

@@ -39,7 +39,7 @@ def _right(cell, flat, language, lengths, blocks=2):
     """Per n in ``lengths``: whether the net with weights ``flat`` gets every determined position of
     the string of ``blocks`` blocks of n right (the reference's formulas)."""
     symbols, hidden = (3, 3) if cell == "lstm" else (2, 2)
-    return [reference_errors(cell, flat, symbols, hidden, [language.sequence([n] * blocks)])["det_acc"] == 1.0 for n in lengths]
+    return [reference_errors(cell, flat, symbols, hidden, [language.sequence([n] * blocks)])["acc"] == 1.0 for n in lengths]
 
 
 def _generalisation(cell, flat, language, up_to):
@@ -53,7 +53,7 @@ def _generalisation(cell, flat, language, up_to):
 def test_each_seeds_record_is_the_reference_formulas_on_its_test_strings():
     """Three LSTMs after 150 updates: per seed, the test figures on its own test strings, which of
     the strings of n = 1..6 it gets right, the longest run of right lengths from n = 1, the logged
-    success rate and det_acc, and the summary's spread of max_n_generalised."""
+    success rate and acc, and the summary's spread of max_n_generalised."""
     model, dm = _setup(3)
     trainer = _trainer(150)
     trainer.fit(model, datamodule=dm)
@@ -64,9 +64,9 @@ def test_each_seeds_record_is_the_reference_formulas_on_its_test_strings():
     for i, r in enumerate(outcomes):
         flat = model.seed_weights[i].detach()
         direct = reference_errors("lstm", flat, 3, 3, dm.test_sequences_of(r["seed"]))
-        for key, ours in (("error", r["error"]), ("error_exact", r["error_exact"]), ("det_acc", r["det_acc"]), ("loss", r["test_loss"])):
+        for key, ours in (("error", r["error"]), ("error_exact", r["error_exact"]), ("acc", r["acc"]), ("loss", r["test_loss"])):
             assert ours == pytest.approx(direct[key], rel=1e-5, abs=1e-7), (r["seed"], key)
-        assert r["solved"] is (direct["det_acc"] == 1.0) and r["outcome"] == ("succeeded" if r["solved"] else "failed")
+        assert r["solved"] is (direct["acc"] == 1.0) and r["outcome"] == ("succeeded" if r["solved"] else "failed")
         expected = _generalisation("lstm", flat, dm.language, 6)
         assert {k: r[k] for k in expected} == expected
         max_ns.append(r["max_n_generalised"])
@@ -75,14 +75,14 @@ def test_each_seeds_record_is_the_reference_formulas_on_its_test_strings():
                                          "outcome": "not solved when training ended"}] or r["first_solved_update"] is not None
     solved = [r["solved"] for r in outcomes]
     assert trainer.callback_metrics["hp/success_rate"].item() == pytest.approx(sum(solved) / 3)
-    assert trainer.callback_metrics["hp/det_acc_test"].item() == pytest.approx(statistics.fmean(r["det_acc"] for r in outcomes), rel=1e-6)
+    assert trainer.callback_metrics["hp/acc_test"].item() == pytest.approx(statistics.fmean(r["acc"] for r in outcomes), rel=1e-6)
     assert "hp/loss_test" not in trainer.callback_metrics
 
     summary = model.test_summary()
     s = next((r["seed"] for r in outcomes if r["solved"]), 30)
     mine = outcomes[s - 30]
     assert summary["analysed_seed"] == s and summary["population"] == 3 and summary["updates"] == 150
-    for key in ("test_loss", "error", "error_exact", "det_acc", "solved", "max_n_generalised", "lengths_right", "fraction_lengths_right", "first_solved_update"):
+    for key in ("test_loss", "error", "error_exact", "acc", "solved", "max_n_generalised", "lengths_right", "fraction_lengths_right", "first_solved_update"):
         assert summary[key] == mine[key], key
     assert summary["tested_up_to"] == 6 and summary["test_sequences"] == 12 and summary["attempts"] == mine["attempt_records"]
     assert summary["max_n_generalised_counts"] == {str(n): max_ns.count(n) for n in sorted(set(max_ns))}
@@ -110,7 +110,7 @@ def test_a_single_run_logs_its_own_figures():
     trainer.test(model, datamodule=dm, verbose=False)
     r = model.seed_outcomes()[0]
     m = trainer.callback_metrics
-    for name, key in (("hp/loss_test", "test_loss"), ("hp/error_test", "error"), ("hp/error_exact_test", "error_exact"), ("hp/det_acc_test", "det_acc"),
+    for name, key in (("hp/loss_test", "test_loss"), ("hp/error_test", "error"), ("hp/error_exact_test", "error_exact"), ("hp/acc_test", "acc"),
                       ("hp/max_n_generalised", "max_n_generalised")):
         assert m[name].item() == pytest.approx(r[key], rel=1e-6), name
     assert "hp/success_rate" not in m
@@ -119,10 +119,10 @@ def test_a_single_run_logs_its_own_figures():
     assert summary["max_n_generalised"] == r["max_n_generalised"] and summary["first_solved_seconds"] is None
     assert model.generalisation_by_net() == [{"label": "this net", **{k: summary[k] for k in ("max_n_generalised", "lengths_right", "fraction_lengths_right", "tested_up_to")}}]
     assert [(n.seed, n.prefix, n.label) for n in model.nets_to_show()] == [(5, "", "")]
-    assert model.val_metric("det_acc/val") == model.last_val["det_acc/val"]
+    assert model.val_metric("acc/val") == model.last_val["acc/val"]
     with pytest.raises(ConfigError) as info:
-        model.val_metric("acc/val")
-    assert str(info.value) == "callbacks.solved_stopping.monitor='acc/val' is invalid; allowed: one of loss/val, error/val, error_exact/val, det_acc/val"
+        model.val_metric("det_acc/val")  # the name before every position was scored
+    assert str(info.value) == "callbacks.solved_stopping.monitor='det_acc/val' is invalid; allowed: one of loss/val, error/val, error_exact/val, acc/val"
 
 
 class EndSeeds(pl.Callback):
@@ -441,8 +441,8 @@ def test_each_kept_nets_record_is_the_formulas_on_its_weights():
     for i, r in enumerate(outcomes):
         kept, weights = r["selected"], model.selected[i]["weights"]
         direct = reference_errors("srn", weights, 2, 2, dm.test_sequences_of(r["seed"]))
-        assert kept["test_loss"] == pytest.approx(direct["loss"], rel=1e-5) and kept["det_acc"] == pytest.approx(direct["det_acc"])
-        assert kept["solved"] is (direct["det_acc"] == 1.0) and kept["update"] == model.selected[i]["update"] == 10
+        assert kept["test_loss"] == pytest.approx(direct["loss"], rel=1e-5) and kept["acc"] == pytest.approx(direct["acc"])
+        assert kept["solved"] is (direct["acc"] == 1.0) and kept["update"] == model.selected[i]["update"] == 10
         expected = _generalisation("srn", weights, dm.language, 4)
         assert {k: kept[k] for k in expected} == expected and kept["tested_up_to"] == 4
         assert kept["selection_fraction_right"] == model.selected[i]["fraction_right"] == sum(_right("srn", weights, dm.language, (2, 3), blocks=1)) / 2
@@ -455,7 +455,7 @@ def test_a_seed_with_no_kept_net_yet_is_tested_with_its_net_as_it_is():
     _trainer(1).test(model, datamodule=dm, verbose=False)
     for r in model.seed_outcomes():
         assert r["selected"]["update"] is None and r["selected"]["selection_fraction_right"] is None
-        assert (r["selected"]["det_acc"], r["selected"]["test_loss"], r["selected"]["lengths_right"]) == (r["det_acc"], r["test_loss"], r["lengths_right"])
+        assert (r["selected"]["acc"], r["selected"]["test_loss"], r["selected"]["lengths_right"]) == (r["acc"], r["test_loss"], r["lengths_right"])
 
 
 def test_a_peephole_lstms_net_keeps_its_peepholes():
@@ -488,7 +488,7 @@ def _solving(seeds=4, **model):
 
 
 def test_each_evaluation_is_the_formulas_on_the_seeds_own_strings_and_decides_first_solves_and_restarts(caplog):
-    """Evaluations every 10 updates, one restart after 10: per seed and evaluation, det_acc and the
+    """Evaluations every 10 updates, one restart after 10: per seed and evaluation, acc and the
     loss against the reference's formulas on its own validation strings with the weights of that
     moment; the first solve is the first evaluation the formulas call solved (in any attempt); a
     seed not solved at update 10 restarts as seed + 1, in its record and in the log."""
@@ -502,8 +502,8 @@ def test_each_evaluation_is_the_formulas_on_the_seeds_own_strings_and_decides_fi
     for step, measured in ev.last_val.items():
         for i, seed in enumerate(model.seed_list):
             direct = reference_errors("srn", ev.weights[step][i], 2, 2, dm.val_sequences_of(seed))
-            assert measured["det_acc/val"][i] == pytest.approx(direct["det_acc"]) and measured["loss/val"][i] == pytest.approx(direct["loss"], rel=1e-5)
-            if direct["det_acc"] == 1.0:
+            assert measured["acc/val"][i] == pytest.approx(direct["acc"]) and measured["loss/val"][i] == pytest.approx(direct["loss"], rel=1e-5)
+            if direct["acc"] == 1.0:
                 solved_at[i].append(step)
     restarted = [i for i in range(4) if 10 not in solved_at[i]]
     assert 0 < len(restarted) < 4, "the case needs seeds solved and not at update 10"
@@ -541,9 +541,9 @@ def test_a_run_whose_seeds_are_all_held_solved_stops_at_that_evaluation():
     trainer = _trainer(200, val_every=10, callbacks=[SolvedStopping(evaluations=1, patience=0), ev], logger=logger)
     trainer.fit(model, datamodule=dm)
     assert trainer.global_step == 20 and model.ended_at == model.stopped_early == [10, 10, 20, 20]
-    assert ev.last_val[20]["det_acc/val"] == [None, None, 1.0, 1.0]  # the seeds that had ended are not evaluated
-    val = [m for m, step in logger.calls if "det_acc/val" in m]
-    assert {"loss/val", "error/val", "error_exact/val", "det_acc/val", "loss/train", "population/training"} <= set(val[0])
+    assert ev.last_val[20]["acc/val"] == [None, None, 1.0, 1.0]  # the seeds that had ended are not evaluated
+    val = [m for m, step in logger.calls if "acc/val" in m]
+    assert {"loss/val", "error/val", "error_exact/val", "acc/val", "loss/train", "population/training"} <= set(val[0])
     assert [m["population/training"] for m in val] == [4.0, 2.0]  # (counted before the stop ends the solved seeds)
 
 

@@ -57,7 +57,7 @@ def test_report_from_runs(kmnist_root, tmp_path):
     assert "seed sweep" in md and "1 of 2 runs succeeded (50%" in md  # seed 4 sticks, seed 0 does not
 
     lstm = _latest(outputs, "lstm_anb2nc3n")
-    assert f"| lstm_anb2nc3n | LSTM | 96 | {lstm['error']:.4f} | {lstm['error_exact']:.4f} | {lstm['det_acc']:.4f} |" in md
+    assert f"| lstm_anb2nc3n | LSTM | 96 | {lstm['error']:.4f} | {lstm['error_exact']:.4f} | {lstm['acc']:.4f} |" in md
     assert "Mean gate values by phase" in md and "| reset |" in md and "Block length n = 4:" in md
     assert f"tested up to {lstm['tested_up_to']}" in md
 

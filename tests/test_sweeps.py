@@ -59,7 +59,7 @@ def test_summary_of_a_seed_sweep_with_a_failure(tmp_path):
 def test_srn_error_metric_and_failure_are_separate_columns(tmp_path):
     """The SRN reports a metric called ``error``; a failure must not overwrite it in the CSV."""
     sweep = tmp_path / "sweep"
-    fake_job(sweep, 0, ["experiment=srn_anb2n", "seed=0"], {"study": "recurrent", "params": 18, "det_acc": 1.0, "error": 0.0087, "solved": True, "train_seconds": 3.0})
+    fake_job(sweep, 0, ["experiment=srn_anb2n", "seed=0"], {"study": "recurrent", "params": 18, "acc": 1.0, "error": 0.0087, "solved": True, "train_seconds": 3.0})
     fake_job(sweep, 1, ["experiment=srn_anb2n", "seed=1"], error="RuntimeError: boom")
     write_summary(sweep)
     header = next(csv.reader(open(sweep / "summary.csv")))
@@ -312,7 +312,7 @@ def test_override_values_read_as_numbers_and_keys_without_their_prefix(tmp_path)
 
 def _population(hidden, rate, interval):
     return {"study": "recurrent", "population": 10, "params": 18, "success_rate": rate, "train_seconds": 30.0,
-            "success": {"succeeded": int(10 * rate), "of": 10, "rate": rate, "interval95": interval}, "det_acc": 1.0}
+            "success": {"succeeded": int(10 * rate), "of": 10, "rate": rate, "interval95": interval}, "acc": 1.0}
 
 
 def test_a_sweep_of_populations_is_judged_by_their_success_rates(tmp_path):
@@ -476,7 +476,7 @@ def test_a_recurrent_sweep_draws_the_kept_nets_only_where_the_runs_selected(tmp_
         one = {"seed": seed, "lengths_right": [1, 2], "max_n_generalised": 2}
         if selected:
             one["selected"] = {"lengths_right": [1, 2, 3], "max_n_generalised": 3}
-        return {"study": "recurrent", "params": 18, "det_acc": 1.0, "solved": True, "train_seconds": 3.0, "seed": seed,
+        return {"study": "recurrent", "params": 18, "acc": 1.0, "solved": True, "train_seconds": 3.0, "seed": seed,
                 "lengths_right": [1, 2], "tested_up_to": 4, "max_n_generalised": 2, "seeds": [one, {**one, "seed": seed + 1}]}
 
     for selected in (False, True):
