@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from base.languages import PHASES, SYMBOLS
+from base.languages import END_NAME, PHASES, SYMBOLS
 
 STATE_KEYS = ("hidden", "cell")
 GATE_KEYS = ("input", "forget", "output")
@@ -117,7 +117,8 @@ def format_step_table(rows: list[dict], title: str) -> str:
     lines = [title]
     for r in rows:
         cell = f"  cell {vec(r['cell'])}" if "cell" in r else ""
-        mark = "" if not r["determined"] else ("" if np.argmax(r["probs"]) == "ABC".index(r["next"]) else "  <- wrong")
+        target = len(r["probs"]) - 1 if r["next"] == END_NAME else SYMBOLS.index(r["next"])  # T: the last output
+        mark = "" if not r["determined"] else ("" if np.argmax(r["probs"]) == target else "  <- wrong")
         symbol = r["input"] + ("'" if r.get("reset") else " ")
         lines.append(f"  {symbol} -> {r['next']}  hidden {vec(r['hidden'])}{cell}  probs {vec(r['probs'])}{mark}")
     return "\n".join(lines)

@@ -16,6 +16,15 @@ PHASE_A, PHASE_B, PHASE_C, PHASE_RESET = range(4)
 LANGUAGES = {"anbn": (1, 0), "anb2n": (2, 0), "anbncn": (1, 1), "anb2nc3n": (2, 3)}
 
 
-def num_symbols(language: str) -> int:
-    """2 (A, B) or 3 (A, B, C); ``KeyError`` for an unknown language."""
-    return 3 if LANGUAGES[language][1] else 2
+END_NAME = "T"  # the end symbol (data.end_symbol): the last target of a string, never an input
+
+
+def num_symbols(language: str, end_symbol: bool = False) -> int:
+    """2 (A, B) or 3 (A, B, C), and one more with the end symbol T, whose index is then the last;
+    ``KeyError`` for an unknown language."""
+    return (3 if LANGUAGES[language][1] else 2) + bool(end_symbol)
+
+
+def symbol_names(language: str, end_symbol: bool = False) -> str:
+    """``"ABC"``, ``"AB"``, with the end symbol ``"ABCT"``, ``"ABT"``."""
+    return SYMBOLS[: num_symbols(language)] + (END_NAME if end_symbol else "")

@@ -267,9 +267,10 @@ class StateTrajectoryCallback(Callback):
         tables["probe"] = {"state": counting, "phases": probe}
         if probe:
             show(probe_figure(eval_tr[counting], eval_tr["count"], eval_tr["phase"], probe, counting), "probe/count", "count_probe.png")
-        tables["step_tables"] = {str(i + 1): step_table(single_tr, i) for i in range(lang.max_n)}
+        names = trainer.datamodule.symbols  # with the end symbol: "ABCT"
+        tables["step_tables"] = {str(i + 1): step_table(single_tr, i, names) for i in range(lang.max_n)}
         # a whole test sequence from the initial state: its reset steps (A') show how the count restarts
-        tables["sequence_table"] = step_table(eval_tr, 0)
+        tables["sequence_table"] = step_table(eval_tr, 0, names)
         return tables
 
     # -- during training ---------------------------------------------------------------------

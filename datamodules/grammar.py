@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from base.errors import check, check_choice, check_int
-from base.languages import A, B, C, LANGUAGES, PHASE_A, PHASE_B, PHASE_C, PHASE_RESET, SYMBOLS
+from base.languages import A, B, C, LANGUAGES, PHASE_A, PHASE_B, PHASE_C, PHASE_RESET, symbol_names
 from base.seeds import seeds_of_rank
 
 FIELDS = ("inputs", "targets", "probs", "ref_probs", "determined", "valid", "phase", "count", "n", "step")
@@ -28,15 +28,23 @@ REFERENCE_A_TARGET = (0.8, 0.2)
 
 @dataclass(frozen=True)
 class CountingLanguage:
-    """a^n b^(b n) c^(c n), with n uniform in 1..max_n."""
+    """a^n b^(b n) c^(c n), with n uniform in 1..max_n; with ``end`` a sequence ends with the end
+    symbol T (the last symbol's target) in place of the next block's a (Suzgun et al. 2019)."""
 
     b: int
     c: int
     max_n: int
+    end: bool = False
 
     @property
     def num_symbols(self) -> int:
-        return 3 if self.c else 2
+        """Outputs (and input columns: T's is never set), the end symbol's index the last."""
+        return (3 if self.c else 2) + self.end
+
+    @property
+    def last(self) -> int:
+        """The symbol after a sequence's last block: the next block's a, or T."""
+        return (3 if self.c else 2) if self.end else A
 
     def sequence(self, lengths: list[int] | np.ndarray) -> dict[str, np.ndarray]:
         """One sequence with the given block lengths. Per position t (input symbol t, target t+1):
@@ -71,7 +79,7 @@ class CountingLanguage:
                 count += list(range(length, 0, -1))
                 step += list(range(1, length + 1))
             n_of += [n] * (n + (kb + mc) * n)
-        sym.append(A)  # starts the next block: the last B/C must predict it
+        sym.append(self.last)  # the next block's A (the last B/C must predict it), or T
         symbols = np.array(sym, dtype=np.int64)
         phase = np.array(phase, dtype=np.int64)
         count = np.array(count, dtype=np.int64)
@@ -155,7 +163,7 @@ def training_batch(language: CountingLanguage, lengths: np.ndarray, length: int 
     lead, blocks = lengths.shape[:-1], lengths.shape[-1]
     n = lengths.reshape(-1, blocks)
     runs = [(A, 1), (B, language.b)] + ([(C, language.c)] if language.c else [])
-    symbols = np.array([s for s, _ in runs] * blocks + [A], np.int64)  # every sequence: these runs, then the next block's A
+    symbols = np.array([s for s, _ in runs] * blocks + [language.last], np.int64)  # every sequence: these runs, then the next block's A (or T)
     run_lengths = np.concatenate([np.repeat(n, len(runs), axis=1) * np.tile([k for _, k in runs], blocks), np.ones((len(n), 1), np.int64)], axis=1)
     total = run_lengths.sum(axis=1)  # symbols per sequence
     T = length if length is not None else (int(total.max()) - 1 if len(total) else 0)
@@ -214,8 +222,9 @@ class SeedStreams(IterableDataset):
     a stream resumed from it (``start``) draws what the uninterrupted stream would have drawn."""
 
     def __init__(self, language: CountingLanguage, blocks: int, batch_size: int, seeds: list[int], active: list[int] | None = None,
-                 start: dict | None = None, chunk: int = 64):
+                 start: dict | None = None, chunk: int = 64, sets: list[np.ndarray] | None = None):
         self.language, self.blocks, self.batch_size, self.seeds, self.chunk = language, blocks, batch_size, seeds, chunk
+        self.sets = sets  # per seed, a fixed training set (K, blocks) replayed in order (None: fresh draws)
         self.ended = [i not in (active if active is not None else range(len(seeds))) for i in range(len(seeds))]
         self.start = start  # {"batch": k, "states": [generator state at the start of k's chunk, per seed]}
         self._chunk_states: dict[int, list] = {}  # chunk start batch -> generator states there
@@ -227,11 +236,32 @@ class SeedStreams(IterableDataset):
     def state_at(self, batch: int) -> dict:
         """The stream's position before its ``batch``-th batch (one drawn since the start: Lightning
         fetches a batch ahead of the one training)."""
+        if self.sets is not None:  # a fixed set: the position is the batch's index
+            return {"batch": batch}
         first = batch - batch % self.chunk
         states = self._chunk_states.get(first)
         return {} if states is None else {"batch": batch, "chunk_start": first, "states": states}
 
+    def _batch(self, lengths: np.ndarray, rows: list[int]) -> dict:
+        """The item for block lengths ``(R, B, blocks)`` of the seeds ``rows``."""
+        fields = self._table.batch(lengths) if self._table is not None and rows else training_batch(self.language, lengths, self.language.longest(self.blocks))
+        # steps: the longest real sequence, which the recurrence runs to (each sequence has 1 + (1 + b + c) sum(n) symbols)
+        steps = int(lengths.sum(-1).max()) * (1 + self.language.b + self.language.c) if rows else 0
+        return {**fields, "rows": torch.tensor(rows, dtype=torch.long), "steps": steps}
+
+    def _replay(self):
+        """Each seed's fixed set, ``batch_size`` strings an update in the set's order, from the start again after its last."""
+        B, k = self.batch_size, (self.start or {}).get("batch", 0)
+        while True:
+            rows = [i for i, ended in enumerate(self.ended) if not ended]
+            lengths = np.stack([s[(k * B + np.arange(B)) % len(s)] for s in (self.sets[i] for i in rows)]) if rows else np.ones((0, B, self.blocks), np.int64)
+            yield self._batch(lengths, rows)
+            k += 1
+
     def __iter__(self):
+        if self.sets is not None:
+            yield from self._replay()
+            return
         N, B, blocks, K = self.language.max_n, self.batch_size, self.blocks, self.chunk
         rngs = [np.random.default_rng(seed) for seed in self.seeds]
         k = 0
@@ -248,10 +278,7 @@ class SeedStreams(IterableDataset):
             if self.start is None or k >= self.start["batch"]:
                 rows = [i for i, ended in enumerate(self.ended) if not ended and i in drawn]
                 lengths = np.stack([drawn[i][k % K] for i in rows]) if rows else np.ones((0, B, blocks), np.int64)  # none: this process's seeds have all ended
-                fields = self._table.batch(lengths) if self._table is not None and rows else training_batch(self.language, lengths, self.language.longest(blocks))
-                # steps: the longest real sequence, which the recurrence runs to (each sequence has 1 + (1 + b + c) sum(n) symbols)
-                steps = int(lengths.sum(-1).max()) * (1 + self.language.b + self.language.c) if rows else 0
-                yield {**fields, "rows": torch.tensor(rows, dtype=torch.long), "steps": steps}
+                yield self._batch(lengths, rows)
             k += 1
 
 
@@ -298,13 +325,25 @@ class GrammarDataModule(pl.LightningDataModule):
         eval_blocks: blocks per generalisation test string: 2 (a block of n, then another: the
             count must also reset, as in the reference's study) or 1 (one string a^n b^kn c^mn
             from the initial state, then the next a: the literature's test).
+        end_symbol: every sequence ends with the end symbol T (one more output, the last; its
+            input column is never set) in place of the next block's a: Suzgun et al.'s strings.
+        train_strings: K: each seed trains on a fixed set of K sequences, drawn once and replayed
+            in the same order, ``batch_size`` an update, from the start again after the last (an
+            epoch is K / batch_size updates); null: a fresh draw every update.
+        train_set_seed: with ``train_strings``: null, each seed draws its own set (from
+            ``[seed, 3]``); an integer, every seed trains on the one set that seed draws (shared,
+            as Suzgun et al.'s trials).
+        track_generalisation: every evaluation also runs the generalisation test (one string per
+            n = 1..eval_max_n, streamed: ``lightning_modules.long_strings``) on every seed still
+            training: results.json's ``generalisation_curve`` and ``max_n_generalised/val``.
     """
 
     EVAL_BATCH = 25  # sequences per evaluation batch and seed (100 seeds: ~15 MB a batch)
 
     def __init__(self, language: str = "anb2n", max_n: int = 4, blocks: int = 5, batch_size: int = 1,
                  eval_sequences: int = 100, eval_max_n: int = 40, seed: int = 0, seeds: int = 1, select_lengths: list[int] | None = None,
-                 eval_blocks: int = 2):
+                 eval_blocks: int = 2, end_symbol: bool = False, train_strings: int | None = None, train_set_seed: int | None = None,
+                 track_generalisation: bool = False):
         super().__init__()
         check_choice("language", language, tuple(LANGUAGES))
         check_int("max_n", max_n, 1)
@@ -314,14 +353,21 @@ class GrammarDataModule(pl.LightningDataModule):
         check_int("eval_max_n", eval_max_n, 1)
         check_int("seeds", seeds, 1)
         check(eval_blocks in (1, 2), "eval_blocks", eval_blocks, "1 or 2")
+        check(isinstance(end_symbol, bool), "end_symbol", end_symbol, "true or false")
+        check(isinstance(track_generalisation, bool) and not (track_generalisation and eval_blocks != 1), "track_generalisation", track_generalisation,
+              "true or false (true with data.eval_blocks=1: the tracked test runs one block a string)")
+        if train_strings is not None:
+            check_int("train_strings", train_strings, 1)
+        check(train_set_seed is None or (isinstance(train_set_seed, int) and not isinstance(train_set_seed, bool) and train_strings is not None),
+              "train_set_seed", train_set_seed, "null, or an integer with data.train_strings set")
         if select_lengths is not None:
             select_lengths = list(select_lengths)  # (a ListConfig from Hydra)
             ok = len(select_lengths) > 0 and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in select_lengths)
             check(ok and len(set(select_lengths)) == len(select_lengths), "select_lengths", select_lengths, "null or a list of distinct integers >= 1")
         self.save_hyperparameters()
         b, c = LANGUAGES[language]
-        self.language = CountingLanguage(b, c, max_n)
-        self.symbols = SYMBOLS[: self.language.num_symbols]
+        self.language = CountingLanguage(b, c, max_n, end_symbol)
+        self.symbols = symbol_names(language, end_symbol)
         self.seed_list = [seed + i for i in range(seeds)]
         self.generalisation_sequences = [self.language.sequence([n] * eval_blocks) for n in range(1, eval_max_n + 1)]
         self.selection_sequences = [self.language.sequence([n]) for n in select_lengths] if select_lengths else []
@@ -360,6 +406,13 @@ class GrammarDataModule(pl.LightningDataModule):
         collated into one batch: what the analysis traces a network on."""
         return self.batch([self.language.sequence(lengths) for lengths in block_lengths])
 
+    def training_set(self, seed: int) -> np.ndarray:
+        """Seed ``seed``'s fixed training set (``train_strings``): block lengths ``(K, blocks)``,
+        drawn once from ``[seed, 3]`` (or ``[train_set_seed, 3]``, shared by every seed)."""
+        hp = self.hparams
+        source = seed if hp.get("train_set_seed") is None else hp.train_set_seed
+        return np.random.default_rng([source, 3]).integers(1, self.language.max_n + 1, size=(hp.train_strings, hp.blocks))
+
     def _world(self) -> tuple[int, int]:
         trainer = self.trainer
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
@@ -387,7 +440,8 @@ class GrammarDataModule(pl.LightningDataModule):
 
     def train_dataloader(self):
         hp = self.hparams
-        self.stream = SeedStreams(self.language, hp.blocks, hp.batch_size, self.seed_list, active=self.my_seeds(), start=self._resume)
+        sets = [self.training_set(s) for s in self.seed_list] if hp.get("train_strings") else None
+        self.stream = SeedStreams(self.language, hp.blocks, hp.batch_size, self.seed_list, active=self.my_seeds(), start=self._resume, sets=sets)
         self._resume = None
         return DataLoader(self.stream, batch_size=None)
 

@@ -16,30 +16,33 @@ from typing import Sequence
 
 import torch
 
-from base.languages import A, B, C, LANGUAGES
+from base.languages import A, B, C, LANGUAGES, num_symbols
 from lightning_modules.objectives import Objective
 from lightning_modules.recurrent_nets import Layout, Weights, initial_state, input_part, output, step
 
 BLOCK = 64  # steps run between scoring them at once and removing the strings that have ended
 
 
-def symbols_at(t: torch.Tensor | int, n: torch.Tensor, k: int, m: int) -> torch.Tensor:
+def symbols_at(t: torch.Tensor | int, n: torch.Tensor, k: int, m: int, last: int = A) -> torch.Tensor:
     """The symbol at positions ``t`` (0-based; broadcast against ``n``) of each string
-    a^n b^(k n) c^(m n) a: the last one, at t = (1 + k + m) n, is the a that starts the next block."""
+    a^n b^(k n) c^(m n) and ``last``: the one at t = (1 + k + m) n, the a that starts the next
+    block, or the end symbol."""
     end_b = (1 + k) * n
     sym = torch.where(t < n, A, torch.where(t < end_b, B, C))
-    return torch.where(t >= end_b + m * n, A, sym)
+    return torch.where(t >= end_b + m * n, last, sym)
 
 
 @torch.no_grad()
-def wrong_per_length(layout: Layout, flat: torch.Tensor, objective: Objective, language: str, lengths: Sequence[int]) -> torch.Tensor:
+def wrong_per_length(layout: Layout, flat: torch.Tensor, objective: Objective, language: str, lengths: Sequence[int],
+                     end_symbol: bool = False) -> torch.Tensor:
     """Each network's wrong scored positions on the string of each length: ``(R, N)`` for the R
     networks ``flat`` (R, P) and the N block lengths ``lengths``; 0 means the string is
     recognised. Every string starts from the initial state, as the module's test with
-    ``data.eval_blocks=1``. The steps run ``BLOCK`` at a time, keeping that block's hidden states
+    ``data.eval_blocks=1``; with ``end_symbol`` the strings end with T (``data.end_symbol``). The steps run ``BLOCK`` at a time, keeping that block's hidden states
     (R, H, BLOCK, live strings), then the block is scored in one call."""
     k, m = LANGUAGES[language]
     S = layout.num_symbols
+    last = num_symbols(language) if end_symbol else A
     R, device = flat.shape[0], flat.device
     n = torch.as_tensor(list(lengths), dtype=torch.long, device=device)
     order = torch.argsort(n, descending=True)  # the longest first: the strings that have ended are a tail
@@ -56,7 +59,7 @@ def wrong_per_length(layout: Layout, flat: torch.Tensor, objective: Objective, l
         live = int((total > t0).sum())
         state, nl = tuple(s[:, :, :live] for s in state), n[:live, None]
         ts = torch.arange(t0, min(t0 + BLOCK, steps), device=device)[None]  # (1, L)
-        sym, target = symbols_at(ts, nl, k, m), symbols_at(ts + 1, nl, k, m)  # (live, L)
+        sym, target = symbols_at(ts, nl, k, m, last), symbols_at(ts + 1, nl, k, m, last)  # (live, L)
         hidden, columns = [], sym.T.contiguous()
         for j in range(ts.shape[1]):
             xz = by_symbol.index_select(0, columns[j]).view(live, R, G).permute(1, 2, 0)  # (R, G, live); rows: a fast gather

@@ -19,6 +19,7 @@ from base.contracts import SeedData, ShownNet
 from base.errors import ConfigError, check, check_choice, check_int, is_number
 from lightning_modules.compiled import compiled_for
 from lightning_modules.dekf import DEKF, kalman_update
+from lightning_modules.long_strings import wrong_per_length
 from lightning_modules.metrics import PerSeedSums
 from lightning_modules.objectives import Objective
 from lightning_modules.optimizers import optimizer_factory
@@ -196,7 +197,7 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         super().__init__()
         check_choice("cell", cell, CELLS)
         check_int("hidden_units", hidden_units, 1)
-        check(num_symbols in (2, 3), "num_symbols", num_symbols, "2 or 3")
+        check(num_symbols in (2, 3, 4), "num_symbols", num_symbols, "2 or 3, one more with the end symbol (data.end_symbol)")
         check(init == "uniform" or (is_number(init) and init > 0), "init", init, "a finite number > 0 (std of a normal) or 'uniform'")
         check_int("restarts", restarts, 0)
         check_int("restart_after", restart_after, 1)
@@ -237,6 +238,7 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         self.selection_wrong: Optional[PerSeedSums] = None
         self.generalisation_wrong_selected: Optional[PerSeedSums] = None
         self.selected: list[Optional[dict]] = [None] * S  # {"update", "fraction_right", "weights"}
+        self.curve: list[list[list[int]]] = [[] for _ in range(S)]  # data.track_generalisation: [update, max_n_generalised] per evaluation
         self.last_val: dict[str, list[Optional[float]]] = {}
         self.last_test: dict[str, Any] = {}
         self._t0 = time.perf_counter()
@@ -549,8 +551,22 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         step = self.trainer.global_step
         if self.selection_wrong is not None:  # before a restart replaces a seed's weights
             self._select(evaluated, step)
+        if self.trainer.datamodule.hparams.get("track_generalisation") and evaluated:
+            self._track(sorted(evaluated), step)
         for i in sorted(evaluated):
             self._after_evaluation(i, measured["acc"][i] == 1.0, step)
+
+    def _track(self, rows: list[int], step: int) -> None:
+        """The generalisation test of seeds ``rows`` now (``data.track_generalisation``): one
+        string per n = 1..eval_max_n from the initial state, streamed; a point of each seed's curve."""
+        hp = self.trainer.datamodule.hparams
+        lengths = list(range(1, self.eval_max_n + 1))
+        wrong = wrong_per_length(self.layout, self._flat(rows), self.objective, hp.language, lengths, hp.get("end_symbol", False)).cpu()
+        reached = []
+        for j, i in enumerate(rows):
+            reached.append(generalisation(lengths, (wrong[j] == 0).tolist())["max_n_generalised"])
+            self.curve[i].append([step, reached[-1]])
+        self.log("max_n_generalised/val", statistics.fmean(reached))  # this process's seeds (a curve per seed is in results.json)
 
     def _after_evaluation(self, i: int, solved: bool, step: int) -> None:
         """What a run does after an evaluation: note when the seed was first solved; re-initialise
@@ -655,7 +671,7 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
                 "first_solved_update": self.first_solved[i], "stopped_early_at_update": self.stopped_early[i], "attempts": len(attempts),
                 "test_loss": t["loss"][i], "error": t["error"][i], "error_exact": t["error_exact"][i], "acc": t["acc"][i], "solved": bool(t["solved"][i]),
                 "max_n_generalised": g["max_n_generalised"], "fraction_lengths_right": g["fraction_lengths_right"], "lengths_right": g["lengths_right"],
-                "attempt_records": attempts,
+                "attempt_records": attempts, **({"generalisation_curve": self.curve[i]} if self.curve[i] else {}),
                 **({"selected": t["selected"][i]} if "selected" in t else {}),
             })
         return out
@@ -689,7 +705,7 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         }
 
     # -- checkpoints and processes ---------------------------------------------------------------------
-    STATE = ("ended", "ended_at", "stopped_early", "first_solved", "first_solved_seconds", "selected")
+    STATE = ("ended", "ended_at", "stopped_early", "first_solved", "first_solved_seconds", "selected", "curve")
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["attempts"] = [a.state_dict() for a in self.attempts]

@@ -19,14 +19,16 @@ def run_name(experiment: str | None, model: str | None) -> str:
     return str(experiment or model or "run")
 
 
-def num_symbols(language: str) -> int:
-    """Symbols of a counting language (``anb2n`` -> 2, ``anb2nc3n`` -> 3), so that a model
-    config follows ``data.language``."""
+def num_symbols(language: str, end_symbol: bool = False) -> int:
+    """Symbols of a counting language (``anb2n`` -> 2, ``anb2nc3n`` -> 3; one more with
+    ``data.end_symbol``), so that a model config follows the data."""
     from base.languages import LANGUAGES, num_symbols as symbols_of
 
     if language not in LANGUAGES:
         raise ConfigError(f"data.language={language!r} is invalid; allowed: one of {', '.join(LANGUAGES)}")
-    return symbols_of(language)
+    if not isinstance(end_symbol, bool):
+        raise ConfigError(f"data.end_symbol={end_symbol!r} is invalid; allowed: true or false")
+    return symbols_of(language, end_symbol)
 
 
 def ddp_strategy(model_target: str) -> str:

@@ -220,6 +220,9 @@ def test_the_batch_table_is_built_up_to_its_limit_of_sequences():
     ("eval_sequences", 0, "an integer >= 1"), ("eval_max_n", 0, "an integer >= 1"), ("seeds", 0, "an integer >= 1"),
     ("select_lengths", [], "null or a list of distinct integers >= 1"), ("select_lengths", [0, 3], "null or a list of distinct integers >= 1"),
     ("select_lengths", [True], "null or a list of distinct integers >= 1"), ("select_lengths", [2.0], "null or a list of distinct integers >= 1"),
+    ("end_symbol", 1, "true or false"), ("train_strings", 0, "an integer >= 1"),
+    ("train_set_seed", 3, "null, or an integer with data.train_strings set"),
+    ("track_generalisation", True, "true or false (true with data.eval_blocks=1: the tracked test runs one block a string)"),
 ])
 def test_each_bad_data_setting_is_one_line_that_names_it(key, value, allowed):
     from base.errors import ConfigError
@@ -233,3 +236,51 @@ def test_the_smallest_settings_are_allowed():
     symbols the figures label are the language's."""
     dm = GrammarDataModule(language="anb2n", max_n=1, eval_sequences=1, eval_max_n=1, select_lengths=[1])
     assert dm.symbols == "AB" and GrammarDataModule(language="anb2nc3n").symbols == "ABC"
+
+
+@pytest.mark.parametrize("language, names, end", [("anbncn", "ABCT", 3), ("anb2n", "ABT", 2)])
+def test_with_the_end_symbol_a_sequence_ends_with_t_and_the_batches_agree(language, names, end):
+    """a a b b c c T (Suzgun et al.'s string for n = 2): the last target is T, the last output;
+    its input column is never set; blocks follow each other and T ends the sequence only; the
+    fast training batches are the sequences collated one by one."""
+    from datamodules.grammar import training_batch
+
+    dm = GrammarDataModule(language=language, end_symbol=True)
+    assert dm.symbols == names and dm.language.num_symbols == end + 1
+    seq = dm.language.sequence([2])
+    assert "".join(names[s] for s in seq["symbols"]) == ("AABBCCT" if language == "anbncn" else "AABBBBT")
+    two = dm.language.sequence([1, 2])
+    assert "".join(names[s] for s in two["symbols"]) == ("ABCAABBCCT" if language == "anbncn" else "ABBAABBBBT")
+    lengths = np.array([[[1, 2], [3, 1]]])
+    got = training_batch(dm.language, lengths, dm.language.longest(2))
+    one = collate([dm.language.sequence(l) for l in lengths[0]], end + 1, dm.language.longest(2))
+    for key in ("inputs", "targets", "valid"):
+        assert torch.equal(got[key][0], one[key]), key
+    assert got["inputs"][..., end].sum() == 0
+
+
+def test_a_fixed_training_set_is_replayed_in_order_per_seed_or_shared():
+    """``train_strings=5``, 2 strings an update: update k trains on strings 2k, 2k + 1 (mod 5) of
+    each seed's set, drawn once from [seed, 3]; ``train_set_seed`` gives every seed the one set;
+    a stream resumed at update k goes on as the uninterrupted one."""
+    dm = GrammarDataModule(language="anb2n", max_n=6, blocks=1, batch_size=2, seeds=2, seed=7, train_strings=5)
+    sets = [np.random.default_rng([s, 3]).integers(1, 7, size=(5, 1)) for s in (7, 8)]
+    assert all(np.array_equal(dm.training_set(s), want) for s, want in zip((7, 8), sets))
+    stream = SeedStreams(dm.language, 1, 2, [7, 8], sets=sets)
+    batches = _take(stream, 6)
+    for k, b in enumerate(batches):
+        for i in range(2):
+            want = training_batch_of(dm.language, sets[i][[(2 * k) % 5, (2 * k + 1) % 5]])
+            assert torch.equal(b["inputs"][i], want["inputs"]) and torch.equal(b["targets"][i], want["targets"])
+    assert stream.state_at(3) == {"batch": 3}
+    resumed = _take(SeedStreams(dm.language, 1, 2, [7, 8], sets=sets, start=stream.state_at(3)), 3)
+    assert all(_same(a, b) for a, b in zip(resumed, batches[3:]))
+    shared = GrammarDataModule(language="anb2n", max_n=6, blocks=1, seeds=2, seed=7, train_strings=5, train_set_seed=11)
+    assert np.array_equal(shared.training_set(7), shared.training_set(8))
+    assert np.array_equal(shared.training_set(8), np.random.default_rng([11, 3]).integers(1, 7, size=(5, 1)))
+
+
+def training_batch_of(language, lengths):
+    from datamodules.grammar import training_batch
+
+    return training_batch(language, lengths, language.longest(lengths.shape[-1]))
