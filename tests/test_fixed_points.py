@@ -46,3 +46,13 @@ def test_the_rates_cancel_for_one_b_per_a_and_not_for_two():
     one, two = balance(LAYOUT, known_net(), 1), balance(LAYOUT, known_net(), 2)
     assert one.rate_a == pytest.approx(0.5) and one.rate_b == pytest.approx(2.0)
     assert one.balance == pytest.approx(0.0, abs=1e-12) and two.balance == pytest.approx(math.log(2.0))
+
+
+def test_spearmans_rho_on_known_ranks():
+    """rho = 1 - 6 sum d^2 / (n (n^2 - 1)) without ties: [1, 2, 3] against [1, 3, 2] is 0.5; ties
+    take their mean rank (Pearson's r on the ranks: [0.5, 0.5, 2] against [0, 1, 2] is sqrt(3)/2)."""
+    from orchestration.srn_dynamics import spearman
+
+    assert spearman([1, 2, 3], [1, 3, 2]) == pytest.approx(0.5)
+    assert spearman([3, 2, 1], [1, 2, 3]) == pytest.approx(-1.0)
+    assert spearman([1, 1, 2], [1, 2, 3]) == pytest.approx(math.sqrt(3) / 2)
