@@ -32,7 +32,7 @@ def _line(build, **kwargs) -> str:
     ({"engine": "fused", "cell": "lstm", "peepholes": True}, "engine='fused' is invalid; allowed: step, or fused for SRNs and LSTMs without peepholes trained by gradient"),
     ({"engine": "fast", "cell": "lstm"}, "engine='fast' is invalid; allowed: step or fused"),
     ({"hidden_units": 0}, "hidden_units=0 is invalid; allowed: an integer >= 1"),
-    ({"num_symbols": 4}, "num_symbols=4 is invalid; allowed: 2 or 3"),
+    ({"num_symbols": 5}, "num_symbols=5 is invalid; allowed: 2 or 3, one more with the end symbol (data.end_symbol)"),
     ({"init": 0}, "init=0 is invalid; allowed: a finite number > 0 (std of a normal) or 'uniform'"),
     ({"init": True}, "init=True is invalid; allowed: a finite number > 0 (std of a normal) or 'uniform'"),
     ({"init": "normal"}, "init='normal' is invalid; allowed: a finite number > 0 (std of a normal) or 'uniform'"),
