@@ -44,7 +44,7 @@ class CountingLanguage:
     @property
     def last(self) -> int:
         """The symbol after a sequence's last block: the next block's a, or T."""
-        return (3 if self.c else 2) if self.end else A
+        return self.num_symbols - 1 if self.end else A
 
     def sequence(self, lengths: list[int] | np.ndarray) -> dict[str, np.ndarray]:
         """One sequence with the given block lengths. Per position t (input symbol t, target t+1):

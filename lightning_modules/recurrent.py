@@ -42,13 +42,6 @@ def _counts(values) -> dict[str, int]:
     return {str(n): k for n, k in sorted(Counter(values).items())}
 
 
-def _plain(weights: Any) -> Any:
-    """``model.weights`` as plain lists (Hydra passes a DictConfig)."""
-    from omegaconf import DictConfig, OmegaConf
-
-    return OmegaConf.to_container(weights) if isinstance(weights, DictConfig) else weights
-
-
 def fused_applies(cell: Any, peepholes: Any, kalman: bool) -> bool:
     """torch's fused kernels compute SRNs and LSTMs without peepholes; the Kalman filter needs the step."""
     return cell in FUSED_CELLS and not peepholes and not kalman
@@ -213,7 +206,6 @@ class SequencePredictor(SeedPopulation, pl.LightningModule):
         check(engine == "step" or (engine == "fused" and fused_fits), "engine", engine,
               "step, or fused for SRNs and LSTMs without peepholes trained by gradient" if not fused_fits else "step or fused")
         check(weights is None or seeds == 1, "seeds", seeds, "1 with hand-set weights (model.weights): every seed would be the same net")
-        weights = _plain(weights)  # plain lists in the saved hyperparameters (results.json, checkpoints)
         self.save_hyperparameters(ignore=["optimizer", "engine"])
         self.hparams["engine"] = engine  # what ran, not null
         self.hparams["optimizer"] = description  # plain: checkpoints load with weights_only=True
